@@ -1,0 +1,170 @@
+"""Admin console for brokers: registration (through the services), status, sync history, read-only mirror."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from brokers import selectors, services
+from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
+from catalog_portal.exceptions import ApplicationError
+
+
+class BrokerForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https", help_text="Base URL of the broker, without /v2.")
+    secret = forms.CharField(
+        label="Password or token",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave empty to keep the stored secret.",
+    )
+
+    class Meta:
+        model = Broker
+        fields = [
+            "name", "url", "auth_type", "auth_username", "verify_tls", "ca_bundle", "relist_interval_seconds",
+            "enabled",
+        ]
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class OfferingInline(ReadOnlyInline):
+    model = ServiceOffering
+    fields = ["name", "display_name", "provider", "catalog_id", "bindable", "active", "updated_at"]
+    readonly_fields = fields
+
+
+class SyncInline(ReadOnlyInline):
+    model = CatalogSync
+    fields = ["started_at", "trigger", "outcome", "duration_ms", "added", "changed", "deactivated", "error"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CatalogSync]:
+        return super().get_queryset(request).order_by("-started_at")
+
+
+@admin.register(Broker)
+class BrokerAdmin(admin.ModelAdmin):
+    form = BrokerForm
+    list_display = [
+        "name", "url", "status_badge", "short_message", "last_synced_at", "service_count", "plan_count",
+        "enabled",
+    ]
+    list_filter = ["status", "enabled"]
+    search_fields = ["name", "url"]
+    actions = ["sync_now"]
+    readonly_fields = ["status", "status_message", "last_synced_at", "next_sync_at", "created_at", "updated_at"]
+    inlines = [SyncInline, OfferingInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Broker]:
+        return selectors.broker_list()
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, broker: Broker) -> str:
+        colours = {"ready": "#17803d", "failed": "#b42318", "syncing": "#2557d6", "pending": "#59636e"}
+        return format_html(
+            '<strong style="color:{}">{}</strong>', colours.get(broker.status, "#000"), broker.get_status_display()
+        )
+
+    @admin.display(description="Message")
+    def short_message(self, broker: Broker) -> str:
+        return broker.status_message[:160]
+
+    @admin.display(description="Services", ordering="service_count")
+    def service_count(self, broker: Broker) -> int:
+        return broker.service_count  # type: ignore[attr-defined]
+
+    @admin.display(description="Plans", ordering="plan_count")
+    def plan_count(self, broker: Broker) -> int:
+        return broker.plan_count  # type: ignore[attr-defined]
+
+    @admin.action(description="Sync catalog now")
+    def sync_now(self, request: HttpRequest, queryset: QuerySet[Broker]) -> None:
+        for broker in queryset:
+            services.broker_request_sync(broker=broker)
+        self.message_user(request, f"Catalog sync queued for {queryset.count()} broker(s).", messages.SUCCESS)
+
+    def save_model(self, request: HttpRequest, obj: Broker, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        auth = services.BrokerAuth(
+            type=data["auth_type"], username=data.get("auth_username", ""), secret=data.get("secret") or None
+        )
+        fields = {k: data[k] for k in ("name", "url", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled")}
+        try:
+            if change:
+                original = Broker.objects.get(pk=obj.pk)
+                auth_changed = auth.secret or auth.type != original.auth_type or auth.username != original.auth_username
+                services.broker_update(broker=original, auth=auth if auth_changed else None, **fields)
+            else:
+                broker = services.broker_register(auth=auth, **fields)
+                obj.pk = broker.pk
+                obj._state.adding = False
+        except ApplicationError as exc:
+            # The form was valid but the service refused: show why instead of a server error.
+            self.message_user(request, exc.message, messages.ERROR)
+            raise
+
+    def delete_model(self, request: HttpRequest, obj: Broker) -> None:
+        services.broker_remove(broker=obj)
+
+
+@admin.register(CatalogSync)
+class CatalogSyncAdmin(admin.ModelAdmin):
+    list_display = ["broker", "started_at", "trigger", "outcome", "duration_ms", "added", "changed", "deactivated"]
+    list_filter = ["outcome", "trigger", "broker"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class PlanInline(ReadOnlyInline):
+    model = ServicePlan
+    fields = ["name", "display_name", "catalog_id", "free", "bindable", "plan_updateable", "active"]
+    readonly_fields = fields
+
+
+@admin.register(ServiceOffering)
+class ServiceOfferingAdmin(admin.ModelAdmin):
+    list_display = ["title", "broker", "provider", "catalog_id", "bindable", "active"]
+    list_filter = ["active", "broker", "bindable"]
+    search_fields = ["name", "display_name", "description", "catalog_id"]
+    inlines = [PlanInline]
+    list_select_related = ["broker"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ServicePlan)
+class ServicePlanAdmin(ServiceOfferingAdmin):
+    list_display = ["title", "offering", "broker", "catalog_id", "free", "active"]
+    list_filter = ["active", "free", "broker"]
+    search_fields = ["name", "display_name", "catalog_id"]
+    inlines = []
+    list_select_related = ["offering", "broker"]

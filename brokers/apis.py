@@ -1,0 +1,252 @@
+"""REST API for brokers, services and plans (API.md). Thin: parse, call a service or selector, shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from brokers import selectors, services
+from brokers.models import Broker, ServiceOffering, ServicePlan
+
+
+class IsAdminOrReadOnly(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        return request.method in ("GET", "HEAD", "OPTIONS") or bool(user.is_staff)
+
+
+# --- Brokers -------------------------------------------------------------------------------------
+
+
+class AuthSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["none", "basic", "bearer"])
+    username = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    password = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=1000)
+    token = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=5000)
+
+    def to_internal_value(self, data: Any) -> services.BrokerAuth:
+        values = super().to_internal_value(data)
+        kind = values["type"]
+        secret = values.get("password") if kind == "basic" else values.get("token") if kind == "bearer" else None
+        return services.BrokerAuth(type=kind, username=values.get("username", ""), secret=secret or None)
+
+
+class BrokerOutputSerializer(serializers.ModelSerializer):
+    auth = serializers.SerializerMethodField()
+    service_count = serializers.IntegerField(read_only=True)
+    plan_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Broker
+        fields = [
+            "id", "name", "url", "auth", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled",
+            "status", "status_message", "last_synced_at", "service_count", "plan_count", "created_at",
+            "updated_at",
+        ]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_auth(self, broker: Broker) -> dict[str, str] | None:
+        if broker.auth_type == Broker.AuthType.BASIC:
+            return {"type": "basic", "username": broker.auth_username}
+        if broker.auth_type == Broker.AuthType.BEARER:
+            return {"type": "bearer"}
+        return None
+
+
+class BrokerInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    url = serializers.URLField(max_length=500)
+    auth = AuthSerializer(required=False, allow_null=True)
+    verify_tls = serializers.BooleanField(required=False, default=True)
+    ca_bundle = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    relist_interval_seconds = serializers.IntegerField(required=False, min_value=10, max_value=7 * 24 * 3600)
+    enabled = serializers.BooleanField(required=False, default=True)
+
+    def validate_url(self, value: str) -> str:
+        if not value.lower().startswith(("http://", "https://")):
+            raise serializers.ValidationError("The broker URL must start with http:// or https://.")
+        return value
+
+
+def _broker_body(broker: Broker) -> dict[str, Any]:
+    return BrokerOutputSerializer(selectors.broker_list().get(pk=broker.pk)).data
+
+
+class BrokerListApi(APIView):
+    permission_classes = [IsAdminOrReadOnly]
+
+    @extend_schema(responses=BrokerOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        from catalog_portal.api import Pagination
+
+        paginator = Pagination()
+        page = paginator.paginate_queryset(selectors.broker_list(), request, view=self)
+        return paginator.get_paginated_response(BrokerOutputSerializer(page, many=True).data)
+
+    @extend_schema(request=BrokerInputSerializer, responses={201: BrokerOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = BrokerInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        auth = data.pop("auth", None)
+        broker = services.broker_register(auth=auth, **data)
+        return Response(_broker_body(broker), status=status.HTTP_201_CREATED)
+
+
+class BrokerDetailApi(APIView):
+    permission_classes = [IsAdminOrReadOnly]
+
+    @extend_schema(responses=BrokerOutputSerializer)
+    def get(self, request: Request, broker_id: str) -> Response:
+        return Response(BrokerOutputSerializer(get_object_or_404(selectors.broker_list(), pk=broker_id)).data)
+
+    @extend_schema(request=BrokerInputSerializer(partial=True), responses=BrokerOutputSerializer)
+    def patch(self, request: Request, broker_id: str) -> Response:
+        broker = get_object_or_404(Broker, pk=broker_id)
+        serializer = BrokerInputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        auth = data.pop("auth", None)
+        broker = services.broker_update(broker=broker, auth=auth, **data)
+        return Response(_broker_body(broker))
+
+    @extend_schema(responses={204: None, 409: None})
+    def delete(self, request: Request, broker_id: str) -> Response:
+        services.broker_remove(broker=get_object_or_404(Broker, pk=broker_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class BrokerSyncApi(APIView):
+    permission_classes = [IsAuthenticated, IsAdminOrReadOnly]
+
+    @extend_schema(
+        request=None,
+        responses={202: inline_serializer("SyncQueued", {"detail": serializers.CharField()})},
+    )
+    def post(self, request: Request, broker_id: str) -> Response:
+        broker = get_object_or_404(Broker, pk=broker_id)
+        services.broker_request_sync(broker=broker)
+        return Response({"detail": f"A catalog sync of '{broker.name}' is queued."}, status=status.HTTP_202_ACCEPTED)
+
+
+# --- Services and plans --------------------------------------------------------------------------
+
+
+class PlanSummarySerializer(serializers.ModelSerializer):
+    display_name = serializers.CharField(source="title")
+
+    class Meta:
+        model = ServicePlan
+        fields = ["id", "name", "display_name", "free"]
+
+
+class ServiceSerializer(serializers.ModelSerializer):
+    broker_name = serializers.CharField(source="broker.name")
+    display_name = serializers.CharField(source="title")
+    plans = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ServiceOffering
+        fields = [
+            "id", "broker", "broker_name", "catalog_id", "name", "display_name", "description",
+            "long_description", "provider", "image_url", "documentation_url", "support_url", "tags", "requires",
+            "bindable", "instances_retrievable", "bindings_retrievable", "plan_updateable", "active", "plans",
+        ]
+
+    def get_plans(self, offering: ServiceOffering) -> list[dict[str, Any]]:
+        plans = getattr(offering, "active_plans", None)
+        if plans is None:
+            plans = offering.plans.filter(active=True).order_by("position")
+        return PlanSummarySerializer(plans, many=True).data  # type: ignore[return-value]
+
+
+class PlanSerializer(serializers.ModelSerializer):
+    service = serializers.UUIDField(source="offering_id")
+    display_name = serializers.CharField(source="title")
+    bindable = serializers.BooleanField(source="effective_bindable")
+    plan_updateable = serializers.BooleanField(source="effective_plan_updateable")
+    schemas = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ServicePlan
+        fields = [
+            "id", "service", "catalog_id", "name", "display_name", "description", "free", "costs", "bullets",
+            "bindable", "plan_updateable", "maximum_polling_duration", "maintenance_info", "schemas", "active",
+        ]
+
+    def get_schemas(self, plan: ServicePlan) -> dict[str, Any]:
+        return {
+            "instance_create": plan.instance_create_schema,
+            "instance_update": plan.instance_update_schema,
+            "binding_create": plan.binding_create_schema,
+        }
+
+
+def _bool_param(request: Request, name: str) -> bool | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise serializers.ValidationError({name: [f"Use true or false, not '{value}'."]})
+
+
+class ServiceListApi(APIView):
+    @extend_schema(responses=ServiceSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        from catalog_portal.api import Pagination
+
+        params = request.query_params
+        active = _bool_param(request, "active")
+        query = selectors.offering_list(
+            search=params.get("search"),
+            tags=params.getlist("tag"),
+            brokers=params.getlist("broker"),
+            providers=params.getlist("provider"),
+            free=_bool_param(request, "free"),
+            active=True if active is None else active,
+        )
+        paginator = Pagination()
+        page = paginator.paginate_queryset(query, request, view=self)
+        return paginator.get_paginated_response(ServiceSerializer(page, many=True).data)
+
+
+class ServiceDetailApi(APIView):
+    @extend_schema(responses=ServiceSerializer)
+    def get(self, request: Request, service_id: str) -> Response:
+        offering = get_object_or_404(selectors.offering_list(active=None), pk=service_id)
+        return Response(ServiceSerializer(offering).data)
+
+
+class PlanListApi(APIView):
+    @extend_schema(responses=PlanSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        from catalog_portal.api import Pagination
+
+        service = request.query_params.get("service")
+        if service and not selectors._is_uuid(service):
+            raise serializers.ValidationError({"service": ["Must be a service id (UUID)."]})
+        active = _bool_param(request, "active")
+        query = selectors.plan_list(service=service, active=True if active is None else active)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(query, request, view=self)
+        return paginator.get_paginated_response(PlanSerializer(page, many=True).data)
+
+
+class PlanDetailApi(APIView):
+    @extend_schema(responses=PlanSerializer)
+    def get(self, request: Request, plan_id: str) -> Response:
+        return Response(PlanSerializer(get_object_or_404(selectors.plan_list(active=None), pk=plan_id)).data)

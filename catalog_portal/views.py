@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
+from rest_framework.authtoken.models import Token
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers: the database answers."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
+
+
+@require_http_methods(["GET", "POST"])
+def account(request: HttpRequest) -> HttpResponse:
+    """The user's page: their API token (created or rotated on request)."""
+    token = Token.objects.filter(user=request.user).first()
+    new_key = None
+    if request.method == "POST":
+        if token is not None:
+            token.delete()
+        token = Token.objects.create(user=request.user)
+        new_key = token.key
+    return render(request, "account.html", {"has_token": token is not None, "new_key": new_key})

@@ -1,0 +1,183 @@
+"""Shared fixtures: personas, API clients, the HTTP test broker, the OSB contract proxy and a real worker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from brokers.sample_broker import SampleBroker
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+OPENAPI = SHARED / "osb-spec" / "openapi.yaml"
+BROKER_USER, BROKER_PASSWORD = "portal", "s3cret-broker-pass"
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"Timed out after {timeout} s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- personas ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_superuser("admin", "admin@example.com", "admin-pass-123")
+
+
+@pytest.fixture
+def alice(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("alice", "alice@example.com", "alice-pass-123")
+
+
+def _token_client(user: Any) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def admin_api(admin_user: Any) -> APIClient:
+    return _token_client(admin_user)
+
+
+@pytest.fixture
+def alice_api(alice: Any) -> APIClient:
+    return _token_client(alice)
+
+
+# --- the HTTP test broker ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _broker_process() -> Iterator[SampleBroker]:
+    broker = SampleBroker(username=BROKER_USER, password=BROKER_PASSWORD).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def osb_broker(_broker_process: SampleBroker) -> Iterator[SampleBroker]:
+    """The test broker, reset: sample catalog, no scripted answers, no recorded requests."""
+    _broker_process.reset()
+    yield _broker_process
+    _broker_process.reset()
+
+
+def _prism_bin() -> str | None:
+    candidate = os.environ.get("PRISM_BIN") or str(ROOT / ".ci" / "prism" / "node_modules" / ".bin" / "prism")
+    return candidate if Path(candidate).exists() and shutil.which("node") else None
+
+
+@pytest.fixture(scope="session")
+def _prism(_broker_process: SampleBroker) -> Iterator[str | None]:
+    """`prism proxy` in front of the test broker: a request violating the OSB OpenAPI document gets 422."""
+    prism = _prism_bin()
+    if prism is None:
+        if os.environ.get("REQUIRE_OSB_PROXY") == "1":
+            pytest.fail("REQUIRE_OSB_PROXY=1 but prism is not installed (npm ci --prefix .ci/prism)")
+        yield None
+        return
+    port = free_port()
+    process = subprocess.Popen(
+        [prism, "proxy", str(OPENAPI), _broker_process.url, "--errors", "-p", str(port), "-h", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            httpx.get(url + "/v2/catalog", timeout=1)
+        except httpx.TransportError:
+            return process.poll() is not None
+        return True
+
+    wait_for(up, timeout=60, what="prism to start")
+    if process.poll() is not None:
+        pytest.fail("prism exited at start")
+    yield url
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def osb_url(osb_broker: SampleBroker, _prism: str | None) -> str:
+    """Where the portal should reach the test broker: through the contract proxy when it is installed."""
+    return _prism or osb_broker.url
+
+
+# --- a real Celery worker ---------------------------------------------------------------------------
+
+
+def _worker_database_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `celery -A catalog_portal worker` process on the configured transport and the test database."""
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="catalog_portal.settings",
+        DATABASE_URL=_worker_database_url(),
+        PYTHONUNBUFFERED="1",
+    )
+    log_path = ROOT / "var" / "test-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "catalog_portal", "worker", "--pool=threads", "--concurrency=4",
+         "--loglevel=INFO", "--without-mingle", "--without-gossip", "--hostname=test-worker@%h"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_for(lambda: b"ready." in log_path.read_bytes() or process.poll() is not None, timeout=60,
+             what="the Celery worker to start")
+    if process.poll() is not None:
+        pytest.fail(f"The Celery worker exited at start:\n{log_path.read_text()[-3000:]}")
+    yield process
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    log.close()
