@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     broker.etag_support = not args.no_etag
     broker.verbose = not args.quiet
     try:
-        broker._bind()
+        broker.listen()
     except OSError as exc:
         print(f"sample broker: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

@@ -107,22 +107,22 @@ _STATUS_ERRORS = {
 class Headers(dict[str, str]):
     """A plain ``dict`` of header name -> value whose lookups ignore case."""
 
-    def _key(self, key: object) -> object:
-        if isinstance(key, str) and not dict.__contains__(self, key):
+    def _resolve(self, key: str) -> str:
+        if not super().__contains__(key):
             lowered = key.lower()
-            for existing in self.keys():
+            for existing in self:
                 if existing.lower() == lowered:
                     return existing
         return key
 
     def __getitem__(self, key: str) -> str:
-        return dict.__getitem__(self, self._key(key))  # type: ignore[arg-type]
+        return super().__getitem__(self._resolve(key))
 
     def __contains__(self, key: object) -> bool:
-        return dict.__contains__(self, self._key(key))
+        return isinstance(key, str) and super().__contains__(self._resolve(key))
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return dict.get(self, self._key(key), default)  # type: ignore[arg-type]
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(self._resolve(key), default)
 
 
 @dataclass
@@ -182,6 +182,7 @@ class BrokerError(Exception):
         self.description = description
         self.error = error or _STATUS_ERRORS.get(status, "Error")
         self.extra = extra
+        self.headers: dict[str, str] = {}
 
     def body(self) -> dict[str, Any]:
         return {"error": self.error, "description": self.description, **self.extra}
@@ -249,6 +250,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server_version = "SampleOSBBroker/1.0"
     server: _Server
 
@@ -278,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
-        if reply.status == 304 or self.command == "HEAD":
+        if reply.status == 304:
             payload = b""
         elif isinstance(reply.body, (bytes, str)) or reply.body is None:
             payload = _encode_body(reply.body)
@@ -292,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.status != 304:
             self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        if payload:
+        if payload and self.command != "HEAD":
             self.wfile.write(payload)
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_POST = do_HEAD = do_OPTIONS = _handle
@@ -523,7 +525,7 @@ class SampleBroker:
             base_url = f"http://{headers.get('Host')}" if headers.get("Host") else self.url
             return self._route(method, path, query, headers, body, parsed, base_url)
         except BrokerError as exc:
-            return Reply(exc.status, exc.body())
+            return Reply(exc.status, exc.body(), exc.headers)
         except Exception as exc:  # pragma: no cover - defensive
             return Reply(500, {"error": "InternalServerError", "description": f"{type(exc).__name__}: {exc}"})
 
@@ -628,7 +630,9 @@ class SampleBroker:
                 pw, self.password or ""
             )
         if not ok:
-            raise BrokerError(401, "Missing or invalid broker credentials", "Unauthorized")
+            exc = BrokerError(401, "Missing or invalid broker credentials", "Unauthorized")
+            exc.headers["WWW-Authenticate"] = 'Basic realm="sample-broker"'
+            raise exc
 
     def _check_version(self, headers: Headers) -> None:
         raw = headers.get(API_VERSION_HEADER)

@@ -1,0 +1,404 @@
+#!/usr/bin/env python
+"""Benchmark of the catalog mirror: cold sync, unchanged relist, and a relist with 1% of plans changed.
+
+    python bench/catalog_mirror.py [--services 1000 --plans 5] [--seed 0] [--no-schemas] [--check]
+
+Runs against whatever database DATABASE_URL names, but never touches the data in it:
+
+* DATABASE_URL unset  -> a fresh SQLite file in a temporary PORTAL_DATA_DIR (removed at the end);
+* DATABASE_URL=postgres://... -> a temporary database ``bench_catalog_<pid>`` is created on that
+  server, migrated, and dropped at the end.
+
+A real ``SampleBroker`` serves a generated catalog over HTTP on 127.0.0.1 (basic auth, no ETag, so
+every relist is a full fetch + validation + diff: the worst case). Each scenario calls
+``brokers.services.catalog_sync(broker_id=..., force=True)`` exactly as the worker does, and counts
+every SQL statement sent through Django and the rows each INSERT/UPDATE/DELETE affected
+(``cursor.rowcount``; ``total_changes`` on SQLite), split into catalog rows (offerings, plans) and
+bookkeeping rows (the CatalogSync record and the broker row). ``--check`` exits 1 if a goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import random
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+GOAL_COLD_S = 10.0
+GOAL_RELIST_S = 2.0
+CATALOG_TABLES = ("brokers_serviceoffering", "brokers_serviceplan")
+BOOKKEEPING_TABLES = ("brokers_catalogsync", "brokers_broker")
+BROKER_USER, BROKER_PASSWORD = "bench", "bench-broker-pass"
+_WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?([A-Za-z0-9_]+)"?', re.IGNORECASE)
+
+
+# --- throwaway database ---------------------------------------------------------------------------
+
+
+class ThrowawayDatabase:
+    """Points DATABASE_URL / PORTAL_DATA_DIR at a fresh, empty database; `drop()` removes it."""
+
+    def __init__(self) -> None:
+        self.data_dir = tempfile.mkdtemp(prefix="bench_catalog_")
+        self.server_url = os.environ.get("DATABASE_URL") or ""
+        self.pg_name: str | None = None
+        self.pg_params: dict[str, Any] = {}
+        self.label = ""
+
+    def create(self) -> None:
+        # Settings read these at import: set them before django.setup().
+        os.environ["PORTAL_DATA_DIR"] = self.data_dir  # secret/credential keys, static root, SQLite file
+        if not self.server_url:
+            os.environ.pop("DATABASE_URL", None)
+            self.label = f"sqlite (temp file {self.data_dir}/portal.sqlite3)"
+            return
+        import dj_database_url
+
+        config = dj_database_url.parse(self.server_url)
+        if "postgresql" not in config["ENGINE"]:
+            raise SystemExit(f"bench: only SQLite (no DATABASE_URL) and Postgres are supported, not {config['ENGINE']}")
+        import psycopg
+        from psycopg import sql
+
+        self.pg_params = {
+            "dbname": config["NAME"] or "postgres",
+            "user": config.get("USER") or None,
+            "password": config.get("PASSWORD") or None,
+            "host": config.get("HOST") or None,
+            "port": config.get("PORT") or None,
+        }
+        self.pg_name = f"bench_catalog_{os.getpid()}"
+        with psycopg.connect(**self.pg_params, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.pg_name)))
+        parts = urlsplit(self.server_url)
+        os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + self.pg_name))
+        version = ""
+        with psycopg.connect(**{**self.pg_params, "dbname": self.pg_name}, autocommit=True) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            version = row[0] if row else "?"
+        self.label = (
+            f"postgres {version} (temp database {self.pg_name} on {parts.hostname}:{parts.port or 5432})"
+        )
+
+    def drop(self) -> None:
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:
+            pass
+        if self.pg_name:
+            import psycopg
+            from psycopg import sql
+
+            with psycopg.connect(**self.pg_params, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.pg_name))
+                )
+            self.pg_name = None
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+# --- SQL accounting -------------------------------------------------------------------------------
+
+
+@dataclass
+class SqlStats:
+    statements: int = 0
+    by_kind: Counter = field(default_factory=Counter)  # statement kind -> count
+    rows: Counter = field(default_factory=Counter)  # (verb, table) -> affected rows
+
+    def catalog_rows(self, verb: str | None = None) -> int:
+        return sum(n for (v, t), n in self.rows.items() if t in CATALOG_TABLES and (verb is None or v == verb))
+
+    def bookkeeping_rows(self) -> int:
+        return sum(n for (_, t), n in self.rows.items() if t in BOOKKEEPING_TABLES)
+
+    def other_rows(self) -> int:
+        return sum(n for (_, t), n in self.rows.items() if t not in CATALOG_TABLES + BOOKKEEPING_TABLES)
+
+
+class SqlCounter:
+    """A `connection.execute_wrapper` that counts statements and the rows each write statement affected."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.sqlite = connection.vendor == "sqlite"
+        self.stats = SqlStats()
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        match = _WRITE.match(sql)
+        before = self._total_changes() if (match and self.sqlite) else 0
+        result = execute(sql, params, many, context)
+        self.stats.statements += 1
+        if match:
+            verb = match.group(1).split()[0].upper()
+            table = match.group(2).lower()
+            self.stats.by_kind[verb] += 1
+            if self.sqlite:
+                # sqlite3's cursor.rowcount is not final for INSERT ... RETURNING until the rows are
+                # fetched; the connection's total_changes is exact once the statement has stepped.
+                affected = self._total_changes() - before
+            else:
+                affected = max(context["cursor"].rowcount, 0)
+            self.stats.rows[(verb, table)] += affected
+        else:
+            self.stats.by_kind[(sql.lstrip().split(None, 1) or ["?"])[0].upper()] += 1
+        return result
+
+    def _total_changes(self) -> int:
+        return self.connection.connection.total_changes
+
+
+# --- timing hooks ---------------------------------------------------------------------------------
+
+
+class Phases:
+    """Times parse_catalog (validation) and _mirror (the DB diff and writes) inside catalog_sync."""
+
+    def __init__(self) -> None:
+        self.validate = 0.0
+        self.mirror = 0.0
+
+    def install(self) -> None:
+        from brokers import services
+
+        original_parse, original_mirror = services.parse_catalog, services._mirror
+
+        def parse_catalog(document: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original_parse(document)
+            finally:
+                self.validate += time.perf_counter() - start
+
+        def _mirror(broker: Any, offerings: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original_mirror(broker, offerings)
+            finally:
+                self.mirror += time.perf_counter() - start
+
+        services.parse_catalog = parse_catalog
+        services._mirror = _mirror
+
+    def reset(self) -> None:
+        self.validate = self.mirror = 0.0
+
+
+# --- scenarios ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    seconds: float
+    fetch_s: float
+    validate_s: float
+    mirror_s: float
+    sql: SqlStats
+    outcome: str
+    added: int
+    changed: int
+    deactivated: int
+    offerings_active: int
+    plans_active: int
+
+
+def run_sync(name: str, broker_id: Any, phases: Phases) -> Result:
+    from django.db import connection
+
+    from brokers.models import ServiceOffering, ServicePlan
+    from brokers.services import catalog_sync
+
+    phases.reset()
+    counter = SqlCounter(connection)
+    connection.ensure_connection()
+    with connection.execute_wrapper(counter):
+        start = time.perf_counter()
+        sync = catalog_sync(broker_id=broker_id, force=True)
+        seconds = time.perf_counter() - start
+    if sync is None or sync.outcome == "failed":
+        raise SystemExit(f"bench: {name}: sync failed: {getattr(sync, 'error', 'not run')}")
+    fetch_ms = sum(call.get("duration_ms") or 0 for call in sync.calls)
+    return Result(
+        name=name,
+        seconds=seconds,
+        fetch_s=fetch_ms / 1000,
+        validate_s=phases.validate,
+        mirror_s=phases.mirror,
+        sql=counter.stats,
+        outcome=sync.outcome,
+        added=sync.added,
+        changed=sync.changed,
+        deactivated=sync.deactivated,
+        offerings_active=ServiceOffering.objects.filter(broker_id=broker_id, active=True).count(),
+        plans_active=ServicePlan.objects.filter(broker_id=broker_id, active=True).count(),
+    )
+
+
+def change_plans(catalog: dict[str, Any], fraction: float, seed: int) -> tuple[dict[str, Any], int]:
+    """A copy of `catalog` in which `fraction` of the plans have a new description."""
+    changed = copy.deepcopy(catalog)
+    plans = [plan for service in changed["services"] for plan in service["plans"]]
+    picked = random.Random(seed).sample(plans, k=max(1, round(len(plans) * fraction)))
+    for plan in picked:
+        plan["description"] += " (revised)"
+    return changed, len(picked)
+
+
+def count_schemas(catalog: dict[str, Any]) -> int:
+    total = 0
+    for service in catalog["services"]:
+        for plan in service["plans"]:
+            for section in (plan.get("schemas") or {}).values():
+                total += sum(1 for step in section.values() if "parameters" in step)
+    return total
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def print_report(results: list[Result], expected_changed: int) -> list[str]:
+    header = (
+        f"{'scenario':<28} {'total s':>8} {'fetch s':>8} {'valid. s':>8} {'mirror s':>8} {'SQL stmts':>9}  "
+        f"{'catalog rows written':<24} {'bookkeeping rows':>16}  {'sync: added/changed/deact.':<26}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        rows = (
+            f"{r.sql.catalog_rows()} (ins {r.sql.catalog_rows('INSERT')} / upd {r.sql.catalog_rows('UPDATE')}"
+            f" / del {r.sql.catalog_rows('DELETE')})"
+        )
+        summary = f"{r.outcome}: {r.added}/{r.changed}/{r.deactivated}"
+        print(
+            f"{r.name:<28} {r.seconds:>8.2f} {r.fetch_s:>8.2f} {r.validate_s:>8.2f} {r.mirror_s:>8.2f} "
+            f"{r.sql.statements:>9}  {rows:<24} {r.sql.bookkeeping_rows():>16}  {summary:<26}"
+        )
+    print()
+    print("Statement kinds per scenario:")
+    for r in results:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(r.sql.by_kind.items()))
+        writes = ", ".join(f"{v} {t} {n}" for (v, t), n in sorted(r.sql.rows.items()))
+        print(f"  {r.name}: {kinds}")
+        print(f"  {'':<{len(r.name)}}  rows: {writes or 'none'}")
+        if r.sql.other_rows():
+            print(f"  {'':<{len(r.name)}}  (!) {r.sql.other_rows()} rows written to other tables")
+    print()
+    cold, relist, partial = results
+    print(f"Goals: cold ≤ {GOAL_COLD_S:g} s, unchanged relist ≤ {GOAL_RELIST_S:g} s with 0 rows written")
+    missed = []
+    ok = cold.seconds <= GOAL_COLD_S
+    print(f"  cold mirror:       {cold.seconds:6.2f} s  {'MET' if ok else 'NOT MET'}")
+    if not ok:
+        missed.append("cold")
+    ok = relist.seconds <= GOAL_RELIST_S and relist.sql.catalog_rows() == 0
+    print(
+        f"  unchanged relist:  {relist.seconds:6.2f} s, {relist.sql.catalog_rows()} catalog rows written "
+        f"({relist.sql.bookkeeping_rows()} bookkeeping rows)  {'MET' if ok else 'NOT MET'}"
+    )
+    if not ok:
+        missed.append("relist")
+    ok = partial.sql.catalog_rows() == expected_changed
+    print(
+        f"  1% plans changed:  {partial.seconds:6.2f} s, {partial.sql.catalog_rows()} catalog rows written "
+        f"(expected {expected_changed})  {'as expected' if ok else 'UNEXPECTED'}"
+    )
+    if not ok:
+        missed.append("partial")
+    print(
+        "Bookkeeping rows = the CatalogSync record (INSERT + final UPDATE) and the broker row "
+        "(lease claim, ETag, status, next relist), written by every sync."
+    )
+    return missed
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--services", type=int, default=1000, help="offerings in the catalog (default 1000)")
+    parser.add_argument("--plans", type=int, default=5, help="plans per offering (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="generate_catalog seed (default 0)")
+    parser.add_argument("--no-schemas", action="store_true", help="generate plans without parameter schemas")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
+    args = parser.parse_args(argv)
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "catalog_portal.settings"
+    # Registration queues a Celery nudge after commit: keep it in-process so no real worker sees it.
+    os.environ["CELERY_BROKER_URL"] = "memory://"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    logging.getLogger("kombu").setLevel(logging.ERROR)  # "No hostname was supplied" for memory://
+    # SIGTERM/SIGHUP -> SystemExit, so the throwaway database is dropped on the way out.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+
+    database = ThrowawayDatabase()
+    broker_server = None
+    try:
+        database.create()
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0, interactive=False)
+
+        from brokers import services
+        from brokers.sample_broker import SampleBroker, generate_catalog
+
+        catalog = generate_catalog(args.services, args.plans, seed=args.seed, with_schemas=not args.no_schemas)
+        plans_total = sum(len(s["plans"]) for s in catalog["services"])
+        broker_server = SampleBroker(catalog=catalog, username=BROKER_USER, password=BROKER_PASSWORD)
+        broker_server.etag_support = False  # every relist is a full GET + validation + diff
+        broker_server.start()
+
+        broker = services.broker_register(
+            name="bench-broker",
+            url=broker_server.url,
+            auth=services.BrokerAuth(type="basic", username=BROKER_USER, secret=BROKER_PASSWORD),
+        )
+        phases = Phases()
+        phases.install()
+
+        print(
+            f"Catalog mirror benchmark: {len(catalog['services'])} services / {plans_total} plans / "
+            f"{count_schemas(catalog)} parameter schemas, broker {broker_server.url} (no ETag)"
+        )
+        print(f"Database: {database.label}")
+        print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}")
+        print()
+
+        results = [run_sync("cold mirror", broker.pk, phases)]
+        results.append(run_sync("unchanged relist", broker.pk, phases))
+        changed_catalog, changed = change_plans(catalog, 0.01, args.seed)
+        broker_server.catalog = changed_catalog
+        results.append(run_sync("relist, 1% plans changed", broker.pk, phases))
+        missed = print_report(results, changed)
+        return 1 if (args.check and missed) else 0
+    finally:
+        if broker_server is not None:
+            broker_server.stop()
+        database.drop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
