@@ -72,7 +72,9 @@ class ThrowawayDatabase:
 
         config = dj_database_url.parse(self.server_url)
         if "postgresql" not in config["ENGINE"]:
-            raise SystemExit(f"bench: only SQLite (no DATABASE_URL) and Postgres are supported, not {config['ENGINE']}")
+            raise SystemExit(
+                f"bench: only SQLite (no DATABASE_URL) and Postgres are supported, not {config['ENGINE']}"
+            )
         import psycopg
         from psycopg import sql
 
@@ -121,11 +123,13 @@ class ThrowawayDatabase:
 @dataclass
 class SqlStats:
     statements: int = 0
-    by_kind: Counter = field(default_factory=Counter)  # statement kind -> count
-    rows: Counter = field(default_factory=Counter)  # (verb, table) -> affected rows
+    by_kind: Counter[str] = field(default_factory=Counter)  # statement kind -> count
+    rows: Counter[tuple[str, str]] = field(default_factory=Counter)  # (verb, table) -> affected rows
 
     def catalog_rows(self, verb: str | None = None) -> int:
-        return sum(n for (v, t), n in self.rows.items() if t in CATALOG_TABLES and (verb is None or v == verb))
+        return sum(
+            n for (v, t), n in self.rows.items() if t in CATALOG_TABLES and (verb is None or v == verb)
+        )
 
     def bookkeeping_rows(self) -> int:
         return sum(n for (_, t), n in self.rows.items() if t in BOOKKEEPING_TABLES)
@@ -151,35 +155,45 @@ class SqlCounter:
             verb = match.group(1).split()[0].upper()
             table = match.group(2).lower()
             self.stats.by_kind[verb] += 1
-            if self.sqlite:
-                # sqlite3's cursor.rowcount is not final for INSERT ... RETURNING until the rows are
-                # fetched; the connection's total_changes is exact once the statement has stepped.
-                affected = self._total_changes() - before
-            else:
-                affected = max(context["cursor"].rowcount, 0)
+            # sqlite3's cursor.rowcount is not final for INSERT ... RETURNING until the rows are fetched;
+            # the connection's total_changes is exact once the statement has stepped.
+            affected = self._total_changes() - before if self.sqlite else max(context["cursor"].rowcount, 0)
             self.stats.rows[(verb, table)] += affected
         else:
             self.stats.by_kind[(sql.lstrip().split(None, 1) or ["?"])[0].upper()] += 1
         return result
 
     def _total_changes(self) -> int:
-        return self.connection.connection.total_changes
+        return int(self.connection.connection.total_changes)
 
 
 # --- timing hooks ---------------------------------------------------------------------------------
 
 
 class Phases:
-    """Times parse_catalog (validation) and _mirror (the DB diff and writes) inside catalog_sync."""
+    """Times the catalog GET (HTTP + JSON decoding), parse_catalog (validation) and _mirror (DB diff and
+    writes) inside catalog_sync, by wrapping them in this process only (no file is changed)."""
 
     def __init__(self) -> None:
+        self.fetch = 0.0
         self.validate = 0.0
         self.mirror = 0.0
 
     def install(self) -> None:
         from brokers import services
+        from brokers.osb import OSBClient
 
-        original_parse, original_mirror = services.parse_catalog, services._mirror
+        original_parse, original_mirror = services.parse_catalog, services._mirror  # type: ignore[attr-defined]
+        original_get_catalog = OSBClient.get_catalog
+
+        def get_catalog(client: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original_get_catalog(client, **kwargs)
+            finally:
+                self.fetch += time.perf_counter() - start
+
+        OSBClient.get_catalog = get_catalog  # type: ignore[method-assign,assignment]
 
         def parse_catalog(document: Any) -> Any:
             start = time.perf_counter()
@@ -195,11 +209,11 @@ class Phases:
             finally:
                 self.mirror += time.perf_counter() - start
 
-        services.parse_catalog = parse_catalog
+        services.parse_catalog = parse_catalog  # type: ignore[attr-defined]
         services._mirror = _mirror
 
     def reset(self) -> None:
-        self.validate = self.mirror = 0.0
+        self.fetch = self.validate = self.mirror = 0.0
 
 
 # --- scenarios ------------------------------------------------------------------------------------
@@ -236,11 +250,10 @@ def run_sync(name: str, broker_id: Any, phases: Phases) -> Result:
         seconds = time.perf_counter() - start
     if sync is None or sync.outcome == "failed":
         raise SystemExit(f"bench: {name}: sync failed: {getattr(sync, 'error', 'not run')}")
-    fetch_ms = sum(call.get("duration_ms") or 0 for call in sync.calls)
     return Result(
         name=name,
         seconds=seconds,
-        fetch_s=fetch_ms / 1000,
+        fetch_s=phases.fetch,
         validate_s=phases.validate,
         mirror_s=phases.mirror,
         sql=counter.stats,
@@ -343,10 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ["DJANGO_SETTINGS_MODULE"] = "catalog_portal.settings"
-    # Registration queues a Celery nudge after commit: keep it in-process so no real worker sees it.
-    os.environ["CELERY_BROKER_URL"] = "memory://"
+    # Registration queues a Celery nudge after commit: send it to the embedded file queue inside the
+    # temporary PORTAL_DATA_DIR, so no real worker (e.g. one on a Redis CELERY_BROKER_URL) ever sees it.
+    os.environ["CELERY_BROKER_URL"] = "filesystem://"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    logging.getLogger("kombu").setLevel(logging.ERROR)  # "No hostname was supplied" for memory://
+    logging.getLogger("kombu").setLevel(logging.ERROR)  # "No hostname was supplied" (file transport)
     # SIGTERM/SIGHUP -> SystemExit, so the throwaway database is dropped on the way out.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
@@ -365,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         from brokers import services
         from brokers.sample_broker import SampleBroker, generate_catalog
 
-        catalog = generate_catalog(args.services, args.plans, seed=args.seed, with_schemas=not args.no_schemas)
+        catalog = generate_catalog(
+            args.services, args.plans, seed=args.seed, with_schemas=not args.no_schemas
+        )
         plans_total = sum(len(s["plans"]) for s in catalog["services"])
         broker_server = SampleBroker(catalog=catalog, username=BROKER_USER, password=BROKER_PASSWORD)
         broker_server.etag_support = False  # every relist is a full GET + validation + diff
@@ -387,12 +403,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}")
         print()
 
+        load_start = os.getloadavg()[0]
         results = [run_sync("cold mirror", broker.pk, phases)]
         results.append(run_sync("unchanged relist", broker.pk, phases))
         changed_catalog, changed = change_plans(catalog, 0.01, args.seed)
         broker_server.catalog = changed_catalog
         results.append(run_sync("relist, 1% plans changed", broker.pk, phases))
         missed = print_report(results, changed)
+        load_end = os.getloadavg()[0]
+        print(
+            f"Load average (1 min) at start / end: {load_start:.2f} / {load_end:.2f} on {os.cpu_count()} CPUs"
+            " (other work on the machine skews the figures)."
+        )
         return 1 if (args.check and missed) else 0
     finally:
         if broker_server is not None:

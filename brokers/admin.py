@@ -11,12 +11,24 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from brokers import selectors, services
+from brokers.apis import broker_url_error, ca_bundle_error
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
 from catalog_portal.exceptions import ApplicationError
 
 
+class BrokerURLField(forms.URLField):
+    # Django's URLValidator rejects single-label hosts (Kubernetes and docker-compose service names).
+    default_validators: list[Any] = []
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        error = broker_url_error(value) if value else None
+        if error:
+            raise forms.ValidationError(error)
+
+
 class BrokerForm(forms.ModelForm):
-    url = forms.URLField(max_length=500, assume_scheme="https", help_text="Base URL of the broker, without /v2.")
+    url = BrokerURLField(max_length=500, assume_scheme="https", help_text="Base URL of the broker, without /v2.")
     secret = forms.CharField(
         label="Password or token",
         required=False,
@@ -30,6 +42,37 @@ class BrokerForm(forms.ModelForm):
             "name", "url", "auth_type", "auth_username", "verify_tls", "ca_bundle", "relist_interval_seconds",
             "enabled",
         ]
+
+    def _get_validation_exclusions(self) -> Any:
+        exclude = super()._get_validation_exclusions()
+        exclude.add("url")  # validated above; the model's URLValidator would refuse service names
+        return exclude
+
+    def clean_ca_bundle(self) -> str | None:
+        value = self.cleaned_data.get("ca_bundle")
+        if not value or not value.strip():
+            return None
+        error = ca_bundle_error(value)
+        if error:
+            raise forms.ValidationError(error)
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        """The service's auth rules, as form errors (the service would refuse them after the form was valid)."""
+        data = super().clean()
+        kind = data.get("auth_type")
+        if kind == Broker.AuthType.BASIC and not data.get("auth_username"):
+            self.add_error("auth_username", "Basic auth needs a username.")
+        if kind in (Broker.AuthType.BASIC, Broker.AuthType.BEARER) and not data.get("secret"):
+            stored = (
+                not self.instance._state.adding
+                and self.instance.auth_type == kind
+                and bool(self.instance.auth_secret_encrypted)
+            )
+            if not stored:
+                what = "password" if kind == Broker.AuthType.BASIC else "token"
+                self.add_error("secret", f"A {what} is required for {kind} auth.")
+        return data
 
 
 class ReadOnlyInline(admin.TabularInline):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -15,6 +17,7 @@ from rest_framework.views import APIView
 
 from brokers import selectors, services
 from brokers.models import Broker, ServiceOffering, ServicePlan
+from catalog_portal.api import Pagination
 
 
 class IsAdminOrReadOnly(BasePermission):
@@ -41,6 +44,13 @@ class AuthSerializer(serializers.Serializer):
         return services.BrokerAuth(type=kind, username=values.get("username", ""), secret=secret or None)
 
 
+class AuthOutputSerializer(serializers.Serializer):
+    """Documents `auth` as returned: the secret is never echoed."""
+
+    type = serializers.ChoiceField(choices=["basic", "bearer"])
+    username = serializers.CharField(required=False, help_text="Only for basic auth.")
+
+
 class BrokerOutputSerializer(serializers.ModelSerializer):
     auth = serializers.SerializerMethodField()
     service_count = serializers.IntegerField(read_only=True)
@@ -54,7 +64,7 @@ class BrokerOutputSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(AuthOutputSerializer(allow_null=True))
     def get_auth(self, broker: Broker) -> dict[str, str] | None:
         if broker.auth_type == Broker.AuthType.BASIC:
             return {"type": "basic", "username": broker.auth_username}
@@ -63,9 +73,40 @@ class BrokerOutputSerializer(serializers.ModelSerializer):
         return None
 
 
+def broker_url_error(value: str) -> str | None:
+    """Why `value` is not a usable broker URL, or None. Unlike URLValidator this accepts single-label hosts
+    (`http://my-broker:8080`: Kubernetes service and docker-compose names), as brokers live on the platform network."""
+    if not value.lower().startswith(("http://", "https://")):
+        return "The broker URL must start with http:// or https://."
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "Enter a valid URL."
+    if not parts.hostname or any(ch.isspace() for ch in value):
+        return "Enter a valid URL."
+    if parts.username is not None or parts.password is not None:
+        return "Put the broker's credentials in auth, not in the URL (the URL is shown to everyone)."
+    return None
+
+
+def ca_bundle_error(value: str) -> str | None:
+    """Why `value` is not a usable PEM CA bundle, or None (a bad bundle would only fail later, in the worker)."""
+    try:
+        ssl.create_default_context(cadata=value)
+    except (ssl.SSLError, ValueError) as exc:
+        return f"Not a valid PEM CA bundle ({exc.args[-1] if exc.args else exc})."
+    return None
+
+
+@extend_schema_field(OpenApiTypes.URI)
+class BrokerURLField(serializers.CharField):
+    """A URL without Django's URLValidator, which refuses single-label hosts; `broker_url_error` checks it."""
+
+
 class BrokerInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    url = serializers.URLField(max_length=500)
+    url = BrokerURLField(max_length=500)
     auth = AuthSerializer(required=False, allow_null=True)
     verify_tls = serializers.BooleanField(required=False, default=True)
     ca_bundle = serializers.CharField(required=False, allow_null=True, allow_blank=True)
@@ -73,8 +114,17 @@ class BrokerInputSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(required=False, default=True)
 
     def validate_url(self, value: str) -> str:
-        if not value.lower().startswith(("http://", "https://")):
-            raise serializers.ValidationError("The broker URL must start with http:// or https://.")
+        error = broker_url_error(value)
+        if error:
+            raise serializers.ValidationError(error)
+        return value
+
+    def validate_ca_bundle(self, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None  # "" means none, as at registration
+        error = ca_bundle_error(value)
+        if error:
+            raise serializers.ValidationError(error)
         return value
 
 
@@ -84,11 +134,10 @@ def _broker_body(broker: Broker) -> dict[str, Any]:
 
 class BrokerListApi(APIView):
     permission_classes = [IsAdminOrReadOnly]
+    pagination_class = Pagination  # for the OpenAPI document: lists are paginated envelopes
 
     @extend_schema(responses=BrokerOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        from catalog_portal.api import Pagination
-
         paginator = Pagination()
         page = paginator.paginate_queryset(selectors.broker_list(), request, view=self)
         return paginator.get_paginated_response(BrokerOutputSerializer(page, many=True).data)
@@ -117,6 +166,8 @@ class BrokerDetailApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         auth = data.pop("auth", None)
+        if auth is None and "auth" in serializer.validated_data:
+            auth = services.BrokerAuth(type="none")  # "auth": null removes authentication
         broker = services.broker_update(broker=broker, auth=auth, **data)
         return Response(_broker_body(broker))
 
@@ -153,6 +204,8 @@ class PlanSummarySerializer(serializers.ModelSerializer):
 class ServiceSerializer(serializers.ModelSerializer):
     broker_name = serializers.CharField(source="broker.name")
     display_name = serializers.CharField(source="title")
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    requires = serializers.ListField(child=serializers.CharField(), read_only=True)
     plans = serializers.SerializerMethodField()
 
     class Meta:
@@ -163,6 +216,7 @@ class ServiceSerializer(serializers.ModelSerializer):
             "bindable", "instances_retrievable", "bindings_retrievable", "plan_updateable", "active", "plans",
         ]
 
+    @extend_schema_field(PlanSummarySerializer(many=True))
     def get_plans(self, offering: ServiceOffering) -> list[dict[str, Any]]:
         plans = getattr(offering, "active_plans", None)
         if plans is None:
@@ -175,6 +229,8 @@ class PlanSerializer(serializers.ModelSerializer):
     display_name = serializers.CharField(source="title")
     bindable = serializers.BooleanField(source="effective_bindable")
     plan_updateable = serializers.BooleanField(source="effective_plan_updateable")
+    bullets = serializers.ListField(child=serializers.CharField(), read_only=True)
+    costs = serializers.ListField(child=serializers.DictField(), read_only=True)
     schemas = serializers.SerializerMethodField()
 
     class Meta:
@@ -184,6 +240,15 @@ class PlanSerializer(serializers.ModelSerializer):
             "bindable", "plan_updateable", "maximum_polling_duration", "maintenance_info", "schemas", "active",
         ]
 
+    @extend_schema_field(
+        inline_serializer(
+            "PlanSchemas",
+            {
+                key: serializers.DictField(allow_null=True, help_text="A JSON Schema, or null.")
+                for key in ("instance_create", "instance_update", "binding_create")
+            },
+        )
+    )
     def get_schemas(self, plan: ServicePlan) -> dict[str, Any]:
         return {
             "instance_create": plan.instance_create_schema,
@@ -204,11 +269,25 @@ def _bool_param(request: Request, name: str) -> bool | None:
     raise serializers.ValidationError({name: [f"Use true or false, not '{value}'."]})
 
 
-class ServiceListApi(APIView):
-    @extend_schema(responses=ServiceSerializer(many=True))
-    def get(self, request: Request) -> Response:
-        from catalog_portal.api import Pagination
+def _query(name: str, description: str, kind: Any = OpenApiTypes.STR, many: bool = False) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description, many=many or None)
 
+
+class ServiceListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema(
+        responses=ServiceSerializer(many=True),
+        parameters=[
+            _query("search", "Words matched in name, display name, description and tags (all must match)."),
+            _query("tag", "Only services with this tag (repeatable: all must match).", many=True),
+            _query("broker", "Only services of this broker id (repeatable).", many=True),
+            _query("provider", "Only services of this provider (repeatable).", many=True),
+            _query("free", "true: services with a free plan; false: services without one.", OpenApiTypes.BOOL),
+            _query("active", "true (default) or false: services removed from the catalog.", OpenApiTypes.BOOL),
+        ],
+    )
+    def get(self, request: Request) -> Response:
         params = request.query_params
         active = _bool_param(request, "active")
         query = selectors.offering_list(
@@ -232,10 +311,16 @@ class ServiceDetailApi(APIView):
 
 
 class PlanListApi(APIView):
-    @extend_schema(responses=PlanSerializer(many=True))
-    def get(self, request: Request) -> Response:
-        from catalog_portal.api import Pagination
+    pagination_class = Pagination
 
+    @extend_schema(
+        responses=PlanSerializer(many=True),
+        parameters=[
+            _query("service", "Only plans of this service id.", OpenApiTypes.UUID),
+            _query("active", "true (default) or false: plans removed from the catalog.", OpenApiTypes.BOOL),
+        ],
+    )
+    def get(self, request: Request) -> Response:
         service = request.query_params.get("service")
         if service and not selectors._is_uuid(service):
             raise serializers.ValidationError({"service": ["Must be a service id (UUID)."]})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Value
+from django.db.models.functions import Coalesce, NullIf
 
 from brokers.models import Broker, ServiceOffering, ServicePlan
 
@@ -46,8 +47,10 @@ def offering_list(
     elif free is False:
         query = query.filter(~_free_plan(True))
     plans = ServicePlan.objects.filter(active=True).order_by("position")
+    # Ordered by the name people see: display_name, or name when the broker gave none.
+    shown_name = Coalesce(NullIf("display_name", Value("")), "name")
     return query.prefetch_related(Prefetch("plans", queryset=plans, to_attr="active_plans")).order_by(
-        "display_name", "name"
+        shown_name, "name", "pk"
     )
 
 
@@ -57,7 +60,8 @@ def plan_list(*, service: str | None = None, active: bool | None = True) -> Quer
         query = query.filter(active=active)
     if service:
         query = query.filter(offering_id=service if _is_uuid(service) else None)
-    return query.order_by("offering__name", "position")
+    # offering_id and pk break ties (same offering name on two brokers) so pages are stable.
+    return query.order_by("offering__name", "offering_id", "position", "pk")
 
 
 def _is_uuid(value: Any) -> bool:

@@ -292,8 +292,13 @@ def _mirror(broker: Broker, offerings: list[OfferingEntry]) -> dict[str, int]:
     """Upsert the validated catalog by the broker's ids; untouched rows are not written."""
     now = timezone.now()
     broker = Broker.objects.select_for_update().get(pk=broker.pk)
-    existing_offerings = {o.catalog_id: o for o in ServiceOffering.objects.filter(broker=broker)}
-    existing_plans = {p.catalog_id: p for p in ServicePlan.objects.filter(broker=broker)}
+    # Only what the diff reads: a changed row gets every written field assigned before bulk_update, so
+    # loading (and JSON-decoding) the big columns of thousands of unchanged rows is wasted work.
+    diff_fields = ("id", "catalog_id", "content_hash", "active")
+    existing_offerings = {
+        o.catalog_id: o for o in ServiceOffering.objects.filter(broker=broker).only(*diff_fields)
+    }
+    existing_plans = {p.catalog_id: p for p in ServicePlan.objects.filter(broker=broker).only(*diff_fields)}
     counts = dict.fromkeys(
         ["offerings_added", "offerings_changed", "offerings_deactivated", "plans_added", "plans_changed",
          "plans_deactivated"], 0,

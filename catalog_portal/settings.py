@@ -148,10 +148,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},  # no badge fetched from the internet
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # --- Celery ------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+if CELERY_BROKER_URL.split("://", 1)[0] not in ("redis", "rediss", "amqp", "amqps", "filesystem", "memory"):
+    raise ImproperlyConfigured(
+        f"CELERY_BROKER_URL must be a redis://, rediss://, amqp:// or filesystem:// URL, not {CELERY_BROKER_URL!r}"
+    )
 if CELERY_BROKER_URL == "filesystem://":
     # The embedded default: messages are files in a local folder, so worker and beat need no server.
     _queue_dir = DATA_DIR / "celery-queue"
@@ -161,6 +167,7 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(_queue_dir),
         "store_processed": False,
+        "control_folder": str(DATA_DIR / "celery-control"),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
@@ -179,7 +186,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "catalog-relist-due": {"task": "brokers.catalog_sync_due", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    "operations-sweep": {"task": "instances.operations_sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
 }
+# An operation whose Celery message is this late is re-sent by the sweeper.
+SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 5, minimum=0)
 # Task publishing must not hang a web request when Redis is down: the row is committed and the
 # sweeper sends the work later.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
@@ -189,6 +199,14 @@ CELERY_TASK_PUBLISH_RETRY = False
 CREDENTIALS_KEY = env_str("CREDENTIALS_KEY") or secret_from_file(
     DATA_DIR / "credentials.key", lambda: Fernet.generate_key().decode()
 )
+try:
+    _credential_keys = [Fernet(key.strip().encode()) for key in CREDENTIALS_KEY.split(",") if key.strip()]
+except (ValueError, TypeError):
+    _credential_keys = []
+if not _credential_keys:
+    raise ImproperlyConfigured(
+        "CREDENTIALS_KEY must be a Fernet key (32 url-safe base64-encoded bytes) or a comma-separated list of them"
+    )
 
 # --- OSB ---------------------------------------------------------------------------------------
 OSB_API_VERSION = "2.17"
@@ -200,6 +218,11 @@ OSB_DEFAULT_MAX_POLL_SECONDS = env_int("OSB_DEFAULT_MAX_POLL_SECONDS", 24 * 60 *
 CATALOG_DEFAULT_RELIST_SECONDS = env_int("CATALOG_DEFAULT_RELIST_SECONDS", 15 * 60, minimum=10)
 CATALOG_SYNC_LEASE_SECONDS = env_int("CATALOG_SYNC_LEASE_SECONDS", 180, minimum=10)
 CLUSTER_ID = env_str("CLUSTER_ID") or "catalog-portal"
+# How long a worker owns an operation step: the longest OSB call plus a margin. A worker killed mid-step
+# is replaced after this.
+OPERATION_LEASE_SECONDS = env_int(
+    "OPERATION_LEASE_SECONDS", int(OSB_CONNECT_TIMEOUT + OSB_REQUEST_TIMEOUT + 30), minimum=2
+)
 
 # --- Kubernetes --------------------------------------------------------------------------------
 K8S_ENABLED = env_bool("K8S_ENABLED", True)

@@ -11,6 +11,7 @@ admin.site.site_title = "Catalog Portal admin"
 
 api_v1 = [
     path("", include("brokers.api_urls")),
+    path("", include("instances.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -24,3 +25,5 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("", include("brokers.urls")),
 ]
+
+handler404 = "catalog_portal.views.not_found"

@@ -4,6 +4,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
+from django.views.defaults import page_not_found
 from rest_framework.authtoken.models import Token
 
 
@@ -25,3 +26,10 @@ def account(request: HttpRequest) -> HttpResponse:
         token = Token.objects.create(user=request.user)
         new_key = token.key
     return render(request, "account.html", {"has_token": token is not None, "new_key": new_key})
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404: JSON under /api/ (every API error body is JSON), the normal page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)

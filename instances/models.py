@@ -1,0 +1,136 @@
+"""Service instances, their operations, and the record of every OSB call made for them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from brokers.models import Broker, ServicePlan
+from instances.states import ACTIVE, TERMINAL, InstanceState, OpState, OpType, Phase
+
+
+class InstanceQuerySet(models.QuerySet):
+    def visible(self) -> InstanceQuerySet:
+        """Instances that exist (a successfully deprovisioned one is kept only for history)."""
+        return self.exclude(state=InstanceState.DELETED)
+
+
+class ServiceInstance(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)  # also the OSB instance_id
+    name = models.CharField(max_length=63)
+    namespace = models.CharField(max_length=63, db_index=True)
+    broker = models.ForeignKey(Broker, on_delete=models.PROTECT, related_name="instances")
+    plan = models.ForeignKey(ServicePlan, on_delete=models.PROTECT, related_name="instances")
+    parameters = models.JSONField(default=dict, blank=True)
+    # Sent as `context` on every request for this instance; fixed at creation so retries are identical.
+    context = models.JSONField(default=dict)
+    dashboard_url = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    maintenance_info = models.JSONField(null=True, blank=True)
+    state = models.CharField(max_length=20, choices=InstanceState.choices, default=InstanceState.PROVISIONING)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InstanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["namespace", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "name"], condition=~Q(state="deleted"), name="instance_unique_name_in_namespace"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("instances:detail", args=[self.pk])
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.state == InstanceState.DELETED
+
+
+class Operation(models.Model):
+    """One broker-changing action. The row is the truth; Celery messages only nudge workers to look."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=30, choices=OpType.choices)
+    state = models.CharField(max_length=20, choices=OpState.choices, default=OpState.PENDING, db_index=True)
+    phase = models.CharField(max_length=10, choices=Phase.choices, default=Phase.SUBMIT)
+    instance = models.ForeignKey(ServiceInstance, on_delete=models.CASCADE, related_name="operations")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="followups")
+    # Exactly what is sent to the broker, frozen at creation: a retried request is byte-for-byte the same.
+    request = models.JSONField(default=dict)
+    # The person who caused it (their originating identity goes with the request), if any.
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    identity = models.JSONField(null=True, blank=True)
+    broker_operation = models.TextField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    polls = models.PositiveIntegerField(default=0)
+    next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+    description = models.TextField(blank=True)
+    next_step = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    instance_usable = models.BooleanField(null=True, blank=True)
+    update_repeatable = models.BooleanField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance"], condition=Q(state__in=[s.value for s in ACTIVE]), name="one_active_operation_per_instance"
+            ),
+            # Stuck work is impossible: an active operation always has a lease or a next check time.
+            models.CheckConstraint(
+                condition=~Q(state__in=[s.value for s in ACTIVE]) | Q(next_poll_at__isnull=False) | Q(claimed_until__isnull=False),
+                name="active_operation_is_scheduled",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "next_poll_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_type_display()} of {self.instance} ({self.state})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+class OperationCall(models.Model):
+    """One OSB request made for an operation: what was sent and what came back (secrets redacted)."""
+
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="calls")
+    method = models.CharField(max_length=10)
+    path = models.TextField()
+    status = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    request_id = models.CharField(max_length=64)
+    at = models.DateTimeField()
+    error = models.TextField(null=True, blank=True)
+    request_excerpt = models.TextField(blank=True)
+    response_excerpt = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} → {self.status}"

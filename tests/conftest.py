@@ -149,35 +149,68 @@ def _worker_database_url() -> str:
     return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `celery -A catalog_portal worker` process on the configured transport and the test database."""
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="catalog_portal.settings",
-        DATABASE_URL=_worker_database_url(),
-        PYTHONUNBUFFERED="1",
-    )
-    log_path = ROOT / "var" / "test-worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "catalog_portal", "worker", "--pool=threads", "--concurrency=4",
-         "--loglevel=INFO", "--without-mingle", "--without-gossip", "--hostname=test-worker@%h"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for(lambda: b"ready." in log_path.read_bytes() or process.poll() is not None, timeout=60,
-             what="the Celery worker to start")
-    if process.poll() is not None:
-        pytest.fail(f"The Celery worker exited at start:\n{log_path.read_text()[-3000:]}")
-    yield process
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    log.close()
+class Workers:
+    """Starts real `celery -A catalog_portal worker` processes on the test database; stops them at teardown."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        self.tmp_dir = tmp_dir
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *, beat: bool = False, **env_overrides: str) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        env.update(
+            DJANGO_SETTINGS_MODULE="catalog_portal.settings",
+            DATABASE_URL=_worker_database_url(),
+            PYTHONUNBUFFERED="1",
+            SWEEP_INTERVAL_SECONDS="1",
+            SWEEP_GRACE_SECONDS="1",
+        )
+        env.update(env_overrides)
+        index = len(self.processes)
+        log_path = self.tmp_dir / f"worker-{index}.log"
+        command = [sys.executable, "-m", "celery", "-A", "catalog_portal", "worker", "--pool=threads",
+                   "--concurrency=4", "--loglevel=INFO", "--without-mingle", "--without-gossip",
+                   f"--hostname=test-worker-{index}@%h"]
+        if beat:
+            command += ["--beat", f"--schedule={self.tmp_dir / f'beat-{index}'}"]
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        process.log_path = log_path  # type: ignore[attr-defined]
+        self.processes.append(process)
+        wait_for(lambda: b"ready." in log_path.read_bytes() or process.poll() is not None, timeout=60,
+                 what="the Celery worker to start")
+        if process.poll() is not None:
+            pytest.fail(f"The Celery worker exited at start:\n{log_path.read_text()[-3000:]}")
+        return process
+
+    @staticmethod
+    def kill(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                self.kill(process, signal.SIGTERM)
+
+
+@pytest.fixture
+def workers(transactional_db: Any, tmp_path: Path) -> Iterator[Workers]:
+    """Real worker processes; tests using them see committed data (transactional_db)."""
+    pool = Workers(tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture
+def celery_worker_process(workers: Workers) -> subprocess.Popen[bytes]:
+    """One real worker with an embedded beat (sweeper every second)."""
+    return workers.start(beat=True)

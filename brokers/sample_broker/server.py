@@ -149,6 +149,10 @@ class RecordedRequest:
         }
 
 
+#: ``set_response(..., status=PASS_THROUGH, delay=s)``: wait, then answer as the broker normally would.
+PASS_THROUGH = 0
+
+
 @dataclass
 class ScriptedResponse:
     method: str
@@ -521,7 +525,8 @@ class SampleBroker:
             if scripted is not None:
                 if scripted.delay > 0:
                     self._stopping.wait(scripted.delay)
-                return Reply(scripted.status, scripted.body, dict(scripted.headers))
+                if scripted.status != PASS_THROUGH:
+                    return Reply(scripted.status, scripted.body, dict(scripted.headers))
             base_url = f"http://{headers.get('Host')}" if headers.get("Host") else self.url
             return self._route(method, path, query, headers, body, parsed, base_url)
         except BrokerError as exc:

@@ -6,6 +6,7 @@ import base64
 import json
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -237,6 +238,11 @@ def test_secrets_are_not_echoed_by_get_or_list(admin_api: APIClient) -> None:
     [
         ({"name": "x", "url": "not a url"}, "url"),
         ({"name": "x", "url": "ftp://files.example.com"}, "url"),
+        ({"name": "x", "url": "http://"}, "url"),
+        ({"name": "x", "url": "http://host:port"}, "url"),
+        ({"name": "x", "url": "http://exa mple.com"}, "url"),
+        ({"name": "x", "url": "javascript:alert(1)"}, "url"),
+        ({"name": "x", "url": "https://portal:hunter2@broker.internal"}, "url"),  # would be echoed to everyone
         ({"url": "http://10.0.0.1"}, "name"),
         ({"name": "", "url": "http://10.0.0.1"}, "name"),
         ({"name": "x"}, "url"),
@@ -270,9 +276,36 @@ def test_duplicate_name_gets_400(admin_api: APIClient) -> None:
 
 
 def test_private_and_loopback_urls_are_accepted(admin_api: APIClient) -> None:
-    for i, url in enumerate(["http://localhost:8080", "http://192.168.1.10", "http://[::1]:9000", "http://broker:80"]):
+    urls = [
+        "http://localhost:8080", "http://192.168.1.10", "http://[::1]:9000", "https://10.0.0.7/osb",
+        # Kubernetes service and docker-compose names have no dot.
+        "http://my-broker:8080", "http://pg-broker.brokers.svc.cluster.local",
+    ]
+    for i, url in enumerate(urls):
         response = admin_api.post(LIST, {"name": f"b{i}", "url": url}, format="json")
         assert response.status_code == 201, (url, response.content)
+        assert response.json()["url"] == url
+
+
+def test_ca_bundle_must_be_pem_and_blank_means_none(admin_api: APIClient) -> None:
+    import certifi
+
+    bad = admin_api.post(
+        LIST, {"name": "tls", "url": "https://10.0.0.3", "ca_bundle": "not a certificate"}, format="json"
+    )
+    assert bad.status_code == 400
+    assert bad.json()["ca_bundle"]
+    assert not Broker.objects.exists()
+
+    pem = Path(certifi.where()).read_text()
+    good = admin_api.post(LIST, {"name": "tls", "url": "https://10.0.0.3", "ca_bundle": pem}, format="json")
+    assert good.status_code == 201, good.content
+    assert good.json()["ca_bundle"].strip() == pem.strip()
+
+    cleared = admin_api.patch(detail(good.json()["id"]), {"ca_bundle": ""}, format="json")
+    assert cleared.status_code == 200
+    assert cleared.json()["ca_bundle"] is None
+    assert Broker.objects.get(name="tls").ca_bundle is None
 
 
 def test_a_non_json_body_gets_a_json_400(admin_api: APIClient) -> None:
@@ -440,6 +473,24 @@ def test_delete_removes_the_broker_and_its_mirror(
     assert admin_api.get(detail(broker)).status_code == 404
 
 
+def test_a_broker_with_instances_cannot_be_deleted(
+    admin_api: APIClient, osb_broker: SampleBroker, osb_url: str
+) -> None:
+    from instances.models import ServiceInstance
+
+    broker = register(url=osb_url)
+    sync(broker)
+    plan = ServicePlan.objects.filter(broker=broker).first()
+    ServiceInstance.objects.create(name="db", namespace="team-a", broker=broker, plan=plan)
+
+    response = admin_api.delete(detail(broker))
+
+    assert response.status_code == 409
+    assert "instances" in response.json()["detail"]
+    assert Broker.objects.filter(pk=broker.pk).exists()
+    assert ServicePlan.objects.filter(pk=plan.pk).exists()
+
+
 # --- sync ------------------------------------------------------------------------------------------
 
 
@@ -517,3 +568,147 @@ def test_failed_sync_shows_failed_status_and_message(
     assert body["status_message"]
     assert body["last_synced_at"] is None
     assert json.dumps(body).count(BROKER_PASSWORD) == 0
+
+
+
+# --- OpenAPI ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def openapi(alice_api: APIClient) -> dict[str, Any]:
+    response = alice_api.get("/api/v1/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return json.loads(response.content)
+
+
+def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema or "allOf" in schema:
+        if "allOf" in schema:
+            schema = schema["allOf"][0]
+            continue
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = document["components"]["schemas"][name]
+    return schema
+
+
+def _response_schema(document: dict[str, Any], path: str, method: str, code: str) -> dict[str, Any]:
+    operation = document["paths"][path][method]
+    return _resolve(document, operation["responses"][code]["content"]["application/json"]["schema"])
+
+
+def test_openapi_document_describes_the_api(openapi: dict[str, Any]) -> None:
+    assert openapi["openapi"].startswith("3.")
+    paths = openapi["paths"]
+    assert set(paths["/api/v1/brokers/"]) >= {"get", "post"}
+    detail_path = next(p for p in paths if p.startswith("/api/v1/brokers/{") and p.endswith("}/"))
+    assert set(paths[detail_path]) >= {"get", "patch", "delete"}
+    assert "post" in paths[detail_path + "sync/"]
+    assert "202" in paths[detail_path + "sync/"]["post"]["responses"]
+    assert "201" in paths["/api/v1/brokers/"]["post"]["responses"]
+    assert "204" in paths[detail_path]["delete"]["responses"]
+    assert "get" in paths["/api/v1/services/"] and "get" in paths["/api/v1/plans/"]
+    assert any(p.startswith("/api/v1/services/{") for p in paths)
+    assert any(p.startswith("/api/v1/plans/{") for p in paths)
+    schemes = openapi["components"]["securitySchemes"]
+    assert any(s.get("in") == "header" and s.get("name") == "Authorization" for s in schemes.values())
+
+
+def test_openapi_broker_schema_matches_the_contract(openapi: dict[str, Any]) -> None:
+    output = _response_schema(openapi, "/api/v1/brokers/", "post", "201")
+    assert set(output["properties"]) >= CONTRACT_FIELDS
+    assert set(output["properties"]["status"].get("enum") or _resolve(openapi, output["properties"]["status"])["enum"]) == {
+        "pending", "syncing", "ready", "failed",
+    }
+    auth_out = output["properties"]["auth"]
+    assert auth_out.get("nullable") is True
+    assert set(_resolve(openapi, auth_out)["properties"]) == {"type", "username"}  # no secrets
+
+    body = openapi["paths"]["/api/v1/brokers/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    request = _resolve(openapi, body)
+    assert set(request["required"]) == {"name", "url"}
+    auth_in = _resolve(openapi, request["properties"]["auth"])
+    assert auth_in["properties"]["password"]["writeOnly"] is True
+    assert auth_in["properties"]["token"]["writeOnly"] is True
+
+
+@pytest.mark.parametrize("path", ["/api/v1/brokers/", "/api/v1/services/", "/api/v1/plans/"])
+def test_openapi_lists_are_paginated(openapi: dict[str, Any], path: str) -> None:
+    listed = _response_schema(openapi, path, "get", "200")
+    assert set(listed["properties"]) == {"count", "next", "previous", "results"}
+    assert listed["properties"]["results"]["type"] == "array"
+    params = {p["name"] for p in openapi["paths"][path]["get"].get("parameters", [])}
+    assert {"page", "page_size"} <= params
+
+
+def test_openapi_services_and_plans_match_the_contract(openapi: dict[str, Any]) -> None:
+    service = _resolve(openapi, _response_schema(openapi, "/api/v1/services/", "get", "200")["properties"]["results"]["items"])
+    assert set(service["properties"]) >= {
+        "id", "broker", "broker_name", "catalog_id", "name", "display_name", "description", "long_description",
+        "provider", "image_url", "documentation_url", "support_url", "tags", "requires", "bindable",
+        "instances_retrievable", "bindings_retrievable", "plan_updateable", "active", "plans",
+    }
+    assert service["properties"]["tags"]["items"]["type"] == "string"
+    summary = _resolve(openapi, service["properties"]["plans"]["items"])
+    assert set(summary["properties"]) == {"id", "name", "display_name", "free"}
+    params = {p["name"] for p in openapi["paths"]["/api/v1/services/"]["get"]["parameters"]}
+    assert params >= {"search", "tag", "broker", "provider", "free", "active"}
+
+    plan = _resolve(openapi, _response_schema(openapi, "/api/v1/plans/", "get", "200")["properties"]["results"]["items"])
+    assert set(plan["properties"]) >= {
+        "id", "service", "catalog_id", "name", "display_name", "description", "free", "costs", "bullets",
+        "bindable", "plan_updateable", "maximum_polling_duration", "maintenance_info", "schemas", "active",
+    }
+    schemas = _resolve(openapi, plan["properties"]["schemas"])
+    assert set(schemas["properties"]) == {"instance_create", "instance_update", "binding_create"}
+    assert all(s.get("nullable") for s in schemas["properties"].values())
+    assert "service" in {p["name"] for p in openapi["paths"]["/api/v1/plans/"]["get"]["parameters"]}
+
+
+def test_openapi_yaml_is_the_default(alice_api: APIClient) -> None:
+    import yaml
+
+    response = alice_api.get("/api/v1/schema/")
+    assert response.status_code == 200
+    document = yaml.safe_load(response.content)
+    assert document["openapi"].startswith("3.") and "/api/v1/brokers/" in document["paths"]
+
+
+def test_docs_page_renders_with_local_assets_only(alice: Any) -> None:
+    import re
+
+    client = APIClient()
+    client.force_login(alice)
+    response = client.get("/api/v1/docs/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger" in html.lower()
+    assets = re.findall(r"<(?:script|link)\b[^>]*?(?:src|href)=[\"']([^\"']+)[\"']", html, flags=re.I)
+    assert assets, html
+    for asset in assets:
+        assert not re.match(r"^(https?:)?//", asset), f"CDN asset {asset}"
+    assert not re.search(r"https?://(cdn|unpkg|cdnjs|fonts)\.", html)
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert "/api/v1/schema/" in html
+
+
+def test_docs_page_disables_the_external_swagger_validator(alice_api: APIClient) -> None:
+    import re
+
+    html = alice_api.get("/api/v1/docs/").content.decode()
+    settings_js = re.search(r"const swaggerSettings = (\{.*?\});", html, flags=re.S)
+    assert settings_js is not None
+    assert json.loads(settings_js.group(1)).get("validatorUrl", "default") is None
+
+
+def test_unknown_api_paths_answer_json_404(alice_api: APIClient) -> None:
+    for path in ("/api/v1/brokers/not-a-uuid/", "/api/v1/nothing-here/"):
+        response = alice_api.get(path)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Not found."}
+
+
+def test_api_schema_and_docs_need_a_login(client: Any) -> None:
+    assert client.get("/api/v1/schema/").status_code == 401
+    assert client.get("/api/v1/docs/").status_code == 401

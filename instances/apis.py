@@ -1,0 +1,180 @@
+"""REST API for instances and operations (API.md). Thin: parse, call one service, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from brokers.models import ServicePlan
+from catalog_portal.api import Pagination
+from instances import selectors
+from instances.models import Operation, OperationCall, ServiceInstance
+from instances.services.instances import instance_deprovision, instance_provision, instance_update
+from instances.states import InstanceState, OpState
+
+
+class LastOperationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Operation
+        fields = ["id", "type", "state", "description", "next_step", "error", "started_at", "updated_at"]
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    service = serializers.UUIDField(source="plan.offering_id")
+    plan = serializers.UUIDField(source="plan_id")
+    dashboard_url = serializers.SerializerMethodField()
+    last_operation = serializers.SerializerMethodField()
+    cleanup = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ServiceInstance
+        fields = ["id", "name", "namespace", "service", "plan", "parameters", "dashboard_url", "state",
+                  "last_operation", "cleanup", "created_at", "updated_at"]
+
+    def get_dashboard_url(self, instance: ServiceInstance) -> str | None:
+        return instance.dashboard_url or None
+
+    @extend_schema(responses=LastOperationSerializer)
+    def get_last_operation(self, instance: ServiceInstance) -> dict[str, Any] | None:
+        op = selectors.last_operation(instance)
+        return LastOperationSerializer(op).data if op else None
+
+    @extend_schema(responses=LastOperationSerializer)
+    def get_cleanup(self, instance: ServiceInstance) -> dict[str, Any] | None:
+        op = selectors.active_cleanup(instance)
+        return LastOperationSerializer(op).data if op else None
+
+
+class CallSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OperationCall
+        fields = ["method", "path", "status", "duration_ms", "request_id", "at", "error"]
+
+
+class OperationSerializer(serializers.ModelSerializer):
+    binding = serializers.SerializerMethodField()
+    calls = CallSerializer(many=True)
+
+    class Meta:
+        model = Operation
+        fields = ["id", "type", "state", "instance", "binding", "description", "next_step", "error", "attempts",
+                  "polls", "next_poll_at", "started_at", "updated_at", "finished_at", "calls"]
+
+    def get_binding(self, op: Operation) -> str | None:
+        return None
+
+
+def _instance_body(instance: ServiceInstance) -> dict[str, Any]:
+    fresh = selectors.instance_list().filter(pk=instance.pk).first()
+    if fresh is None:  # deleted already (a sync deprovision can finish before we answer)
+        fresh = ServiceInstance.objects.prefetch_related("operations").get(pk=instance.pk)
+    return InstanceSerializer(fresh).data
+
+
+def _plan(plan_id: Any, field: str = "plan") -> ServicePlan:
+    plan = ServicePlan.objects.select_related("offering", "broker").filter(pk=plan_id).first()
+    if plan is None:
+        raise serializers.ValidationError({field: ["No such plan."]})
+    return plan
+
+
+class InstanceListApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=63)
+        namespace = serializers.CharField(max_length=63)
+        plan = serializers.UUIDField()
+        parameters = serializers.DictField(required=False, default=dict)
+
+    class FilterSerializer(serializers.Serializer):
+        namespace = serializers.CharField(required=False)
+        service = serializers.UUIDField(required=False)
+        plan = serializers.UUIDField(required=False)
+        state = serializers.ChoiceField(choices=[s for s in InstanceState.values if s != "deleted"], required=False)
+
+    @extend_schema(responses=InstanceSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(selectors.instance_list(**filters.validated_data), request, view=self)
+        return paginator.get_paginated_response(InstanceSerializer(page, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={202: InstanceSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        instance = instance_provision(plan=_plan(values["plan"]), name=values["name"], namespace=values["namespace"],
+                                      parameters=values["parameters"], requested_by=request.user)
+        return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
+
+
+class InstanceDetailApi(APIView):
+    class UpdateSerializer(serializers.Serializer):
+        plan = serializers.UUIDField(required=False)
+        parameters = serializers.DictField(required=False)
+        upgrade = serializers.BooleanField(required=False, default=False,
+                                           help_text="Move to the plan's newer maintenance version.")
+
+    def _get(self, instance_id: Any) -> ServiceInstance:
+        return get_object_or_404(selectors.instance_list(), pk=instance_id)
+
+    @extend_schema(responses=InstanceSerializer)
+    def get(self, request: Request, instance_id: Any) -> Response:
+        return Response(InstanceSerializer(self._get(instance_id)).data)
+
+    @extend_schema(request=UpdateSerializer, responses={202: InstanceSerializer})
+    def patch(self, request: Request, instance_id: Any) -> Response:
+        instance = self._get(instance_id)
+        data = self.UpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        plan = _plan(values["plan"]) if "plan" in values else None
+        instance = instance_update(instance=instance, plan=plan, parameters=values.get("parameters"),
+                                   upgrade=values["upgrade"], requested_by=request.user)
+        return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={202: InstanceSerializer})
+    def delete(self, request: Request, instance_id: Any) -> Response:
+        instance = instance_deprovision(instance=self._get(instance_id), requested_by=request.user)
+        return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
+
+
+class InstanceOperationsApi(APIView):
+    @extend_schema(responses=OperationSerializer(many=True))
+    def get(self, request: Request, instance_id: Any) -> Response:
+        instance = get_object_or_404(selectors.instance_list(), pk=instance_id)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(selectors.operation_list(instance=str(instance.pk)), request, view=self)
+        return paginator.get_paginated_response(OperationSerializer(page, many=True).data)
+
+
+class OperationListApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        instance = serializers.UUIDField(required=False)
+        binding = serializers.UUIDField(required=False)
+        state = serializers.ChoiceField(choices=OpState.values, required=False)
+
+    @extend_schema(responses=OperationSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        values = filters.validated_data
+        query = selectors.operation_list(instance=values.get("instance"), state=values.get("state"))
+        if "binding" in values:
+            query = query.none()
+        paginator = Pagination()
+        page = paginator.paginate_queryset(query, request, view=self)
+        return paginator.get_paginated_response(OperationSerializer(page, many=True).data)
+
+
+class OperationDetailApi(APIView):
+    @extend_schema(responses=OperationSerializer)
+    def get(self, request: Request, operation_id: Any) -> Response:
+        return Response(OperationSerializer(get_object_or_404(selectors.operation_list(), pk=operation_id)).data)

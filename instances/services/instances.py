@@ -1,0 +1,148 @@
+"""Provision, update and deprovision: what people (UI, API, admin) ask for. Each writes rows and enqueues."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from brokers.models import ServicePlan
+from catalog_portal.exceptions import ApplicationError, Conflict
+from catalog_portal.tasks import enqueue_on_commit
+from instances.models import Operation, ServiceInstance
+from instances.services.identity import identity_for, instance_context, legacy_guids
+from instances.services.validation import check_dns_label, check_parameters
+from instances.states import InstanceState, OpType
+
+
+def _plan_is_offered(plan: ServicePlan) -> None:
+    if not (plan.active and plan.offering.active):
+        raise ApplicationError(
+            f"The plan '{plan.title}' is no longer offered by the broker; choose another plan.",
+            fields={"plan": ["This plan is no longer offered."]},
+        )
+
+
+def _start(operation: Operation) -> Operation:
+    """Save a new operation; the partial unique index turns a concurrent second one into a 409."""
+    from instances.tasks import operation_step
+
+    now = timezone.now()
+    operation.next_poll_at = now
+    operation.next_step = "Waiting for a worker to send the request to the broker."
+    operation.deadline = now + timedelta(seconds=settings.OSB_DEFAULT_MAX_POLL_SECONDS)
+    try:
+        with transaction.atomic():
+            operation.save()
+    except IntegrityError:
+        raise Conflict(
+            f"Another operation is still running on '{operation.instance}'. Wait for it to finish and try again."
+        ) from None
+    enqueue_on_commit(operation_step, str(operation.pk))
+    return operation
+
+
+def instance_provision(
+    *, plan: ServicePlan, name: str, namespace: str, parameters: dict[str, Any] | None = None, requested_by: Any = None
+) -> ServiceInstance:
+    """Create an instance and its provision operation; the worker sends the request after commit."""
+    check_dns_label(name, field="name")
+    check_dns_label(namespace, field="namespace")
+    _plan_is_offered(plan)
+    parameters = check_parameters(plan.instance_create_schema, parameters or {})
+    if ServiceInstance.objects.visible().filter(namespace=namespace, name=name).exists():
+        raise ApplicationError(
+            f"An instance named '{name}' already exists in namespace '{namespace}'.",
+            fields={"name": [f"'{name}' is taken in namespace '{namespace}'."]},
+        )
+    context = instance_context(namespace=namespace, name=name)
+    org_guid, space_guid = legacy_guids(namespace=namespace)
+    with transaction.atomic():
+        instance = ServiceInstance(
+            name=name, namespace=namespace, broker=plan.broker, plan=plan, parameters=parameters,
+            context=context, maintenance_info=plan.maintenance_info, requested_by=requested_by,
+            state=InstanceState.PROVISIONING,
+        )
+        try:
+            with transaction.atomic():
+                instance.save()
+        except IntegrityError:
+            raise ApplicationError(
+                f"An instance named '{name}' already exists in namespace '{namespace}'.",
+                fields={"name": [f"'{name}' is taken in namespace '{namespace}'."]},
+            ) from None
+        body: dict[str, Any] = {
+            "service_id": plan.offering.catalog_id, "plan_id": plan.catalog_id, "context": context,
+            "organization_guid": org_guid, "space_guid": space_guid, "parameters": parameters,
+        }
+        if plan.maintenance_info:
+            body["maintenance_info"] = {"version": plan.maintenance_info["version"]}
+        _start(Operation(type=OpType.PROVISION, instance=instance, request=body, requested_by=requested_by,
+                         identity=identity_for(requested_by)))
+    return instance
+
+
+def instance_update(
+    *,
+    instance: ServiceInstance,
+    plan: ServicePlan | None = None,
+    parameters: dict[str, Any] | None = None,
+    upgrade: bool = False,
+    requested_by: Any = None,
+) -> ServiceInstance:
+    """Change an instance's plan, parameters or maintenance version; only what changed is sent."""
+    if instance.state != InstanceState.READY:
+        raise Conflict(f"'{instance}' is {instance.get_state_display().lower()}; it can be changed once it is ready.")
+    current = instance.plan
+    target = plan or current
+    body: dict[str, Any] = {"service_id": current.offering.catalog_id, "context": instance.context}
+    if plan is not None and plan.pk != current.pk:
+        if plan.offering_id != current.offering_id:
+            raise ApplicationError("The new plan must belong to the same service.", fields={"plan": ["Another service's plan."]})
+        if not current.effective_plan_updateable:
+            raise ApplicationError(
+                f"The plan '{current.title}' cannot be changed to another plan.",
+                fields={"plan": ["This service's plans are not updatable."]},
+            )
+        _plan_is_offered(plan)
+        body["plan_id"] = plan.catalog_id
+    if parameters is not None:
+        body["parameters"] = check_parameters(target.instance_update_schema, parameters)
+    if upgrade:
+        new_version = (target.maintenance_info or {}).get("version")
+        old_version = (instance.maintenance_info or {}).get("version")
+        if not new_version or new_version == old_version:
+            raise ApplicationError("There is no newer maintenance version for this instance.")
+        body["maintenance_info"] = {"version": new_version}
+    elif "plan_id" in body and target.maintenance_info:
+        body["maintenance_info"] = {"version": target.maintenance_info["version"]}
+    if len(body) == 2:
+        raise ApplicationError("Nothing to change: give a new plan, parameters, or ask for the upgrade.")
+    previous: dict[str, Any] = {"service_id": current.offering.catalog_id, "plan_id": current.catalog_id}
+    if instance.maintenance_info:
+        previous["maintenance_info"] = {"version": instance.maintenance_info["version"]}
+    body["previous_values"] = previous
+    with transaction.atomic():
+        _start(Operation(type=OpType.UPDATE, instance=instance, request=body, requested_by=requested_by,
+                         identity=identity_for(requested_by)))
+        ServiceInstance.objects.filter(pk=instance.pk).update(state=InstanceState.UPDATING, updated_at=timezone.now())
+    instance.refresh_from_db()
+    return instance
+
+
+def instance_deprovision(*, instance: ServiceInstance, requested_by: Any = None) -> ServiceInstance:
+    """Ask the broker to delete the instance; it disappears from the portal once the broker confirms."""
+    if instance.is_deleted:
+        raise ApplicationError("This instance is already deleted.")
+    params = {"service_id": instance.plan.offering.catalog_id, "plan_id": instance.plan.catalog_id}
+    with transaction.atomic():
+        _start(Operation(type=OpType.DEPROVISION, instance=instance, request=params, requested_by=requested_by,
+                         identity=identity_for(requested_by)))
+        ServiceInstance.objects.filter(pk=instance.pk).update(
+            state=InstanceState.DEPROVISIONING, updated_at=timezone.now()
+        )
+    instance.refresh_from_db()
+    return instance

@@ -1,0 +1,484 @@
+"""The operation engine: one step of an operation at a time, claimed by lease, applied by compare-and-set.
+
+`operation_step` is the only entry point. It claims the operation row (so two workers never act on the same
+operation at once), makes at most one OSB call, and writes the outcome, the instance's new state and the
+call record in one transaction. It returns how many seconds until the next step, or None when there is
+nothing more to do. A worker killed between claim and write loses nothing: the lease expires and the
+sweeper dispatches the step again, which resends the same frozen request.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from brokers.osb import (
+    CallRecord,
+    OSBAsyncRequired,
+    OSBClient,
+    OSBConcurrencyError,
+    OSBConnectionError,
+    OSBError,
+    OSBGone,
+    OSBMaintenanceInfoConflict,
+    OSBMalformedResponse,
+    OSBServerError,
+    OSBTimeout,
+)
+from brokers.services import broker_client, broker_request_sync
+from catalog_portal.tasks import enqueue_on_commit
+from instances.models import Operation, OperationCall, ServiceInstance
+from instances.services.identity import originating_identity
+from instances.states import (
+    ACTIVE,
+    InstanceState,
+    OpState,
+    OpType,
+    Phase,
+    describe_wait,
+    poll_delay,
+    retry_delay,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Decision:
+    """What one step concluded; `_apply` writes it."""
+
+    state: str = OpState.IN_PROGRESS
+    phase: str | None = None
+    delay: float | None = None
+    description: str | None = None
+    next_step: str = ""
+    error: str = ""
+    broker_operation: str | None = None
+    accepted: bool = False
+    attempt: bool = False
+    poll: bool = False
+    instance_usable: bool | None = None
+    update_repeatable: bool | None = None
+    instance: dict[str, Any] = field(default_factory=dict)
+    orphan_mitigation: bool = False
+
+
+def lease_seconds() -> float:
+    return float(settings.OPERATION_LEASE_SECONDS)
+
+
+# --- claim -----------------------------------------------------------------------------------------
+
+
+def _claim(operation_id: Any) -> Operation | None:
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=lease_seconds())
+    claimed = (
+        Operation.objects.filter(pk=operation_id, state__in=ACTIVE, next_poll_at__lte=now)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claimed_until=lease_until, state=OpState.IN_PROGRESS)
+    )
+    if not claimed:
+        return None  # terminal, not yet due, or another worker holds it
+    return Operation.objects.select_related("instance__plan__offering", "instance__broker").get(pk=operation_id)
+
+
+def _seconds_until_due(operation_id: Any) -> float | None:
+    op = Operation.objects.filter(pk=operation_id, state__in=ACTIVE).values("next_poll_at", "claimed_until").first()
+    if not op or op["claimed_until"] or not op["next_poll_at"]:
+        return None
+    remaining = (op["next_poll_at"] - timezone.now()).total_seconds()
+    return remaining if remaining > 0 else None
+
+
+def operation_step(*, operation_id: Any) -> float | None:
+    """Run the next step of an operation if it is due and unclaimed. Safe to call any number of times."""
+    op = _claim(operation_id)
+    if op is None:
+        return _seconds_until_due(operation_id)
+    calls: list[CallRecord] = []
+    try:
+        with broker_client(broker=op.instance.broker, recorder=calls.append) as client:
+            decision = _decide(op, client)
+    except Exception as exc:  # a bug or a database hiccup must not strand the operation
+        logger.exception("Operation %s step crashed", op.pk)
+        decision = _retry(op, f"An internal error interrupted this step ({type(exc).__name__}); retrying")
+    return _apply(op, decision, calls)
+
+
+def _decide(op: Operation, client: OSBClient) -> Decision:
+    if op.phase == Phase.SUBMIT:
+        if op.type == OpType.ORPHAN_MITIGATION:
+            return _submit_cleanup(op, client)
+        return _submit(op, client)
+    if op.phase == Phase.POLL:
+        return _poll(op, client)
+    return _fetch(op, client)
+
+
+# --- submit ----------------------------------------------------------------------------------------
+
+
+def _send(op: Operation, client: OSBClient) -> Any:
+    instance = op.instance
+    identity = originating_identity(op.identity)
+    if op.type == OpType.PROVISION:
+        return client.provision(instance_id=str(instance.pk), identity=identity, **op.request)
+    if op.type == OpType.UPDATE:
+        return client.update(instance_id=str(instance.pk), identity=identity, **op.request)
+    return client.deprovision(instance_id=str(instance.pk), identity=identity, **op.request)
+
+
+def _submit(op: Operation, client: OSBClient) -> Decision:
+    kind = op.type
+    try:
+        response = _send(op, client)
+    except OSBGone:
+        if kind == OpType.DEPROVISION:
+            return _success(op, description="The broker no longer had this instance.")
+        return _failure(op, "The broker answered 410 Gone.")
+    except OSBConcurrencyError as exc:
+        return _retry(op, "The broker is busy with another operation on this instance", retry_after=exc.retry_after)
+    except OSBAsyncRequired as exc:
+        return _failure(op, f"The broker insists on asynchronous operation although the portal allows it: {exc}",
+                        source=exc)
+    except OSBMaintenanceInfoConflict as exc:
+        broker_request_sync(broker=op.instance.broker)
+        return _failure(
+            op, f"The plan's maintenance version changed at the broker ({exc.description or exc}). The catalog is "
+            "being refreshed; try again once it shows the new version.", source=exc,
+        )
+    except OSBTimeout as exc:
+        return _failure(op, str(exc), orphan=kind == OpType.PROVISION)
+    except OSBConnectionError as exc:
+        if exc.maybe_delivered:  # the broker may have acted on it: as a timeout
+            return _failure(op, str(exc), orphan=kind == OpType.PROVISION)
+        return _retry(op, f"Could not reach the broker ({exc})")
+    except OSBMalformedResponse as exc:
+        # 200 with a bad body: failure, no cleanup; 201/202 malformed or another 2xx: cleanup (spec table).
+        orphan = kind == OpType.PROVISION and exc.status != 200
+        orphan = orphan or (kind == OpType.DEPROVISION and exc.status not in (200, 201, 202))
+        return _failure(op, str(exc), orphan=orphan)
+    except OSBServerError as exc:
+        return _failure(op, str(exc), orphan=kind in (OpType.PROVISION, OpType.DEPROVISION), source=exc)
+    except OSBError as exc:
+        if not exc.permanent and exc.status not in (408,):
+            return _retry(op, str(exc), retry_after=exc.retry_after)
+        return _failure(op, str(exc), source=exc)
+    if response.async_:
+        return _accepted(op, response)
+    if kind == OpType.PROVISION:
+        return _after_success(op, dashboard_url=getattr(response, "dashboard_url", None),
+                              metadata=getattr(response, "metadata", None))
+    if kind == OpType.UPDATE:
+        return _success(op, dashboard_url=getattr(response, "dashboard_url", None),
+                        metadata=getattr(response, "metadata", None))
+    return _success(op)
+
+
+def _submit_cleanup(op: Operation, client: OSBClient) -> Decision:
+    """Orphan mitigation: delete at the broker, and keep trying until it says the instance is gone."""
+    instance = op.instance
+    # `then_delete` is the portal's own note (a failed deprovision: delete the instance once confirmed).
+    params = {key: value for key, value in op.request.items() if key != "then_delete"}
+    try:
+        response = client.deprovision(instance_id=str(instance.pk), **params)
+    except OSBGone:
+        return _success(op, description="The broker confirmed the instance is gone.")
+    except OSBError as exc:
+        return _retry(op, f"The cleanup was not accepted ({exc})", retry_after=exc.retry_after)
+    if response.async_:
+        return _accepted(op, response)
+    return _success(op)
+
+
+def _accepted(op: Operation, response: Any) -> Decision:
+    delay = poll_delay(polls=0, elapsed=0)
+    decision = Decision(
+        phase=Phase.POLL, delay=delay, broker_operation=response.operation, accepted=True, attempt=True,
+        description="The broker accepted the request and is working on it.",
+        next_step=f"The broker is working on it; checking again in {describe_wait(delay)}.",
+    )
+    dashboard = getattr(response, "dashboard_url", None)
+    if dashboard:
+        decision.instance["dashboard_url"] = dashboard
+    return decision
+
+
+# --- poll ------------------------------------------------------------------------------------------
+
+
+def _poll(op: Operation, client: OSBClient) -> Decision:
+    instance = op.instance
+    deleting = op.type in (OpType.DEPROVISION, OpType.ORPHAN_MITIGATION)
+    try:
+        last = client.last_operation(
+            instance_id=str(instance.pk),
+            service_id=instance.plan.offering.catalog_id,
+            plan_id=instance.plan.catalog_id,  # for a plan change, the plan before the update (spec)
+            operation=op.broker_operation,
+        )
+    except OSBGone:
+        if deleting:
+            return _success(op, description="The broker confirmed the instance is gone.", poll=True)
+        return _keep_polling(op, None, note="The broker answered 410 Gone while creating or updating; still waiting")
+    except OSBError as exc:
+        return _keep_polling(op, exc.retry_after, note=f"The broker's answer could not be used ({exc})")
+    if last.state == "in progress":
+        return _keep_polling(op, last.retry_after, description=last.description)
+    if last.state == "succeeded":
+        if op.type == OpType.PROVISION:
+            return _after_success(op, description=last.description, poll=True)
+        return _success(op, description=last.description, poll=True)
+    # failed
+    if op.type == OpType.ORPHAN_MITIGATION:
+        return _retry(op, f"The broker could not delete the instance ({last.description or 'no reason given'})",
+                      phase=Phase.SUBMIT, poll=True)
+    decision = _failure(op, last.description or "The broker reported that the operation failed.",
+                        orphan=op.type in (OpType.PROVISION, OpType.DEPROVISION))
+    decision.poll = True
+    decision.description = last.description or ""
+    decision.instance_usable = last.instance_usable
+    decision.update_repeatable = last.update_repeatable
+    if op.type == OpType.UPDATE:
+        decision.instance["state"] = _state_after_failure(op, last.instance_usable)
+    return decision
+
+
+def _keep_polling(op: Operation, retry_after: float | None, *, description: str | None = None,
+                  note: str | None = None) -> Decision:
+    now = timezone.now()
+    if op.deadline and now >= op.deadline:
+        return _deadline_passed(op, description)
+    elapsed = (now - (op.accepted_at or op.started_at)).total_seconds()
+    if retry_after is not None:
+        delay = retry_after
+        sentence = f"The broker asked us to wait {describe_wait(delay)}."
+    else:
+        delay = poll_delay(polls=op.polls + 1, elapsed=elapsed)
+        sentence = f"Checking again in {describe_wait(delay)}."
+    if op.deadline:
+        delay = min(delay, max((op.deadline - now).total_seconds(), 0.0))
+    if note:
+        sentence = f"{note}; checking again in {describe_wait(delay)}."
+    return Decision(delay=delay, description=description, next_step=sentence, poll=True)
+
+
+def _deadline_passed(op: Operation, description: str | None) -> Decision:
+    limit = describe_wait((op.deadline - (op.accepted_at or op.started_at)).total_seconds()) if op.deadline else ""
+    decision = _failure(op, f"The broker did not finish within the maximum polling duration ({limit}).",
+                        orphan=op.type == OpType.PROVISION)
+    decision.poll = True
+    if description:
+        decision.description = description
+    if op.type == OpType.ORPHAN_MITIGATION:
+        decision.next_step = "The portal gave up cleaning up; an admin should check the broker."
+    return decision
+
+
+# --- fetch -----------------------------------------------------------------------------------------
+
+
+def _fetch(op: Operation, client: OSBClient) -> Decision:
+    instance = op.instance
+    try:
+        info = client.fetch_instance(instance_id=str(instance.pk), service_id=instance.plan.offering.catalog_id,
+                                     plan_id=instance.plan.catalog_id)
+    except OSBError as exc:
+        return _success(op, description=f"Ready. (The instance's details could not be fetched: {exc})")
+    return _success(op, dashboard_url=info.dashboard_url, metadata=info.metadata)
+
+
+# --- outcomes --------------------------------------------------------------------------------------
+
+
+def _after_success(op: Operation, *, description: str | None = None, poll: bool = False, **fields: Any) -> Decision:
+    if op.instance.plan.offering.instances_retrievable:
+        decision = Decision(phase=Phase.FETCH, delay=0, description=description, poll=poll,
+                            next_step="Fetching the instance's details from the broker.")
+        decision.instance.update({k: v for k, v in fields.items() if v})
+        return decision
+    return _success(op, description=description, poll=poll, **fields)
+
+
+def _success(op: Operation, *, description: str | None = None, poll: bool = False, **fields: Any) -> Decision:
+    decision = Decision(state=OpState.SUCCEEDED, description=description, poll=poll, attempt=op.phase == Phase.SUBMIT,
+                        next_step="Nothing more to do.")
+    decision.instance.update({k: v for k, v in fields.items() if v})
+    if op.type == OpType.PROVISION:
+        decision.instance["state"] = InstanceState.READY
+    elif op.type == OpType.UPDATE:
+        decision.instance["state"] = InstanceState.READY
+        decision.instance["update"] = op.request
+    elif op.type == OpType.DEPROVISION or op.request.get("then_delete"):
+        decision.instance["state"] = InstanceState.DELETED
+    else:  # cleanup after a failed create: the instance stays failed, now gone at the broker
+        decision.next_step = "Cleaned up at the broker. Delete this instance or provision a new one."
+    return decision
+
+
+def _failure(op: Operation, message: str, *, orphan: bool = False, source: OSBError | None = None) -> Decision:
+    usable = source.instance_usable if source else None
+    decision = Decision(
+        state=OpState.FAILED, error=message, attempt=op.phase == Phase.SUBMIT, orphan_mitigation=orphan,
+        instance_usable=usable, update_repeatable=source.update_repeatable if source else None,
+        description=(source.description if source and source.description else None),
+    )
+    if op.type == OpType.PROVISION:
+        decision.instance["state"] = InstanceState.FAILED
+    else:
+        decision.instance["state"] = _state_after_failure(op, usable)
+    if orphan:
+        what = "create" if op.type == OpType.PROVISION else "delete"
+        decision.next_step = f"Cleaning up at the broker after the failed {what}; see the cleanup operation."
+        decision.instance["state"] = InstanceState.FAILED
+    elif op.type == OpType.UPDATE:
+        decision.next_step = "The instance keeps its previous settings. You can try the change again."
+    else:
+        decision.next_step = "Nothing more will happen. You can retry, or deprovision the instance."
+    return decision
+
+
+def _state_after_failure(op: Operation, instance_usable: bool | None) -> str:
+    if instance_usable is False:
+        return InstanceState.FAILED
+    created = Operation.objects.filter(instance=op.instance, type=OpType.PROVISION, state=OpState.SUCCEEDED).exists()
+    return InstanceState.READY if created else InstanceState.FAILED
+
+
+def _retry(op: Operation, reason: str, *, retry_after: float | None = None, phase: str | None = None,
+           poll: bool = False) -> Decision:
+    now = timezone.now()
+    attempt = op.attempts + 1
+    if op.deadline and now >= op.deadline:
+        decision = _failure(op, f"{reason}. The portal stopped retrying after the maximum duration.")
+        decision.poll = poll
+        return decision
+    delay = retry_after if retry_after is not None else retry_delay(attempts=attempt)
+    if op.type == OpType.ORPHAN_MITIGATION:
+        what = "create" if not op.request.get("then_delete") else "delete"
+        sentence = (f"Cleaning up at the broker after a failed {what}, attempt {attempt}; next attempt in "
+                    f"{describe_wait(delay)}.")
+    elif retry_after is not None:
+        sentence = f"{reason}; the broker asked us to wait {describe_wait(delay)}."
+    else:
+        sentence = f"{reason}; trying again in {describe_wait(delay)} (attempt {attempt + 1})."
+    return Decision(delay=delay, phase=phase or op.phase, next_step=sentence, attempt=True, poll=poll,
+                    error=reason)
+
+
+# --- apply -----------------------------------------------------------------------------------------
+
+
+def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float | None:
+    now = timezone.now()
+    fields: dict[str, Any] = {"state": decision.state, "next_step": decision.next_step, "updated_at": now,
+                              "claimed_until": None}
+    if decision.phase:
+        fields["phase"] = decision.phase
+    if decision.description is not None:
+        fields["description"] = decision.description
+    if decision.error or decision.state != OpState.IN_PROGRESS:
+        fields["error"] = decision.error
+    if decision.broker_operation is not None:
+        fields["broker_operation"] = decision.broker_operation
+    if decision.accepted:
+        fields["accepted_at"] = now
+        fields["deadline"] = now + timedelta(seconds=_max_polling_seconds(op))
+        fields["polls"] = 0
+    if decision.attempt:
+        fields["attempts"] = op.attempts + 1
+    if decision.poll:
+        fields["polls"] = op.polls + 1
+    for name in ("instance_usable", "update_repeatable"):
+        if getattr(decision, name) is not None:
+            fields[name] = getattr(decision, name)
+    if decision.state == OpState.IN_PROGRESS:
+        fields["next_poll_at"] = now + timedelta(seconds=max(decision.delay or 0.0, 0.0))
+    else:
+        fields["next_poll_at"] = None
+        fields["finished_at"] = now
+    with transaction.atomic():
+        OperationCall.objects.bulk_create([_call_row(op, call) for call in calls])
+        # Compare-and-set on our lease: a worker whose lease expired must not overwrite another's work.
+        if not Operation.objects.filter(pk=op.pk, claimed_until=op.claimed_until, state=op.state).update(**fields):
+            logger.warning("Operation %s: lease lost before the step could be saved", op.pk)
+            return None
+        _update_instance(op, decision, now)
+        if decision.orphan_mitigation:
+            _start_cleanup(op, then_delete=op.type == OpType.DEPROVISION)
+    if decision.state == OpState.IN_PROGRESS:
+        return max(decision.delay or 0.0, 0.0)
+    return None
+
+
+def _max_polling_seconds(op: Operation) -> float:
+    platform = float(settings.OSB_DEFAULT_MAX_POLL_SECONDS)
+    plan = op.instance.plan.maximum_polling_duration
+    return min(float(plan), platform) if plan else platform
+
+
+def _update_instance(op: Operation, decision: Decision, now: Any) -> None:
+    changes = dict(decision.instance)
+    if not changes:
+        return
+    update = changes.pop("update", None)
+    instance_fields: dict[str, Any] = {"updated_at": now}
+    if "state" in changes:
+        instance_fields["state"] = changes["state"]
+        if changes["state"] == InstanceState.DELETED:
+            instance_fields["deleted_at"] = now
+    if changes.get("dashboard_url"):
+        instance_fields["dashboard_url"] = changes["dashboard_url"]
+    if changes.get("metadata"):
+        instance_fields["metadata"] = changes["metadata"]
+    if update:
+        if "plan_id" in update:
+            from brokers.models import ServicePlan
+
+            instance_fields["plan"] = ServicePlan.objects.get(broker=op.instance.broker, catalog_id=update["plan_id"])
+        if "parameters" in update:
+            instance_fields["parameters"] = update["parameters"]
+        if "maintenance_info" in update:
+            instance_fields["maintenance_info"] = update["maintenance_info"]
+    ServiceInstance.objects.filter(pk=op.instance_id).update(**instance_fields)
+
+
+def _start_cleanup(op: Operation, *, then_delete: bool) -> None:
+    from instances.tasks import operation_step as operation_step_task
+
+    now = timezone.now()
+    instance = op.instance
+    cleanup = Operation.objects.create(
+        type=OpType.ORPHAN_MITIGATION, instance=instance, parent=op,
+        request={"service_id": instance.plan.offering.catalog_id, "plan_id": instance.plan.catalog_id,
+                 **({"then_delete": True} if then_delete else {})},
+        next_poll_at=now, deadline=now + timedelta(seconds=settings.OSB_DEFAULT_MAX_POLL_SECONDS),
+        next_step="Cleaning up at the broker: sending the delete request.",
+    )
+    enqueue_on_commit(operation_step_task, str(cleanup.pk))
+
+
+def _call_row(op: Operation, call: CallRecord) -> OperationCall:
+    return OperationCall(
+        operation=op, method=call.method, path=call.path, status=call.status, duration_ms=call.duration_ms,
+        request_id=call.request_id, at=call.at, error=call.error, request_excerpt=call.request_excerpt,
+        response_excerpt=call.response_excerpt,
+    )
+
+
+def operations_due(*, limit: int = 1000) -> list[str]:
+    """Active operations whose message was lost (overdue) or whose worker died (lease expired)."""
+    now = timezone.now()
+    grace = timedelta(seconds=settings.SWEEP_GRACE_SECONDS)
+    due = Operation.objects.filter(state__in=ACTIVE).filter(
+        Q(claimed_until__isnull=True, next_poll_at__lte=now - grace) | Q(claimed_until__lt=now)
+    )
+    return [str(pk) for pk in due.order_by("next_poll_at").values_list("pk", flat=True)[:limit]]

@@ -1,0 +1,45 @@
+"""Checks made before anything reaches a broker: names and parameters."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jsonschema import validators
+
+from catalog_portal.exceptions import ApplicationError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def check_dns_label(value: Any, *, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ApplicationError(f"A {field} is required.", fields={field: ["This field is required."]})
+    if len(value) > 63 or not DNS_LABEL.match(value):
+        raise ApplicationError(
+            f"'{value}' is not a valid {field}.",
+            fields={field: ["Use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit."]},
+        )
+    return value
+
+
+def schema_errors(schema: dict[str, Any] | None, parameters: Any) -> list[str]:
+    """Human messages for each way `parameters` breaks the plan's JSON Schema (empty when valid)."""
+    if not isinstance(parameters, dict):
+        return ["Parameters must be a JSON object."]
+    if not schema:
+        return []
+    validator_class = validators.validator_for(schema, default=validators.Draft4Validator)
+    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    messages = []
+    for error in sorted(validator.iter_errors(parameters), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = ".".join(str(p) for p in error.absolute_path)
+        messages.append(f"{where}: {error.message}" if where else error.message)
+    return messages
+
+
+def check_parameters(schema: dict[str, Any] | None, parameters: Any) -> dict[str, Any]:
+    errors = schema_errors(schema, parameters)
+    if errors:
+        raise ApplicationError("The parameters do not match the plan's schema.", fields={"parameters": errors})
+    return parameters

@@ -1,0 +1,26 @@
+"""Celery tasks for operations: thin, id-based, safe to run twice (the row decides, not the message)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="instances.operation_step", ignore_result=True, acks_late=True)
+def operation_step(operation_id: str) -> None:
+    """Run the operation's next step if due; schedule the one after. A duplicate message is a no-op."""
+    from instances.services.operations import operation_step as step
+
+    delay = step(operation_id=operation_id)
+    if delay is not None:
+        operation_step.apply_async((operation_id,), countdown=delay)
+
+
+@shared_task(name="instances.operations_sweep", ignore_result=True)
+def operations_sweep() -> int:
+    """Beat: re-dispatch every operation whose message was lost or whose worker died."""
+    from instances.services.operations import operations_due
+
+    due = operations_due()
+    for operation_id in due:
+        operation_step.delay(operation_id)
+    return len(due)

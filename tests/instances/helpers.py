@@ -1,0 +1,53 @@
+"""Helpers for engine tests: mirror the test broker's catalog, run operations to the end in-process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from brokers import services as broker_services
+from brokers.models import Broker, ServicePlan
+from brokers.sample_broker import SampleBroker
+from instances.models import Operation
+from instances.services.operations import operation_step
+from instances.states import ACTIVE
+from tests.conftest import BROKER_PASSWORD, BROKER_USER
+
+
+def mirrored_broker(url: str, name: str = "test-broker") -> Broker:
+    broker = broker_services.broker_register(
+        name=name, url=url,
+        auth=broker_services.BrokerAuth(type="basic", username=BROKER_USER, secret=BROKER_PASSWORD),
+    )
+    sync = broker_services.catalog_sync(broker_id=broker.pk, force=True)
+    assert sync is not None and not sync.error, sync.error if sync else None
+    broker.refresh_from_db()
+    return broker
+
+
+def plan(broker: Broker, service_name: str, plan_name: str) -> ServicePlan:
+    return ServicePlan.objects.select_related("offering").get(broker=broker, offering__name=service_name,
+                                                              name=plan_name)
+
+
+def run_operations(*, max_steps: int = 200, fast: bool = True) -> list[Operation]:
+    """Step every active operation until none is left, skipping waits (time is not what these tests check)."""
+    for _ in range(max_steps):
+        active = list(Operation.objects.filter(state__in=ACTIVE))
+        if not active:
+            return list(Operation.objects.order_by("started_at"))
+        for op in active:
+            if fast:
+                Operation.objects.filter(pk=op.pk, claimed_until__isnull=True).update(next_poll_at=timezone.now())
+            operation_step(operation_id=op.pk)
+    raise AssertionError("operations did not finish")
+
+
+def step_once(op: Operation) -> float | None:
+    Operation.objects.filter(pk=op.pk).update(next_poll_at=timezone.now())
+    return operation_step(operation_id=op.pk)
+
+
+def broker_calls(broker: SampleBroker, method: str, path: str = r"/v2/service_instances/[^/]+") -> list[Any]:
+    return broker.requests_for(method, path)
