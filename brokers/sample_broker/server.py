@@ -503,6 +503,10 @@ class SampleBroker:
             self._requests.clear()
             self._responses.clear()
             self.catalog = None
+            self.async_seconds = 3.0
+            self.async_outcome = "succeeded"
+            self.async_mode = "auto"
+            self.etag_support = False
 
     # ------------------------------------------------------------ dispatch
     def _dispatch(self, method: str, raw_path: str, raw_headers: Any, body: bytes) -> Reply:

@@ -249,7 +249,16 @@ def _poll(op: Operation, client: OSBClient) -> Decision:
     decision.update_repeatable = last.update_repeatable
     if op.type == OpType.UPDATE:
         decision.instance["state"] = _state_after_failure(op, last.instance_usable)
+        decision.next_step = _after_failed_update(last.instance_usable, last.update_repeatable)
     return decision
+
+
+def _after_failed_update(instance_usable: bool | None, update_repeatable: bool | None) -> str:
+    if instance_usable is False:
+        return "The broker says the instance is no longer usable. Deprovision it, or ask its owner for help."
+    if update_repeatable is False:
+        return "The instance keeps its previous settings. The broker says this change would fail again."
+    return "The instance keeps its previous settings. You can try the change again."
 
 
 def _keep_polling(op: Operation, retry_after: float | None, *, description: str | None = None,
@@ -340,7 +349,7 @@ def _failure(op: Operation, message: str, *, orphan: bool = False, source: OSBEr
         decision.next_step = f"Cleaning up at the broker after the failed {what}; see the cleanup operation."
         decision.instance["state"] = InstanceState.FAILED
     elif op.type == OpType.UPDATE:
-        decision.next_step = "The instance keeps its previous settings. You can try the change again."
+        decision.next_step = _after_failed_update(usable, source.update_repeatable if source else None)
     else:
         decision.next_step = "Nothing more will happen. You can retry, or deprovision the instance."
     return decision
@@ -445,7 +454,8 @@ def _update_instance(op: Operation, decision: Decision, now: Any) -> None:
 
             instance_fields["plan"] = ServicePlan.objects.get(broker=op.instance.broker, catalog_id=update["plan_id"])
         if "parameters" in update:
-            instance_fields["parameters"] = update["parameters"]
+            # The broker is sent only what changed; the instance keeps the whole picture.
+            instance_fields["parameters"] = {**op.instance.parameters, **update["parameters"]}
         if "maintenance_info" in update:
             instance_fields["maintenance_info"] = update["maintenance_info"]
     ServiceInstance.objects.filter(pk=op.instance_id).update(**instance_fields)
