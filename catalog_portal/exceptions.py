@@ -14,6 +14,10 @@ class ApplicationError(Exception):
         self.fields = fields or {}
 
 
+class Forbidden(ApplicationError):
+    status_code = 403
+
+
 class NotFound(ApplicationError):
     status_code = 404
 

@@ -187,6 +187,7 @@ SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "catalog-relist-due": {"task": "brokers.catalog_sync_due", "schedule": float(SWEEP_INTERVAL_SECONDS)},
     "operations-sweep": {"task": "instances.operations_sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    "bindings-reconcile": {"task": "instances.bindings_reconcile", "schedule": float(SWEEP_INTERVAL_SECONDS)},
 }
 # An operation whose Celery message is this late is re-sent by the sweeper.
 SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 5, minimum=0)
@@ -226,6 +227,9 @@ OPERATION_LEASE_SECONDS = env_int(
 
 # --- Kubernetes --------------------------------------------------------------------------------
 K8S_ENABLED = env_bool("K8S_ENABLED", True)
+# How often a published Secret is checked against what the portal wrote (drift repair).
+K8S_RECONCILE_SECONDS = env_int("K8S_RECONCILE_SECONDS", 300, minimum=1)
+K8S_RETRY_CAP_SECONDS = env_int("K8S_RETRY_CAP_SECONDS", 300, minimum=1)
 
 # --- Logging -----------------------------------------------------------------------------------
 LOGGING = {

@@ -6,6 +6,9 @@ urlpatterns = [
     path("instances/", apis.InstanceListApi.as_view(), name="instance-list"),
     path("instances/<uuid:instance_id>/", apis.InstanceDetailApi.as_view(), name="instance-detail"),
     path("instances/<uuid:instance_id>/operations/", apis.InstanceOperationsApi.as_view(), name="instance-operations"),
+    path("bindings/", apis.BindingListApi.as_view(), name="binding-list"),
+    path("bindings/<uuid:binding_id>/", apis.BindingDetailApi.as_view(), name="binding-detail"),
+    path("bindings/<uuid:binding_id>/credentials/", apis.BindingCredentialsApi.as_view(), name="binding-credentials"),
     path("operations/", apis.OperationListApi.as_view(), name="operation-list"),
     path("operations/<uuid:operation_id>/", apis.OperationDetailApi.as_view(), name="operation-detail"),
 ]

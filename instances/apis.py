@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,7 +14,8 @@ from rest_framework.views import APIView
 from brokers.models import ServicePlan
 from catalog_portal.api import Pagination
 from instances import selectors
-from instances.models import Operation, OperationCall, ServiceInstance
+from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
+from instances.services.bindings import binding_create, binding_credentials, binding_delete
 from instances.services.instances import instance_deprovision, instance_provision, instance_update
 from instances.states import InstanceState, OpState
 
@@ -58,16 +59,12 @@ class CallSerializer(serializers.ModelSerializer):
 
 
 class OperationSerializer(serializers.ModelSerializer):
-    binding = serializers.SerializerMethodField()
     calls = CallSerializer(many=True)
 
     class Meta:
         model = Operation
         fields = ["id", "type", "state", "instance", "binding", "description", "next_step", "error", "attempts",
                   "polls", "next_poll_at", "started_at", "updated_at", "finished_at", "calls"]
-
-    def get_binding(self, op: Operation) -> str | None:
-        return None
 
 
 def _instance_body(instance: ServiceInstance) -> dict[str, Any]:
@@ -142,7 +139,8 @@ class InstanceDetailApi(APIView):
 
     @extend_schema(responses={202: InstanceSerializer})
     def delete(self, request: Request, instance_id: Any) -> Response:
-        instance = instance_deprovision(instance=self._get(instance_id), requested_by=request.user)
+        cascade = request.query_params.get("cascade", "").lower() in ("true", "1", "yes")
+        instance = instance_deprovision(instance=self._get(instance_id), requested_by=request.user, cascade=cascade)
         return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
 
 
@@ -166,9 +164,8 @@ class OperationListApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         values = filters.validated_data
-        query = selectors.operation_list(instance=values.get("instance"), state=values.get("state"))
-        if "binding" in values:
-            query = query.none()
+        query = selectors.operation_list(instance=values.get("instance"), binding=values.get("binding"),
+                                         state=values.get("state"))
         paginator = Pagination()
         page = paginator.paginate_queryset(query, request, view=self)
         return paginator.get_paginated_response(OperationSerializer(page, many=True).data)
@@ -178,3 +175,109 @@ class OperationDetailApi(APIView):
     @extend_schema(responses=OperationSerializer)
     def get(self, request: Request, operation_id: Any) -> Response:
         return Response(OperationSerializer(get_object_or_404(selectors.operation_list(), pk=operation_id)).data)
+
+
+# --- bindings ------------------------------------------------------------------------------------------
+
+
+class PublicationSerializer(serializers.Serializer):
+    state = serializers.CharField()
+    message = serializers.CharField()
+    published_at = serializers.DateTimeField(allow_null=True)
+
+
+class BindingSerializer(serializers.ModelSerializer):
+    instance = serializers.UUIDField(source="instance_id")
+    last_operation = serializers.SerializerMethodField()
+    cleanup = serializers.SerializerMethodField()
+    publication = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ServiceBinding
+        fields = ["id", "instance", "name", "namespace", "secret_name", "parameters", "state", "last_operation",
+                  "cleanup", "publication", "metadata", "created_at", "updated_at"]
+
+    @extend_schema_field(LastOperationSerializer(allow_null=True))
+    def get_last_operation(self, binding: ServiceBinding) -> dict[str, Any] | None:
+        op = selectors.binding_last_operation(binding)
+        return LastOperationSerializer(op).data if op else None
+
+    @extend_schema_field(LastOperationSerializer(allow_null=True))
+    def get_cleanup(self, binding: ServiceBinding) -> dict[str, Any] | None:
+        op = selectors.binding_active_cleanup(binding)
+        return LastOperationSerializer(op).data if op else None
+
+    @extend_schema_field(PublicationSerializer)
+    def get_publication(self, binding: ServiceBinding) -> dict[str, Any]:
+        state = binding.publication_state
+        if state == "removed":
+            state = "pending"
+        return {"state": state, "message": binding.publication_message, "published_at": binding.published_at}
+
+
+class CredentialsSerializer(serializers.Serializer):
+    credentials = serializers.DictField()
+    syslog_drain_url = serializers.CharField(allow_null=True)
+    route_service_url = serializers.CharField(allow_null=True)
+    volume_mounts = serializers.ListField(child=serializers.DictField())
+    endpoints = serializers.ListField(child=serializers.DictField())
+
+
+def _binding_body(binding: ServiceBinding) -> dict[str, Any]:
+    fresh = selectors.binding_list().filter(pk=binding.pk).first()
+    if fresh is None:
+        fresh = ServiceBinding.objects.prefetch_related("operations").get(pk=binding.pk)
+    return BindingSerializer(fresh).data
+
+
+class BindingListApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        instance = serializers.UUIDField()
+        name = serializers.CharField(max_length=63)
+        namespace = serializers.CharField(max_length=63, required=False, allow_null=True)
+        secret_name = serializers.CharField(max_length=253, required=False, allow_null=True)
+        parameters = serializers.DictField(required=False, default=dict)
+
+    class FilterSerializer(serializers.Serializer):
+        instance = serializers.UUIDField(required=False)
+        namespace = serializers.CharField(required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses=BindingSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(selectors.binding_list(**filters.validated_data), request, view=self)
+        return paginator.get_paginated_response(BindingSerializer(page, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={202: BindingSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        instance = selectors.instance_list().filter(pk=values["instance"]).first()
+        if instance is None:
+            raise serializers.ValidationError({"instance": ["No such instance."]})
+        binding = binding_create(instance=instance, name=values["name"], namespace=values.get("namespace"),
+                                 secret_name=values.get("secret_name"), parameters=values["parameters"],
+                                 requested_by=request.user)
+        return Response(_binding_body(binding), status=status.HTTP_202_ACCEPTED)
+
+
+class BindingDetailApi(APIView):
+    @extend_schema(responses=BindingSerializer)
+    def get(self, request: Request, binding_id: Any) -> Response:
+        return Response(BindingSerializer(get_object_or_404(selectors.binding_list(), pk=binding_id)).data)
+
+    @extend_schema(responses={202: BindingSerializer})
+    def delete(self, request: Request, binding_id: Any) -> Response:
+        binding = binding_delete(binding=get_object_or_404(selectors.binding_list(), pk=binding_id),
+                                 requested_by=request.user)
+        return Response(_binding_body(binding), status=status.HTTP_202_ACCEPTED)
+
+
+class BindingCredentialsApi(APIView):
+    @extend_schema(responses=CredentialsSerializer)
+    def get(self, request: Request, binding_id: Any) -> Response:
+        binding = get_object_or_404(selectors.binding_list(), pk=binding_id)
+        return Response(binding_credentials(binding=binding, user=request.user, request=request))

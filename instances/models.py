@@ -11,7 +11,17 @@ from django.urls import reverse
 from django.utils import timezone
 
 from brokers.models import Broker, ServicePlan
-from instances.states import ACTIVE, TERMINAL, InstanceState, OpState, OpType, Phase
+from catalog_portal import crypto
+from instances.states import (
+    ACTIVE,
+    TERMINAL,
+    BindingState,
+    InstanceState,
+    OpState,
+    OpType,
+    Phase,
+    PublicationState,
+)
 
 
 class InstanceQuerySet(models.QuerySet):
@@ -61,6 +71,69 @@ class ServiceInstance(models.Model):
         return self.state == InstanceState.DELETED
 
 
+class BindingQuerySet(models.QuerySet):
+    def visible(self) -> BindingQuerySet:
+        return self.exclude(state=BindingState.DELETED)
+
+
+class ServiceBinding(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)  # also the OSB binding_id
+    instance = models.ForeignKey(ServiceInstance, on_delete=models.CASCADE, related_name="bindings")
+    name = models.CharField(max_length=63)
+    namespace = models.CharField(max_length=63, db_index=True)
+    secret_name = models.CharField(max_length=253)
+    parameters = models.JSONField(default=dict, blank=True)
+    # Sent as `context` / `bind_resource`; fixed at creation so retries are identical.
+    context = models.JSONField(default=dict)
+    bind_resource = models.JSONField(default=dict)
+    state = models.CharField(max_length=20, choices=BindingState.choices, default=BindingState.BINDING)
+    # credentials, syslog_drain_url, route_service_url, volume_mounts, endpoints: encrypted with CREDENTIALS_KEY.
+    secrets_encrypted = models.TextField(blank=True, editable=False)
+    metadata = models.JSONField(default=dict, blank=True)  # expires_at, renew_before
+    publication_state = models.CharField(
+        max_length=20, choices=PublicationState.choices, default=PublicationState.PENDING
+    )
+    publication_message = models.TextField(blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    publication_hash = models.CharField(max_length=64, blank=True)
+    publication_next_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    publication_attempts = models.PositiveIntegerField(default=0)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BindingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["namespace", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "name"], condition=~Q(state="deleted"), name="binding_unique_name_in_namespace"
+            ),
+            models.UniqueConstraint(
+                fields=["namespace", "secret_name"], condition=~Q(state="deleted"), name="binding_unique_secret"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.state == BindingState.DELETED
+
+    @property
+    def secrets(self) -> dict:
+        """What the broker returned for this binding (decrypted); empty until it succeeded."""
+        return crypto.decrypt_json(self.secrets_encrypted) if self.secrets_encrypted else {}
+
+    def set_secrets(self, value: dict) -> None:
+        self.secrets_encrypted = crypto.encrypt_json(value) if value else ""
+
+
 class Operation(models.Model):
     """One broker-changing action. The row is the truth; Celery messages only nudge workers to look."""
 
@@ -69,6 +142,10 @@ class Operation(models.Model):
     state = models.CharField(max_length=20, choices=OpState.choices, default=OpState.PENDING, db_index=True)
     phase = models.CharField(max_length=10, choices=Phase.choices, default=Phase.SUBMIT)
     instance = models.ForeignKey(ServiceInstance, on_delete=models.CASCADE, related_name="operations")
+    # Set for bind, unbind and a binding's cleanup; those don't hold the instance's one-operation slot.
+    binding = models.ForeignKey(
+        ServiceBinding, null=True, blank=True, on_delete=models.CASCADE, related_name="operations"
+    )
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="followups")
     # Exactly what is sent to the broker, frozen at creation: a retried request is byte-for-byte the same.
     request = models.JSONField(default=dict)
@@ -97,7 +174,12 @@ class Operation(models.Model):
         ordering = ["-started_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["instance"], condition=Q(state__in=[s.value for s in ACTIVE]), name="one_active_operation_per_instance"
+                fields=["instance"], condition=Q(state__in=[s.value for s in ACTIVE], binding__isnull=True),
+                name="one_active_operation_per_instance",
+            ),
+            models.UniqueConstraint(
+                fields=["binding"], condition=Q(state__in=[s.value for s in ACTIVE], binding__isnull=False),
+                name="one_active_operation_per_binding",
             ),
             # Stuck work is impossible: an active operation always has a lease or a next check time.
             models.CheckConstraint(
@@ -108,7 +190,7 @@ class Operation(models.Model):
         indexes = [models.Index(fields=["state", "next_poll_at"])]
 
     def __str__(self) -> str:
-        return f"{self.get_type_display()} of {self.instance} ({self.state})"
+        return f"{self.get_type_display()} of {self.binding or self.instance} ({self.state})"
 
     @property
     def is_terminal(self) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
-from instances.models import Operation, OperationCall, ServiceInstance
+from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.states import OpType
 
 INSTANCE_OPERATION_TYPES = [OpType.PROVISION, OpType.UPDATE, OpType.DEPROVISION]
@@ -27,26 +27,49 @@ def instance_list(*, user: Any = None, namespace: str | None = None, service: st
     return query.prefetch_related(Prefetch("operations", queryset=operations, to_attr="operations_newest_first"))
 
 
+def _newest_first(target: Any) -> list[Operation]:
+    operations = getattr(target, "operations_newest_first", None)
+    if operations is None:
+        operations = list(target.operations.order_by("-started_at"))
+    return operations
+
+
 def last_operation(instance: ServiceInstance) -> Operation | None:
     """The newest provision/update/deprovision (cleanups are shown beside it, not instead of it)."""
-    operations = getattr(instance, "operations_newest_first", None)
-    if operations is None:
-        operations = list(instance.operations.order_by("-started_at"))
-    return next((op for op in operations if op.type in INSTANCE_OPERATION_TYPES), None)
+    return next((op for op in _newest_first(instance) if op.type in INSTANCE_OPERATION_TYPES), None)
 
 
 def active_cleanup(instance: ServiceInstance) -> Operation | None:
-    operations = getattr(instance, "operations_newest_first", None)
-    if operations is None:
-        operations = list(instance.operations.order_by("-started_at"))
-    newest = operations[0] if operations else None
-    return newest if newest is not None and newest.type == OpType.ORPHAN_MITIGATION else None
+    own = [op for op in _newest_first(instance) if op.binding_id is None]
+    return own[0] if own and own[0].type == OpType.ORPHAN_MITIGATION else None
 
 
-def operation_list(*, instance: str | None = None, state: str | None = None) -> QuerySet[Operation]:
+def binding_last_operation(binding: ServiceBinding) -> Operation | None:
+    return next((op for op in _newest_first(binding) if op.type in (OpType.BIND, OpType.UNBIND)), None)
+
+
+def binding_active_cleanup(binding: ServiceBinding) -> Operation | None:
+    operations = _newest_first(binding)
+    return operations[0] if operations and operations[0].type == OpType.ORPHAN_MITIGATION else None
+
+
+def binding_list(*, instance: Any = None, namespace: str | None = None) -> QuerySet[ServiceBinding]:
+    query = ServiceBinding.objects.visible().select_related("instance__plan__offering")
+    query = query.filter(instance__in=ServiceInstance.objects.visible())
+    if instance:
+        query = query.filter(instance_id=instance)
+    if namespace:
+        query = query.filter(namespace=namespace)
+    operations = Operation.objects.order_by("-started_at")
+    return query.prefetch_related(Prefetch("operations", queryset=operations, to_attr="operations_newest_first"))
+
+
+def operation_list(*, instance: Any = None, binding: Any = None, state: str | None = None) -> QuerySet[Operation]:
     query = Operation.objects.select_related("instance")
     if instance:
         query = query.filter(instance_id=instance)
+    if binding:
+        query = query.filter(binding_id=binding)
     if state:
         query = query.filter(state=state)
     calls = OperationCall.objects.order_by("at", "id")

@@ -24,10 +24,16 @@ class OpType(models.TextChoices):
     PROVISION = "provision", "Provision"
     UPDATE = "update", "Update"
     DEPROVISION = "deprovision", "Deprovision"
+    BIND = "bind", "Bind"
+    UNBIND = "unbind", "Unbind"
     ORPHAN_MITIGATION = "orphan_mitigation", "Orphan mitigation"
 
 
+BINDING_TYPES = frozenset({OpType.BIND, OpType.UNBIND})
+
+
 class Phase(models.TextChoices):
+    WAIT = "wait", "Wait for the bindings to be removed"
     SUBMIT = "submit", "Send the request"
     POLL = "poll", "Poll the last operation"
     FETCH = "fetch", "Fetch the result"
@@ -40,6 +46,22 @@ class InstanceState(models.TextChoices):
     DEPROVISIONING = "deprovisioning", "Deprovisioning"
     FAILED = "failed", "Failed"
     DELETED = "deleted", "Deleted"
+
+
+class BindingState(models.TextChoices):
+    BINDING = "binding", "Binding"
+    READY = "ready", "Ready"
+    UNBINDING = "unbinding", "Unbinding"
+    FAILED = "failed", "Failed"
+    DELETED = "deleted", "Deleted"
+
+
+class PublicationState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PUBLISHED = "published", "Published"
+    NOT_CONFIGURED = "not_configured", "Not configured"
+    FAILED = "failed", "Failed"
+    REMOVED = "removed", "Removed"
 
 
 def can_transition(current: str, target: str) -> bool:

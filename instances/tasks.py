@@ -24,3 +24,22 @@ def operations_sweep() -> int:
     for operation_id in due:
         operation_step.delay(operation_id)
     return len(due)
+
+
+@shared_task(name="instances.binding_publish", ignore_result=True, acks_late=True)
+def binding_publish(binding_id: str) -> None:
+    """Make the binding's Secret in the cluster match the binding (publish, repair or delete)."""
+    from instances.services.kubernetes import binding_publish as publish
+
+    publish(binding_id=binding_id)
+
+
+@shared_task(name="instances.bindings_reconcile", ignore_result=True)
+def bindings_reconcile() -> int:
+    """Beat: publish what is due, retry failures, repair Secrets deleted or edited behind our back."""
+    from instances.services.kubernetes import bindings_due
+
+    due = bindings_due()
+    for binding_id in due:
+        binding_publish.delay(binding_id)
+    return len(due)

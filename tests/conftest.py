@@ -214,3 +214,23 @@ def workers(transactional_db: Any, tmp_path: Path) -> Iterator[Workers]:
 def celery_worker_process(workers: Workers) -> subprocess.Popen[bytes]:
     """One real worker with an embedded beat (sweeper every second)."""
     return workers.start(beat=True)
+
+
+# --- a Kubernetes API stand-in ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A Kubernetes API stand-in on loopback, configured for the portal through KUBECONFIG like a real cluster.
+
+    Worker processes started afterwards inherit KUBECONFIG from the environment.
+    """
+    from instances.kube_standin import KubeStandIn
+
+    server = KubeStandIn(namespaces=("default", "team-a", "team-b")).start()
+    path = tmp_path / "kubeconfig"
+    server.write_kubeconfig(path)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    yield server
+    server.stop()

@@ -26,8 +26,9 @@ def _plan_is_offered(plan: ServicePlan) -> None:
         )
 
 
-def _start(operation: Operation) -> Operation:
-    """Save a new operation; the partial unique index turns a concurrent second one into a 409."""
+def start_operation(operation: Operation) -> Operation:
+    """Save a new operation and enqueue it on commit; the partial unique index turns a concurrent second
+    one on the same target into a 409."""
     from instances.tasks import operation_step
 
     now = timezone.now()
@@ -39,7 +40,8 @@ def _start(operation: Operation) -> Operation:
             operation.save()
     except IntegrityError:
         raise Conflict(
-            f"Another operation is still running on '{operation.instance}'. Wait for it to finish and try again."
+            f"Another operation is still running on '{operation.binding or operation.instance}'. Wait for it to "
+            "finish and try again."
         ) from None
     enqueue_on_commit(operation_step, str(operation.pk))
     return operation
@@ -80,7 +82,7 @@ def instance_provision(
         }
         if plan.maintenance_info:
             body["maintenance_info"] = {"version": plan.maintenance_info["version"]}
-        _start(Operation(type=OpType.PROVISION, instance=instance, request=body, requested_by=requested_by,
+        start_operation(Operation(type=OpType.PROVISION, instance=instance, request=body, requested_by=requested_by,
                          identity=identity_for(requested_by)))
     return instance
 
@@ -126,21 +128,46 @@ def instance_update(
         previous["maintenance_info"] = {"version": instance.maintenance_info["version"]}
     body["previous_values"] = previous
     with transaction.atomic():
-        _start(Operation(type=OpType.UPDATE, instance=instance, request=body, requested_by=requested_by,
+        start_operation(Operation(type=OpType.UPDATE, instance=instance, request=body, requested_by=requested_by,
                          identity=identity_for(requested_by)))
         ServiceInstance.objects.filter(pk=instance.pk).update(state=InstanceState.UPDATING, updated_at=timezone.now())
     instance.refresh_from_db()
     return instance
 
 
-def instance_deprovision(*, instance: ServiceInstance, requested_by: Any = None) -> ServiceInstance:
-    """Ask the broker to delete the instance; it disappears from the portal once the broker confirms."""
+def instance_deprovision(*, instance: ServiceInstance, requested_by: Any = None, cascade: bool = False) -> ServiceInstance:
+    """Ask the broker to delete the instance; it disappears from the portal once the broker confirms.
+
+    Refused while bindings exist, unless `cascade`: then every binding is unbound first and the delete is
+    sent once they are all gone.
+    """
+    from instances.models import ServiceBinding
+    from instances.services.bindings import binding_delete
+    from instances.states import BindingState, Phase
+
     if instance.is_deleted:
         raise ApplicationError("This instance is already deleted.")
+    bindings = list(ServiceBinding.objects.visible().filter(instance=instance))
+    if bindings and not cascade:
+        names = ", ".join(sorted(b.name for b in bindings))
+        raise Conflict(
+            f"'{instance}' still has {len(bindings)} binding(s) ({names}). Unbind them first, or deprovision with "
+            "cascade to unbind them automatically."
+        )
     params = {"service_id": instance.plan.offering.catalog_id, "plan_id": instance.plan.catalog_id}
     with transaction.atomic():
-        _start(Operation(type=OpType.DEPROVISION, instance=instance, request=params, requested_by=requested_by,
-                         identity=identity_for(requested_by)))
+        for binding in bindings:
+            if binding.state != BindingState.UNBINDING:
+                binding_delete(binding=binding, requested_by=requested_by)
+        operation = Operation(type=OpType.DEPROVISION, instance=instance, request=params, requested_by=requested_by,
+                              identity=identity_for(requested_by))
+        if bindings:
+            operation.phase = Phase.WAIT
+        start_operation(operation)
+        if bindings:
+            Operation.objects.filter(pk=operation.pk).update(
+                next_step=f"Unbinding {len(bindings)} binding(s) first; the instance is deleted after them."
+            )
         ServiceInstance.objects.filter(pk=instance.pk).update(
             state=InstanceState.DEPROVISIONING, updated_at=timezone.now()
         )

@@ -38,6 +38,7 @@ from instances.models import Operation, OperationCall, ServiceInstance
 from instances.services.identity import originating_identity
 from instances.states import (
     ACTIVE,
+    BindingState,
     InstanceState,
     OpState,
     OpType,
@@ -67,6 +68,7 @@ class Decision:
     instance_usable: bool | None = None
     update_repeatable: bool | None = None
     instance: dict[str, Any] = field(default_factory=dict)
+    binding: dict[str, Any] = field(default_factory=dict)
     orphan_mitigation: bool = False
 
 
@@ -87,7 +89,9 @@ def _claim(operation_id: Any) -> Operation | None:
     )
     if not claimed:
         return None  # terminal, not yet due, or another worker holds it
-    return Operation.objects.select_related("instance__plan__offering", "instance__broker").get(pk=operation_id)
+    return Operation.objects.select_related("instance__plan__offering", "instance__broker", "binding").get(
+        pk=operation_id
+    )
 
 
 def _seconds_until_due(operation_id: Any) -> float | None:
@@ -113,7 +117,13 @@ def operation_step(*, operation_id: Any) -> float | None:
     return _apply(op, decision, calls)
 
 
+CREATES = (OpType.PROVISION, OpType.BIND)
+DELETES = (OpType.DEPROVISION, OpType.UNBIND)
+
+
 def _decide(op: Operation, client: OSBClient) -> Decision:
+    if op.phase == Phase.WAIT:
+        return _wait_for_bindings(op, client)
     if op.phase == Phase.SUBMIT:
         if op.type == OpType.ORPHAN_MITIGATION:
             return _submit_cleanup(op, client)
@@ -126,9 +136,36 @@ def _decide(op: Operation, client: OSBClient) -> Decision:
 # --- submit ----------------------------------------------------------------------------------------
 
 
+def _wait_for_bindings(op: Operation, client: OSBClient) -> Decision:
+    """A cascading deprovision: send the delete once every binding of the instance is gone."""
+    from instances.models import ServiceBinding
+
+    bindings = list(ServiceBinding.objects.visible().filter(instance=op.instance))
+    if not bindings:
+        op.phase = Phase.SUBMIT
+        return _submit(op, client)
+    busy = set(Operation.objects.filter(binding__in=bindings, state__in=ACTIVE).values_list("binding_id", flat=True))
+    stuck = [b for b in bindings if b.pk not in busy]
+    if stuck:
+        names = ", ".join(b.name for b in stuck)
+        decision = _failure(op, f"Could not unbind {names}, so the instance was not deleted.")
+        decision.instance["state"] = InstanceState.READY
+        decision.next_step = "Unbind the remaining bindings (or fix them), then deprovision again."
+        return decision
+    delay = 2.0
+    return Decision(delay=delay, next_step=f"Waiting for {len(bindings)} binding(s) to be unbound; "
+                                            f"checking again in {describe_wait(delay)}.")
+
+
 def _send(op: Operation, client: OSBClient) -> Any:
     instance = op.instance
     identity = originating_identity(op.identity)
+    if op.type == OpType.BIND:
+        return client.bind(instance_id=str(instance.pk), binding_id=str(op.binding_id), identity=identity,
+                           **op.request)
+    if op.type == OpType.UNBIND:
+        return client.unbind(instance_id=str(instance.pk), binding_id=str(op.binding_id), identity=identity,
+                             **op.request)
     if op.type == OpType.PROVISION:
         return client.provision(instance_id=str(instance.pk), identity=identity, **op.request)
     if op.type == OpType.UPDATE:
@@ -141,8 +178,8 @@ def _submit(op: Operation, client: OSBClient) -> Decision:
     try:
         response = _send(op, client)
     except OSBGone:
-        if kind == OpType.DEPROVISION:
-            return _success(op, description="The broker no longer had this instance.")
+        if kind in DELETES:
+            return _success(op, description="The broker no longer had it.")
         return _failure(op, "The broker answered 410 Gone.")
     except OSBConcurrencyError as exc:
         return _retry(op, "The broker is busy with another operation on this instance", retry_after=exc.retry_after)
@@ -156,24 +193,26 @@ def _submit(op: Operation, client: OSBClient) -> Decision:
             "being refreshed; try again once it shows the new version.", source=exc,
         )
     except OSBTimeout as exc:
-        return _failure(op, str(exc), orphan=kind == OpType.PROVISION)
+        return _failure(op, str(exc), orphan=kind in CREATES)
     except OSBConnectionError as exc:
         if exc.maybe_delivered:  # the broker may have acted on it: as a timeout
-            return _failure(op, str(exc), orphan=kind == OpType.PROVISION)
+            return _failure(op, str(exc), orphan=kind in CREATES)
         return _retry(op, f"Could not reach the broker ({exc})")
     except OSBMalformedResponse as exc:
         # 200 with a bad body: failure, no cleanup; 201/202 malformed or another 2xx: cleanup (spec table).
-        orphan = kind == OpType.PROVISION and exc.status != 200
-        orphan = orphan or (kind == OpType.DEPROVISION and exc.status not in (200, 201, 202))
+        orphan = kind in CREATES and exc.status != 200
+        orphan = orphan or (kind in DELETES and exc.status not in (200, 201, 202))
         return _failure(op, str(exc), orphan=orphan)
     except OSBServerError as exc:
-        return _failure(op, str(exc), orphan=kind in (OpType.PROVISION, OpType.DEPROVISION), source=exc)
+        return _failure(op, str(exc), orphan=kind in (*CREATES, *DELETES), source=exc)
     except OSBError as exc:
         if not exc.permanent and exc.status not in (408,):
             return _retry(op, str(exc), retry_after=exc.retry_after)
         return _failure(op, str(exc), source=exc)
     if response.async_:
         return _accepted(op, response)
+    if kind == OpType.BIND:
+        return _success(op, secrets=_binding_secrets(response), metadata=response.metadata)
     if kind == OpType.PROVISION:
         return _after_success(op, dashboard_url=getattr(response, "dashboard_url", None),
                               metadata=getattr(response, "metadata", None))
@@ -183,13 +222,28 @@ def _submit(op: Operation, client: OSBClient) -> Decision:
     return _success(op)
 
 
+def _binding_secrets(response: Any) -> dict[str, Any]:
+    """What a bind or fetch returned that must be kept encrypted (credentials and their companions)."""
+    values = {
+        "credentials": response.credentials or {},
+        "syslog_drain_url": response.syslog_drain_url,
+        "route_service_url": response.route_service_url,
+        "volume_mounts": response.volume_mounts or [],
+        "endpoints": response.endpoints or [],
+    }
+    return {key: value for key, value in values.items() if value not in (None, [], {})} or {"credentials": {}}
+
+
 def _submit_cleanup(op: Operation, client: OSBClient) -> Decision:
-    """Orphan mitigation: delete at the broker, and keep trying until it says the instance is gone."""
+    """Orphan mitigation: delete at the broker, and keep trying until it says the resource is gone."""
     instance = op.instance
-    # `then_delete` is the portal's own note (a failed deprovision: delete the instance once confirmed).
+    # `then_delete` is the portal's own note (a failed delete: remove our record once confirmed).
     params = {key: value for key, value in op.request.items() if key != "then_delete"}
     try:
-        response = client.deprovision(instance_id=str(instance.pk), **params)
+        if op.binding_id:
+            response = client.unbind(instance_id=str(instance.pk), binding_id=str(op.binding_id), **params)
+        else:
+            response = client.deprovision(instance_id=str(instance.pk), **params)
     except OSBGone:
         return _success(op, description="The broker confirmed the instance is gone.")
     except OSBError as exc:
@@ -217,14 +271,15 @@ def _accepted(op: Operation, response: Any) -> Decision:
 
 def _poll(op: Operation, client: OSBClient) -> Decision:
     instance = op.instance
-    deleting = op.type in (OpType.DEPROVISION, OpType.ORPHAN_MITIGATION)
+    deleting = op.type in (*DELETES, OpType.ORPHAN_MITIGATION)
+    ids = {"instance_id": str(instance.pk), "service_id": instance.plan.offering.catalog_id,
+           # for a plan change, the plan before the update (spec); the instance switches plan on success
+           "plan_id": instance.plan.catalog_id, "operation": op.broker_operation}
     try:
-        last = client.last_operation(
-            instance_id=str(instance.pk),
-            service_id=instance.plan.offering.catalog_id,
-            plan_id=instance.plan.catalog_id,  # for a plan change, the plan before the update (spec)
-            operation=op.broker_operation,
-        )
+        if op.binding_id:
+            last = client.binding_last_operation(binding_id=str(op.binding_id), **ids)
+        else:
+            last = client.last_operation(**ids)
     except OSBGone:
         if deleting:
             return _success(op, description="The broker confirmed the instance is gone.", poll=True)
@@ -236,13 +291,16 @@ def _poll(op: Operation, client: OSBClient) -> Decision:
     if last.state == "succeeded":
         if op.type == OpType.PROVISION:
             return _after_success(op, description=last.description, poll=True)
+        if op.type == OpType.BIND:  # a 202 never carries credentials: fetch the binding
+            return Decision(phase=Phase.FETCH, delay=0, description=last.description, poll=True,
+                            next_step="Fetching the binding's credentials from the broker.")
         return _success(op, description=last.description, poll=True)
     # failed
     if op.type == OpType.ORPHAN_MITIGATION:
-        return _retry(op, f"The broker could not delete the instance ({last.description or 'no reason given'})",
+        return _retry(op, f"The broker could not delete it ({last.description or 'no reason given'})",
                       phase=Phase.SUBMIT, poll=True)
     decision = _failure(op, last.description or "The broker reported that the operation failed.",
-                        orphan=op.type in (OpType.PROVISION, OpType.DEPROVISION))
+                        orphan=op.type in (*CREATES, *DELETES))
     decision.poll = True
     decision.description = last.description or ""
     decision.instance_usable = last.instance_usable
@@ -283,7 +341,7 @@ def _keep_polling(op: Operation, retry_after: float | None, *, description: str 
 def _deadline_passed(op: Operation, description: str | None) -> Decision:
     limit = describe_wait((op.deadline - (op.accepted_at or op.started_at)).total_seconds()) if op.deadline else ""
     decision = _failure(op, f"The broker did not finish within the maximum polling duration ({limit}).",
-                        orphan=op.type == OpType.PROVISION)
+                        orphan=op.type in CREATES)
     decision.poll = True
     if description:
         decision.description = description
@@ -297,12 +355,31 @@ def _deadline_passed(op: Operation, description: str | None) -> Decision:
 
 def _fetch(op: Operation, client: OSBClient) -> Decision:
     instance = op.instance
+    if op.type == OpType.BIND:
+        return _fetch_binding(op, client)
     try:
         info = client.fetch_instance(instance_id=str(instance.pk), service_id=instance.plan.offering.catalog_id,
                                      plan_id=instance.plan.catalog_id)
     except OSBError as exc:
         return _success(op, description=f"Ready. (The instance's details could not be fetched: {exc})")
     return _success(op, dashboard_url=info.dashboard_url, metadata=info.metadata)
+
+
+FETCH_ATTEMPTS = 5
+
+
+def _fetch_binding(op: Operation, client: OSBClient) -> Decision:
+    instance = op.instance
+    try:
+        info = client.fetch_binding(instance_id=str(instance.pk), binding_id=str(op.binding_id),
+                                    service_id=instance.plan.offering.catalog_id, plan_id=instance.plan.catalog_id)
+    except OSBError as exc:
+        if op.attempts < FETCH_ATTEMPTS and not exc.permanent:
+            return _retry(op, f"The binding's credentials could not be fetched ({exc})")
+        # The broker made a binding we cannot use: clean it up (an internal error of the platform, per spec).
+        return _failure(op, f"The binding succeeded but its credentials could not be fetched ({exc}).",
+                        orphan=True)
+    return _success(op, secrets=_binding_secrets(info), metadata=info.metadata)
 
 
 # --- outcomes --------------------------------------------------------------------------------------
@@ -320,8 +397,15 @@ def _after_success(op: Operation, *, description: str | None = None, poll: bool 
 def _success(op: Operation, *, description: str | None = None, poll: bool = False, **fields: Any) -> Decision:
     decision = Decision(state=OpState.SUCCEEDED, description=description, poll=poll, attempt=op.phase == Phase.SUBMIT,
                         next_step="Nothing more to do.")
-    decision.instance.update({k: v for k, v in fields.items() if v})
-    if op.type == OpType.PROVISION:
+    target = decision.binding if op.binding_id else decision.instance
+    target.update({k: v for k, v in fields.items() if v})
+    if op.type == OpType.BIND:
+        decision.binding["state"] = BindingState.READY
+    elif op.type == OpType.UNBIND or (op.binding_id and op.request.get("then_delete")):
+        decision.binding["state"] = BindingState.DELETED
+    elif op.binding_id:  # cleanup after a failed bind: the binding stays failed, now gone at the broker
+        decision.next_step = "Cleaned up at the broker. Delete this binding or create a new one."
+    elif op.type == OpType.PROVISION:
         decision.instance["state"] = InstanceState.READY
     elif op.type == OpType.UPDATE:
         decision.instance["state"] = InstanceState.READY
@@ -340,14 +424,18 @@ def _failure(op: Operation, message: str, *, orphan: bool = False, source: OSBEr
         instance_usable=usable, update_repeatable=source.update_repeatable if source else None,
         description=(source.description if source and source.description else None),
     )
-    if op.type == OpType.PROVISION:
+    if op.binding_id:
+        failed_unbind_kept = op.type == OpType.UNBIND and not orphan
+        decision.binding["state"] = BindingState.READY if failed_unbind_kept else BindingState.FAILED
+    elif op.type == OpType.PROVISION:
         decision.instance["state"] = InstanceState.FAILED
     else:
         decision.instance["state"] = _state_after_failure(op, usable)
     if orphan:
-        what = "create" if op.type == OpType.PROVISION else "delete"
+        what = "create" if op.type in CREATES else "delete"
         decision.next_step = f"Cleaning up at the broker after the failed {what}; see the cleanup operation."
-        decision.instance["state"] = InstanceState.FAILED
+        if not op.binding_id:
+            decision.instance["state"] = InstanceState.FAILED
     elif op.type == OpType.UPDATE:
         decision.next_step = _after_failed_update(usable, source.update_repeatable if source else None)
     else:
@@ -373,6 +461,7 @@ def _retry(op: Operation, reason: str, *, retry_after: float | None = None, phas
     delay = retry_after if retry_after is not None else retry_delay(attempts=attempt)
     if op.type == OpType.ORPHAN_MITIGATION:
         what = "create" if not op.request.get("then_delete") else "delete"
+        what = f"binding {what}" if op.binding_id else what
         sentence = (f"Cleaning up at the broker after a failed {what}, attempt {attempt}; next attempt in "
                     f"{describe_wait(delay)}.")
     elif retry_after is not None:
@@ -421,8 +510,9 @@ def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float 
             logger.warning("Operation %s: lease lost before the step could be saved", op.pk)
             return None
         _update_instance(op, decision, now)
+        _update_binding(op, decision, now)
         if decision.orphan_mitigation:
-            _start_cleanup(op, then_delete=op.type == OpType.DEPROVISION)
+            _start_cleanup(op, then_delete=op.type in DELETES)
     if decision.state == OpState.IN_PROGRESS:
         return max(decision.delay or 0.0, 0.0)
     return None
@@ -461,13 +551,43 @@ def _update_instance(op: Operation, decision: Decision, now: Any) -> None:
     ServiceInstance.objects.filter(pk=op.instance_id).update(**instance_fields)
 
 
+def _update_binding(op: Operation, decision: Decision, now: Any) -> None:
+    from instances.models import ServiceBinding
+    from instances.services.kubernetes import publication_requested
+
+    changes = dict(decision.binding)
+    if not changes or op.binding is None:
+        return
+    binding = op.binding
+    fields: dict[str, Any] = {"updated_at": now}
+    if "secrets" in changes:
+        binding.set_secrets(changes["secrets"])
+        fields["secrets_encrypted"] = binding.secrets_encrypted
+    if changes.get("metadata"):
+        fields["metadata"] = changes["metadata"]
+    state = changes.get("state")
+    if state:
+        fields["state"] = state
+    if state == BindingState.DELETED:
+        fields["deleted_at"] = now
+    # A new binding is published; a deleted one has its Secret removed (both by the publishing task).
+    publish = (op.type == OpType.BIND and state == BindingState.READY) or state == BindingState.DELETED
+    if publish:
+        fields.update(publication_requested())
+    ServiceBinding.objects.filter(pk=binding.pk).update(**fields)
+    if publish:
+        from instances.tasks import binding_publish
+
+        enqueue_on_commit(binding_publish, str(binding.pk))
+
+
 def _start_cleanup(op: Operation, *, then_delete: bool) -> None:
     from instances.tasks import operation_step as operation_step_task
 
     now = timezone.now()
     instance = op.instance
     cleanup = Operation.objects.create(
-        type=OpType.ORPHAN_MITIGATION, instance=instance, parent=op,
+        type=OpType.ORPHAN_MITIGATION, instance=instance, binding_id=op.binding_id, parent=op,
         request={"service_id": instance.plan.offering.catalog_id, "plan_id": instance.plan.catalog_id,
                  **({"then_delete": True} if then_delete else {})},
         next_poll_at=now, deadline=now + timedelta(seconds=settings.OSB_DEFAULT_MAX_POLL_SECONDS),
