@@ -1,27 +1,80 @@
-"""Store pages for the catalog: the marketplace and the service page."""
+"""Store pages for the catalog: the marketplace, the service page, and broker health for admins."""
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import push_url
 
-from brokers import selectors
+from brokers import pricing, selectors, services
+from brokers.forms import MarketplaceForm
 from brokers.models import Broker
 
+PAGE_SIZE = 24
 
+
+def _fragment(request: HttpRequest) -> bool:
+    """An htmx swap of part of the page (not a boosted link, not a history restore)."""
+    htmx = getattr(request, "htmx", None)
+    if not htmx:
+        return False
+    return not htmx.boosted and not htmx.history_restore_request
+
+
+@require_GET
 def marketplace(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()
-    offerings = selectors.offering_list(search=query, tags=request.GET.getlist("tag"))
-    page = Paginator(offerings, 24).get_page(request.GET.get("page"))
-    failed = Broker.objects.filter(status=Broker.Status.FAILED) if request.user.is_staff else Broker.objects.none()
-    return render(
-        request,
-        "brokers/marketplace.html",
-        {"page": page, "q": query, "failed_brokers": list(failed.only("name", "status_message"))},
-    )
+    form = MarketplaceForm(request.GET)
+    offerings = selectors.store_offering_list(**form.filters(), sort=form.values["sort"])
+    page = Paginator(offerings, PAGE_SIZE).get_page(form.page_number)
+    failed = selectors.failed_broker_list()
+    context = {
+        "form": form,
+        "q": form.values["q"],
+        "page": page,
+        "facet_groups": form.facet_groups(selectors.store_facets(**form.filters())),
+        "failed_brokers": failed if request.user.is_staff else [],
+        # Nothing to show and a broker is down: say so rather than "no services".
+        "catalog_unavailable": bool(failed) and not page.paginator.count and not form.is_filtered,
+    }
+    if not _fragment(request):
+        response = render(request, "brokers/marketplace.html", context)
+    else:
+        response = render(request, "brokers/_marketplace_results.html", context)
+        push_url(response, request.path + form.querystring(page=page.number))
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
+@require_GET
 def service_detail(request: HttpRequest, service_id: str) -> HttpResponse:
     offering = get_object_or_404(selectors.offering_list(active=None), pk=service_id)
-    return render(request, "brokers/service_detail.html", {"offering": offering, "plans": offering.active_plans})
+    plans = pricing.plans_by_price(offering.active_plans)
+    return render(request, "brokers/service_detail.html", {"offering": offering, "plans": plans})
+
+
+def _staff_only(request: HttpRequest) -> None:
+    # 404 rather than 403: people who cannot manage brokers need not know the page exists.
+    if not request.user.is_staff:
+        raise Http404
+
+
+@require_GET
+def broker_health(request: HttpRequest) -> HttpResponse:
+    _staff_only(request)
+    return render(request, "brokers/broker_health.html", {"brokers": selectors.broker_list()})
+
+
+@require_POST
+def broker_sync(request: HttpRequest, broker_id: str) -> HttpResponse:
+    _staff_only(request)
+    broker = get_object_or_404(Broker, pk=broker_id)
+    services.broker_request_sync(broker=broker)
+    if _fragment(request):
+        row = selectors.broker_list().get(pk=broker.pk)
+        return render(request, "brokers/_broker_row.html", {"broker": row, "sync_requested": True})
+    messages.success(request, f"Catalog sync of “{broker.name}” requested.")
+    return redirect("brokers:health")

@@ -168,6 +168,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "processed_folder": str(_queue_dir),
         "store_processed": False,
         "control_folder": str(DATA_DIR / "celery-control"),
+        # kombu's default is 1 s; with late acks the worker would idle that long between messages.
+        "polling_interval": 0.1,
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

@@ -23,6 +23,7 @@ urlpatterns = [
     path("healthz", login_not_required(views.healthz), name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("", include("instances.urls")),
     path("", include("brokers.urls")),
 ]
 

@@ -74,14 +74,15 @@ FIRST_POLL_SECONDS = 2.0
 BACKOFF_FACTOR = 1.5
 EARLY_CAP_SECONDS = 30.0
 LATE_CAP_SECONDS = 60.0
-LATE_AFTER_SECONDS = 5 * 60.0
+LATE_AFTER_SECONDS = 10 * 60.0
 
 
 def poll_delay(*, polls: int, elapsed: float) -> float:
     """Seconds until the next poll when the broker gave no Retry-After.
 
-    Starts at 2 s and grows by 1.5x up to 30 s, so short operations are seen quickly; after five minutes
-    the broker is asked once a minute. (5 min op: 15 polls, <= 30 s late; 1 h op: ~70 polls, <= 60 s late.)
+    Starts at 2 s and grows by 1.5x up to 30 s, so short operations are seen quickly; after ten minutes
+    the broker is asked once a minute. (5 min op: 15 polls, <= 30 s late, also when it runs a little over;
+    1 h op: ~75 polls, <= 60 s late.)
     """
     cap = LATE_CAP_SECONDS if elapsed >= LATE_AFTER_SECONDS else EARLY_CAP_SECONDS
     return min(FIRST_POLL_SECONDS * BACKOFF_FACTOR ** max(polls, 0), cap)

@@ -152,7 +152,7 @@ def _pg_create(max_storage: int) -> dict[str, Any]:
                 "title": "Storage (GB)",
                 "minimum": 1,
                 "maximum": max_storage,
-                "default": 10,
+                "default": min(10, max_storage),
             },
             "extensions": {
                 "type": "array",

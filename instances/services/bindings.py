@@ -55,7 +55,9 @@ def binding_create(
         except IntegrityError:
             raise ApplicationError("That binding name or Secret name was just taken; choose another.") from None
         body = {"service_id": plan.offering.catalog_id, "plan_id": plan.catalog_id, "context": context,
-                "bind_resource": bind_resource, "parameters": parameters}
+                "bind_resource": bind_resource, "parameters": parameters,
+                # An async binding's credentials can only be fetched (GET) when the broker supports it.
+                "accepts_incomplete": plan.offering.bindings_retrievable}
         start_operation(Operation(type=OpType.BIND, instance=instance, binding=binding, request=body,
                                   requested_by=requested_by, identity=identity_for(requested_by)))
     return binding

@@ -47,6 +47,8 @@ def start_operation(operation: Operation) -> Operation:
     return operation
 
 
+
+
 def instance_provision(
     *, plan: ServicePlan, name: str, namespace: str, parameters: dict[str, Any] | None = None, requested_by: Any = None
 ) -> ServiceInstance:

@@ -115,6 +115,20 @@ def binding_publish(*, binding_id: Any) -> str | None:
 
 def _publish(binding: ServiceBinding, gateway: k8s.KubeGateway) -> str:
     desired = desired_secret(binding)
+    for attempt in range(3):
+        try:
+            _write(binding, gateway, desired)
+            break
+        except k8s.KubeError as exc:
+            # 409: another run (a duplicate message, the reconcile) wrote it meanwhile: read it again.
+            if exc.status != 409 or attempt == 2:
+                raise
+    return _record(binding, PublicationState.PUBLISHED, f"Secret {binding.namespace}/{binding.secret_name}",
+                   published=True, fingerprint=_fingerprint(desired), next_at=_next_check())
+
+
+def _write(binding: ServiceBinding, gateway: k8s.KubeGateway, desired: dict[str, Any]) -> None:
+    desired = {**desired, "metadata": dict(desired["metadata"])}
     existing = gateway.get_secret(binding.namespace, binding.secret_name)
     if existing is None:
         gateway.create_secret(binding.namespace, desired)
@@ -125,11 +139,13 @@ def _publish(binding: ServiceBinding, gateway: k8s.KubeGateway) -> str:
             f"to {owner}; the portal will not overwrite it. Delete it or choose another Secret name.",
             retryable=False,
         )
+    elif existing.type != desired["type"]:
+        # A Secret's type is immutable (a replace is refused with 422): recreate our own Secret.
+        gateway.delete_secret(binding.namespace, binding.secret_name)
+        gateway.create_secret(binding.namespace, desired)
     elif not _matches(existing, desired):
         desired["metadata"]["resourceVersion"] = existing.resource_version
         gateway.replace_secret(binding.namespace, binding.secret_name, desired)
-    return _record(binding, PublicationState.PUBLISHED, f"Secret {binding.namespace}/{binding.secret_name}",
-                   published=True, fingerprint=_fingerprint(desired), next_at=_next_check())
 
 
 def _remove(binding: ServiceBinding, gateway: k8s.KubeGateway) -> str:
@@ -157,7 +173,8 @@ def _record(binding: ServiceBinding, state: str, message: str, *, next_at: Any, 
 
 def bindings_due(*, limit: int = 500) -> list[str]:
     """Bindings whose Secret should be (re)checked now: new, retrying, periodic drift checks, deletions."""
-    now = timezone.now()
+    # A publication requested less than SWEEP_GRACE_SECONDS ago still has its own message on the way.
+    now = timezone.now() - timedelta(seconds=settings.SWEEP_GRACE_SECONDS)
     due = ServiceBinding.objects.filter(publication_next_at__lte=now).filter(
         Q(state=BindingState.READY) | Q(state=BindingState.DELETED)
     )

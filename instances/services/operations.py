@@ -79,11 +79,17 @@ def lease_seconds() -> float:
 # --- claim -----------------------------------------------------------------------------------------
 
 
+# A message may fire a little before the row's next_poll_at (timer rounding, clock skew between hosts).
+EARLY_TOLERANCE = timedelta(seconds=0.5)
+# Retry-After is honoured as given, but never below this: "0" repeated would be a tight loop.
+MIN_RETRY_AFTER = 1.0
+
+
 def _claim(operation_id: Any) -> Operation | None:
     now = timezone.now()
     lease_until = now + timedelta(seconds=lease_seconds())
     claimed = (
-        Operation.objects.filter(pk=operation_id, state__in=ACTIVE, next_poll_at__lte=now)
+        Operation.objects.filter(pk=operation_id, state__in=ACTIVE, next_poll_at__lte=now + EARLY_TOLERANCE)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .update(claimed_until=lease_until, state=OpState.IN_PROGRESS)
     )
@@ -94,19 +100,15 @@ def _claim(operation_id: Any) -> Operation | None:
     )
 
 
-def _seconds_until_due(operation_id: Any) -> float | None:
-    op = Operation.objects.filter(pk=operation_id, state__in=ACTIVE).values("next_poll_at", "claimed_until").first()
-    if not op or op["claimed_until"] or not op["next_poll_at"]:
-        return None
-    remaining = (op["next_poll_at"] - timezone.now()).total_seconds()
-    return remaining if remaining > 0 else None
-
-
 def operation_step(*, operation_id: Any) -> float | None:
-    """Run the next step of an operation if it is due and unclaimed. Safe to call any number of times."""
+    """Run the next step of an operation if it is due and unclaimed. Safe to call any number of times.
+
+    A message that finds nothing to do (a duplicate, or one for a step another worker runs) ends there: the
+    message chain that owns the step reschedules it, and the sweeper covers lost messages.
+    """
     op = _claim(operation_id)
     if op is None:
-        return _seconds_until_due(operation_id)
+        return None
     calls: list[CallRecord] = []
     try:
         with broker_client(broker=op.instance.broker, recorder=calls.append) as client:
@@ -200,8 +202,9 @@ def _submit(op: Operation, client: OSBClient) -> Decision:
         return _retry(op, f"Could not reach the broker ({exc})")
     except OSBMalformedResponse as exc:
         # 200 with a bad body: failure, no cleanup; 201/202 malformed or another 2xx: cleanup (spec table).
+        # A delete has no valid 201: that is "another 2xx" too.
         orphan = kind in CREATES and exc.status != 200
-        orphan = orphan or (kind in DELETES and exc.status not in (200, 201, 202))
+        orphan = orphan or (kind in DELETES and exc.status not in (200, 202))
         return _failure(op, str(exc), orphan=orphan)
     except OSBServerError as exc:
         return _failure(op, str(exc), orphan=kind in (*CREATES, *DELETES), source=exc)
@@ -245,12 +248,16 @@ def _submit_cleanup(op: Operation, client: OSBClient) -> Decision:
         else:
             response = client.deprovision(instance_id=str(instance.pk), **params)
     except OSBGone:
-        return _success(op, description="The broker confirmed the instance is gone.")
+        return _success(op, description=f"The broker confirmed the {_target(op)} is gone.")
     except OSBError as exc:
         return _retry(op, f"The cleanup was not accepted ({exc})", retry_after=exc.retry_after)
     if response.async_:
         return _accepted(op, response)
     return _success(op)
+
+
+def _target(op: Operation) -> str:
+    return "binding" if op.binding_id else "instance"
 
 
 def _accepted(op: Operation, response: Any) -> Decision:
@@ -282,7 +289,7 @@ def _poll(op: Operation, client: OSBClient) -> Decision:
             last = client.last_operation(**ids)
     except OSBGone:
         if deleting:
-            return _success(op, description="The broker confirmed the instance is gone.", poll=True)
+            return _success(op, description=f"The broker confirmed the {_target(op)} is gone.", poll=True)
         return _keep_polling(op, None, note="The broker answered 410 Gone while creating or updating; still waiting")
     except OSBError as exc:
         return _keep_polling(op, exc.retry_after, note=f"The broker's answer could not be used ({exc})")
@@ -326,7 +333,7 @@ def _keep_polling(op: Operation, retry_after: float | None, *, description: str 
         return _deadline_passed(op, description)
     elapsed = (now - (op.accepted_at or op.started_at)).total_seconds()
     if retry_after is not None:
-        delay = retry_after
+        delay = max(retry_after, MIN_RETRY_AFTER)
         sentence = f"The broker asked us to wait {describe_wait(delay)}."
     else:
         delay = poll_delay(polls=op.polls + 1, elapsed=elapsed)
@@ -425,7 +432,8 @@ def _failure(op: Operation, message: str, *, orphan: bool = False, source: OSBEr
         description=(source.description if source and source.description else None),
     )
     if op.binding_id:
-        failed_unbind_kept = op.type == OpType.UNBIND and not orphan
+        # A rejected unbind leaves the binding as it was: usable if it was ever bound, failed otherwise.
+        failed_unbind_kept = op.type == OpType.UNBIND and not orphan and _was_bound(op)
         decision.binding["state"] = BindingState.READY if failed_unbind_kept else BindingState.FAILED
     elif op.type == OpType.PROVISION:
         decision.instance["state"] = InstanceState.FAILED
@@ -439,8 +447,13 @@ def _failure(op: Operation, message: str, *, orphan: bool = False, source: OSBEr
     elif op.type == OpType.UPDATE:
         decision.next_step = _after_failed_update(usable, source.update_repeatable if source else None)
     else:
-        decision.next_step = "Nothing more will happen. You can retry, or deprovision the instance."
+        decision.next_step = ("Nothing more will happen. You can retry, or delete the binding." if op.binding_id
+                              else "Nothing more will happen. You can retry, or deprovision the instance.")
     return decision
+
+
+def _was_bound(op: Operation) -> bool:
+    return Operation.objects.filter(binding_id=op.binding_id, type=OpType.BIND, state=OpState.SUCCEEDED).exists()
 
 
 def _state_after_failure(op: Operation, instance_usable: bool | None) -> str:
@@ -458,7 +471,7 @@ def _retry(op: Operation, reason: str, *, retry_after: float | None = None, phas
         decision = _failure(op, f"{reason}. The portal stopped retrying after the maximum duration.")
         decision.poll = poll
         return decision
-    delay = retry_after if retry_after is not None else retry_delay(attempts=attempt)
+    delay = max(retry_after, MIN_RETRY_AFTER) if retry_after is not None else retry_delay(attempts=attempt)
     if op.type == OpType.ORPHAN_MITIGATION:
         what = "create" if not op.request.get("then_delete") else "delete"
         what = f"binding {what}" if op.binding_id else what
@@ -576,9 +589,24 @@ def _update_binding(op: Operation, decision: Decision, now: Any) -> None:
         fields.update(publication_requested())
     ServiceBinding.objects.filter(pk=binding.pk).update(**fields)
     if publish:
-        from instances.tasks import binding_publish
+        transaction.on_commit(lambda: _publish_now(binding.pk))
 
-        enqueue_on_commit(binding_publish, str(binding.pk))
+
+def _publish_now(binding_id: Any) -> None:
+    """Write the Secret right after the bind/unbind commits, in this worker: queued behind other operation
+    steps it could wait tens of seconds. If that fails unexpectedly the publishing task is queued, and the
+    reconcile covers even a lost message (the publication stays due)."""
+    from instances.services.kubernetes import binding_publish
+    from instances.tasks import binding_publish as binding_publish_task
+
+    try:
+        binding_publish(binding_id=binding_id)
+    except Exception:
+        logger.warning("Publishing binding %s right away failed; queueing it", binding_id, exc_info=True)
+        try:
+            binding_publish_task.apply_async(args=(str(binding_id),), retry=False)
+        except Exception:
+            logger.warning("Could not enqueue the publication of %s; the reconcile will", binding_id)
 
 
 def _start_cleanup(op: Operation, *, then_delete: bool) -> None:

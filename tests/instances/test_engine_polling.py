@@ -124,13 +124,13 @@ def test_schedule_without_retry_after_backs_off(direct: Broker, osb_broker: Samp
     assert len(polls_of(osb_broker, instance)) == len(expected)
 
 
-def test_schedule_slows_down_after_five_minutes(direct: Broker, osb_broker: SampleBroker) -> None:
+def test_schedule_slows_down_after_ten_minutes(direct: Broker, osb_broker: SampleBroker) -> None:
     _, op = accepted_provision(plan(direct, "status-page", "basic"), osb_broker)
     osb_broker.set_response("GET", LAST_OPERATION, **in_progress())
-    Operation.objects.filter(pk=op.pk).update(polls=20, accepted_at=timezone.now() - timedelta(minutes=4))
+    Operation.objects.filter(pk=op.pk).update(polls=20, accepted_at=timezone.now() - timedelta(minutes=9))
     op = step(op)
     assert seconds_until(op.next_poll_at) == pytest.approx(30, abs=1)
-    Operation.objects.filter(pk=op.pk).update(accepted_at=timezone.now() - timedelta(minutes=6))
+    Operation.objects.filter(pk=op.pk).update(accepted_at=timezone.now() - timedelta(minutes=11))
     op = step(op)
     assert seconds_until(op.next_poll_at) == pytest.approx(60, abs=1)
 

@@ -21,7 +21,12 @@ from brokers.sample_broker import SampleBroker
 from brokers.sample_broker.catalog import build_catalog
 from catalog_portal.exceptions import ApplicationError, Conflict
 from instances.models import Operation, OperationCall, ServiceInstance
-from instances.services.instances import _start, instance_deprovision, instance_provision, instance_update
+from instances.services.instances import (
+    instance_deprovision,
+    instance_provision,
+    instance_update,
+    start_operation,
+)
 from instances.states import InstanceState, OpState, OpType, Phase
 from tests.conftest import BROKER_PASSWORD, free_port
 from tests.instances.helpers import mirrored_broker, plan, run_operations, step_once
@@ -717,7 +722,7 @@ def test_concurrent_updates_make_one_operation_and_a_conflict(broker: Broker, os
 def test_second_provision_operation_on_one_instance_is_a_conflict(broker: Broker) -> None:
     instance, op = provision(plan(broker, "status-page", "basic"))
     with pytest.raises(Conflict):
-        _start(Operation(type=OpType.PROVISION, instance=instance, request=op.request))
+        start_operation(Operation(type=OpType.PROVISION, instance=instance, request=op.request))
     assert Operation.objects.filter(instance=instance).count() == 1
 
 
@@ -780,7 +785,8 @@ def test_step_is_a_no_op_when_not_due_or_finished(broker: Broker, osb_broker: Sa
     Operation.objects.filter(pk=op.pk).update(next_poll_at=timezone.now() + timedelta(seconds=50))
     from instances.services.operations import operation_step
 
-    assert operation_step(operation_id=op.pk) == pytest.approx(50, abs=2)
+    # An early message does nothing (its own chain reschedules it; the sweeper covers a lost one).
+    assert operation_step(operation_id=op.pk) is None
     assert osb_broker.requests_for("PUT") == []
     run_operations()
     assert operation_step(operation_id=op.pk) is None

@@ -56,19 +56,19 @@ def test_poll_delay_grows_by_one_and_a_half(polls: int, expected: float) -> None
 
 
 @pytest.mark.parametrize("polls", [7, 8, 10, 50, 1000])
-def test_poll_delay_is_capped_at_30_seconds_in_the_first_five_minutes(polls: int) -> None:
+def test_poll_delay_is_capped_at_30_seconds_in_the_first_ten_minutes(polls: int) -> None:
     assert poll_delay(polls=polls, elapsed=0) == 30.0
-    assert poll_delay(polls=polls, elapsed=299.9) == 30.0
+    assert poll_delay(polls=polls, elapsed=599.9) == 30.0
 
 
 @pytest.mark.parametrize("polls", [9, 12, 50, 1000])
-def test_poll_delay_is_one_minute_after_five_minutes(polls: int) -> None:
-    assert poll_delay(polls=polls, elapsed=300) == 60.0
+def test_poll_delay_is_one_minute_after_ten_minutes(polls: int) -> None:
+    assert poll_delay(polls=polls, elapsed=600) == 60.0
     assert poll_delay(polls=polls, elapsed=3 * 3600) == 60.0
 
 
 def test_poll_delay_never_shrinks_as_polls_grow() -> None:
-    for elapsed in (0, 120, 300, 3600):
+    for elapsed in (0, 120, 600, 3600):
         delays = [poll_delay(polls=n, elapsed=elapsed) for n in range(40)]
         assert delays == sorted(delays)
         assert min(delays) >= 2.0
@@ -99,11 +99,12 @@ def test_short_operations_are_seen_quickly() -> None:
 
 def test_worst_detection_delay_is_30_s_early_and_60_s_late() -> None:
     times = poll_times(until=4 * 3600)
-    assert worst_detection_delay(times, start=0, end=300) <= 30.0 + 1e-9
-    assert worst_detection_delay(times, start=300, end=4 * 3600) <= 60.0 + 1e-9
+    # Operations of about five minutes (even a little longer) are seen within 30 s.
+    assert worst_detection_delay(times, start=0, end=600) <= 30.0 + 1e-9
+    assert worst_detection_delay(times, start=600, end=4 * 3600) <= 60.0 + 1e-9
     # ... and the schedule really does use those caps (the bounds are tight, not vacuous).
-    assert worst_detection_delay(times, start=0, end=300) >= 29.0
-    assert worst_detection_delay(times, start=300, end=4 * 3600) >= 59.0
+    assert worst_detection_delay(times, start=0, end=600) >= 29.0
+    assert worst_detection_delay(times, start=600, end=4 * 3600) >= 59.0
 
 
 # --- retry_delay -----------------------------------------------------------------------------------

@@ -1,0 +1,115 @@
+"""Template filters of the store: prices, icons, and broker text made safe to show."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from django import template
+from django.utils import timezone
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince
+
+from brokers import pricing
+from brokers.models import ServicePlan
+
+register = template.Library()
+
+# Tile colours for services without an icon: all pass AA contrast with white text.
+TILE_COLOURS = ("#2557d6", "#0f766e", "#7c3aed", "#b42318", "#a15c07", "#1d4ed8", "#be185d", "#047857")
+URL_RE = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
+TRAILING = ".,;:!?)]}'\""
+
+
+@register.filter
+def http_url(value: Any) -> str:
+    """The URL if it is an absolute http(s) URL, else "" (never a javascript: or data: link)."""
+    text = str(value or "").strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return ""
+    return text if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
+
+
+@register.filter
+def image_url(value: Any) -> str:
+    text = str(value or "").strip()
+    return http_url(text) or (text if re.match(r"data:image/(png|gif|jpeg|webp|svg\+xml)[;,]", text) else "")
+
+
+@register.filter
+def tile_colour(value: Any) -> str:
+    return TILE_COLOURS[zlib.crc32(str(value).encode()) % len(TILE_COLOURS)]
+
+
+@register.filter
+def initial(value: Any) -> str:
+    text = str(value or "").strip()
+    return text[:1].upper() or "?"
+
+
+def _linkify(text: str) -> str:
+    """Escape `text`, then turn http(s) URLs into links (the URL is escaped in both places)."""
+    out, last = [], 0
+    for match in URL_RE.finditer(text):
+        url = match.group(0)
+        stripped = url.rstrip(TRAILING)
+        # Keep a closing parenthesis that belongs to the URL, as in wiki links.
+        while stripped != url and url[len(stripped)] == ")" and stripped.count("(") > stripped.count(")"):
+            stripped += ")"
+        url, end = stripped, match.start() + len(stripped)
+        out.append(escape(text[last : match.start()]))
+        out.append(format_html('<a href="{}" rel="nofollow noopener noreferrer">{}</a>', url, url))
+        last = end
+    out.append(escape(text[last:]))
+    return "".join(out)
+
+
+@register.filter
+def paragraphs(value: Any) -> SafeString:
+    """Plain text from a broker as paragraphs: no HTML gets through, http(s) URLs become links."""
+    text = str(value or "").replace("\r\n", "\n").strip()
+    blocks = [block.strip() for block in re.split(r"\n\s*\n", text) if block.strip()]
+    html = "".join("<p>{}</p>".format(_linkify(block).replace("\n", "<br>")) for block in blocks)
+    return mark_safe(html)  # noqa: S308 - every piece of broker text went through escape()
+
+
+@register.filter
+def price_badge(plans: Iterable[ServicePlan]) -> str:
+    return pricing.offering_badge(plans)
+
+
+@register.filter
+def plan_price(plan: ServicePlan) -> str:
+    return pricing.price_label(plan)
+
+
+@register.filter
+def plan_prices(plan: ServicePlan) -> list[pricing.Price]:
+    return pricing.plan_prices(plan)
+
+
+@register.simple_tag
+def page_url(form: Any, number: int) -> str:
+    """The marketplace query string of page `number`, with the current filters."""
+    return form.querystring(page=number) or "?"
+
+
+@register.filter
+def elided_pages(paginator: Any, number: int) -> Any:
+    return paginator.get_elided_page_range(number, on_each_side=1, on_ends=1)
+
+
+@register.filter
+def ago(value: Any) -> str:
+    """'just now' under a minute, else Django's timesince ('3 minutes ago')."""
+    if not value:
+        return ""
+    if (timezone.now() - value).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(value)} ago"

@@ -1,0 +1,17 @@
+from django.urls import path
+
+from instances import views
+
+app_name = "instances"
+
+urlpatterns = [
+    path("instances/", views.instance_list, name="list"),
+    path("instances/new/", views.instance_provision_view, name="provision"),
+    path("instances/<uuid:instance_id>/", views.instance_detail, name="detail"),
+    path("instances/<uuid:instance_id>/status/", views.instance_status, name="status"),
+    path("instances/<uuid:instance_id>/update/", views.instance_update_view, name="update"),
+    path("instances/<uuid:instance_id>/deprovision/", views.instance_deprovision_view, name="deprovision"),
+    path("instances/<uuid:instance_id>/bindings/", views.binding_create_view, name="binding-create"),
+    path("bindings/<uuid:binding_id>/credentials/", views.binding_credentials_view, name="binding-credentials"),
+    path("bindings/<uuid:binding_id>/unbind/", views.binding_delete_view, name="binding-delete"),
+]

@@ -1,0 +1,409 @@
+"""Store pages for instances and bindings (thin: parse, call one service or selector, render).
+
+Every form posts normally and works without JavaScript; with htmx the same views answer with the form's
+fragment (`_*.html`) or an HX-Redirect. The instance page polls `_operation_status.html` while an operation
+runs; the last poll answers 286 so htmx stops.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import (
+    HttpResponseClientRedirect,
+    HttpResponseClientRefresh,
+    HttpResponseStopPolling,
+    trigger_client_event,
+)
+
+from brokers.models import ServiceOffering, ServicePlan
+from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden
+from instances import schema_form, selectors
+from instances.forms import (
+    BindingForm,
+    DeprovisionForm,
+    InstanceFilterForm,
+    ParametersForm,
+    ProvisionForm,
+    UpdateForm,
+    apply_service_error,
+    default_namespace,
+    is_uuid,
+    known_namespaces,
+    provision_request,
+    update_plans,
+)
+from instances.models import Operation, ServiceBinding, ServiceInstance
+from instances.services.bindings import (
+    binding_create,
+    binding_credentials,
+    binding_delete,
+    can_reveal_credentials,
+)
+from instances.services.instances import instance_deprovision, instance_provision, instance_update
+from instances.states import ACTIVE, InstanceState
+
+PROVISION_PREFIX, UPDATE_PREFIX, BIND_PREFIX = "p.", "u.", "b."
+TIMELINE_LENGTH = 20
+
+
+def _is_partial(request: HttpRequest) -> bool:
+    htmx = getattr(request, "htmx", None)
+    if not htmx:
+        return False
+    return not (htmx.history_restore_request or htmx.boosted)
+
+
+def _done(request: HttpRequest, url: str, message: str) -> HttpResponse:
+    """After a successful POST: a message, and the page to look at next (HX-Redirect for htmx).
+
+    When that page is the one the browser shows, htmx is asked to reload it: a redirect that only adds
+    "#bindings" to the address would not load anything.
+    """
+    messages.success(request, message)
+    if _is_partial(request):
+        current = urlsplit(request.htmx.current_url or "").path
+        if current and current == urlsplit(url).path:
+            return HttpResponseClientRefresh()
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
+def _error_status(exc: ApplicationError) -> int:
+    return exc.status_code if isinstance(exc, Conflict | Forbidden) else 422
+
+
+# --- the list ------------------------------------------------------------------------------------------------
+
+
+@require_GET
+def instance_list(request: HttpRequest) -> HttpResponse:
+    services = ServiceOffering.objects.filter(plans__instances__isnull=False).exclude(
+        plans__instances__state=InstanceState.DELETED
+    )
+    service_choices = [(str(o.pk), o.title) for o in services.distinct().order_by("display_name", "name")]
+    filters = InstanceFilterForm(request.GET or None, namespaces=known_namespaces(), services=service_choices)
+    chosen = filters.filters()
+    page = Paginator(selectors.instance_list(user=request.user, **chosen), 25).get_page(request.GET.get("page"))
+    rows = [{"instance": i, "operation": selectors.last_operation(i)} for i in page]
+    context = {
+        "filters": filters, "filtered": bool(chosen), "page": page, "rows": rows,
+        "live": any(r["operation"] is not None and not r["operation"].is_terminal for r in rows),
+        "query": _query_without_page(request),
+    }
+    template = "instances/_instance_table.html" if _is_partial(request) else "instances/instance_list.html"
+    return render(request, template, context)
+
+
+def _query_without_page(request: HttpRequest) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+# --- provisioning --------------------------------------------------------------------------------------------
+
+
+def _plan_to_provision(request: HttpRequest) -> ServicePlan | None:
+    plan_id = request.POST.get("plan") or request.GET.get("plan")
+    if not is_uuid(plan_id):
+        return None
+    return ServicePlan.objects.select_related("offering", "broker").filter(pk=plan_id).first()
+
+
+@require_http_methods(["GET", "POST"])
+def instance_provision_view(request: HttpRequest) -> HttpResponse:
+    plan = _plan_to_provision(request)
+    if plan is None:
+        messages.info(request, "Choose a service and one of its plans to provision.")
+        return redirect("brokers:marketplace")
+    if request.method == "GET":
+        form = ProvisionForm(initial={"namespace": default_namespace(request.user)})
+        params = ParametersForm(plan.instance_create_schema, prefix=PROVISION_PREFIX)
+        return _render_provision(request, plan, form, params)
+    form = ProvisionForm(request.POST)
+    params = ParametersForm(plan.instance_create_schema, prefix=PROVISION_PREFIX, data=request.POST)
+    action = request.POST.get("action", "provision")
+    if action == "preview":
+        return _render_provision(request, plan, form, params, preview=_preview(request, plan, form, params))
+    if params.handle(action):
+        return _render_provision(request, plan, form, params)
+    if form.is_valid() & params.is_valid():
+        try:
+            instance = instance_provision(plan=plan, parameters=params.parameters, requested_by=request.user,
+                                          **form.cleaned_data)
+        except ApplicationError as exc:
+            apply_service_error(exc, form, params)
+            return _render_provision(request, plan, form, params, status=_error_status(exc))
+        return _done(request, instance.get_absolute_url(),
+                     f"Provisioning {instance.name} has started; this page follows it.")
+    return _render_provision(request, plan, form, params, status=422)
+
+
+def _preview(request: HttpRequest, plan: ServicePlan, form: ProvisionForm, params: ParametersForm) -> dict[str, Any]:
+    form.is_valid()
+    valid = params.is_valid()
+    typed = params.parameters if valid else params.typed_parameters()
+    return {
+        **provision_request(plan=plan, name=form.data.get("name", ""), namespace=form.data.get("namespace", ""),
+                            parameters=params.masked(typed), user=request.user),
+        "complete": typed is not None,
+        "valid": valid and form.is_valid(),
+    }
+
+
+def _render_provision(request: HttpRequest, plan: ServicePlan, form: ProvisionForm, params: ParametersForm, *,
+                      preview: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
+    siblings = plan.offering.plans.filter(active=True).order_by("position") if plan.offering.active else []
+    context = {"plan": plan, "offering": plan.offering, "form": form, "params": params, "preview": preview,
+               "sibling_plans": siblings, "namespaces": known_namespaces(),
+               "offered": plan.active and plan.offering.active}
+    template = "instances/_provision_form.html" if _is_partial(request) else "instances/instance_provision.html"
+    return render(request, template, context, status=status)
+
+
+# --- the instance page ---------------------------------------------------------------------------------------
+
+
+def _instance_or_404(instance_id: Any, *, visible: bool = True) -> ServiceInstance:
+    """A visible instance; with visible=False a deleted one too (its page stays, for the record)."""
+    instance = selectors.instance_list().filter(pk=instance_id).first()
+    if instance is None and not visible:
+        instance = ServiceInstance.objects.select_related("plan__offering", "broker").filter(pk=instance_id).first()
+    if instance is None:
+        raise Http404("No such instance.")
+    return instance
+
+
+def _status_context(instance: ServiceInstance, *, all_operations: bool = False) -> dict[str, Any]:
+    """The live part of the page: state, what is happening, the timeline of operations with their calls."""
+    operations = selectors.operation_list(instance=str(instance.pk))
+    operations = list(operations if all_operations else operations[:TIMELINE_LENGTH + 1])
+    more = not all_operations and len(operations) > TIMELINE_LENGTH
+    operations = operations[:TIMELINE_LENGTH] if more else operations
+    _name_binding_operations(instance, operations)
+    for op in operations:
+        op.took = _duration(op.finished_at - op.started_at) if op.finished_at else ""
+    active = [op for op in operations if op.state in ACTIVE]
+    parameters = schema_form.mask_secrets(instance.plan.instance_create_schema, instance.parameters)
+    return {
+        "instance": instance, "current": selectors.last_operation(instance),
+        "cleanup": selectors.active_cleanup(instance), "operations": operations, "more_operations": more,
+        "binding_operations": [op for op in active if op.binding_id is not None],
+        "live": bool(active) and not instance.is_deleted, "dashboard_url": _safe_url(instance.dashboard_url),
+        "parameters_text": json.dumps(parameters, indent=2, ensure_ascii=False) if parameters else "",
+    }
+
+
+def _duration(delta: Any) -> str:
+    seconds = max(delta.total_seconds(), 0)
+    if seconds < 0.1:
+        return "under 0.1 s"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{round(seconds)} s"
+    return f"{round(seconds / 60)} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _name_binding_operations(instance: ServiceInstance, operations: list[Operation]) -> None:
+    """Label bind/unbind operations with their binding's name (one query, deleted bindings included)."""
+    if not any(op.binding_id for op in operations):
+        return
+    names = {pk: f"{ns}/{name}" for pk, ns, name in
+             ServiceBinding.objects.filter(instance=instance).values_list("pk", "namespace", "name")}
+    for op in operations:
+        op.target_name = names.get(op.binding_id, "") if op.binding_id else ""
+
+
+def _safe_url(url: str) -> str:
+    """Only http(s) links from a broker are shown (never javascript: or data:)."""
+    return url if url and urlsplit(url).scheme in ("http", "https") else ""
+
+
+def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: Any) -> dict[str, Any]:
+    context = _status_context(instance, all_operations=request.GET.get("operations") == "all")
+    bindings = list(selectors.binding_list(instance=str(instance.pk))) if not instance.is_deleted else []
+    revealed = forms.pop("revealed", None)
+    for binding in bindings:
+        binding.last_op = selectors.binding_last_operation(binding)
+        binding.can_reveal = can_reveal_credentials(binding=binding, user=request.user)
+        binding.revealed = revealed["credentials"] if revealed and revealed["binding"] == binding.pk else None
+        binding.reveal_error = revealed["error"] if revealed and revealed["binding"] == binding.pk else None
+    ready = instance.state == InstanceState.READY
+    plan = instance.plan
+    plans = update_plans(instance)
+    update_form = forms.get("update_form") or UpdateForm(instance=instance, plans=plans)
+    context.update({
+        "bindings": bindings, "ready": ready, "bindable": plan.effective_bindable,
+        "update_form": update_form,
+        "update_params": forms.get("update_params") or ParametersForm(
+            update_form.target_plan().instance_update_schema, prefix=UPDATE_PREFIX, mode="update",
+            current=instance.parameters),
+        "can_update": ready and (plans is not None or plan.instance_update_schema is not None
+                                 or bool(update_form.new_version)),
+        "deprovision_form": forms.get("deprovision_form") or DeprovisionForm(
+            instance=instance, binding_count=len(bindings)),
+        "binding_form": forms.get("binding_form") or BindingForm(instance=instance),
+        "binding_params": forms.get("binding_params") or ParametersForm(plan.binding_create_schema,
+                                                                        prefix=BIND_PREFIX),
+        "can_deprovision": not instance.is_deleted and instance.state != InstanceState.DEPROVISIONING,
+    })
+    return context
+
+
+@require_GET
+def instance_detail(request: HttpRequest, instance_id: Any) -> HttpResponse:
+    instance = _instance_or_404(instance_id, visible=False)
+    return render(request, "instances/instance_detail.html", _detail_context(request, instance))
+
+
+@require_GET
+def instance_status(request: HttpRequest, instance_id: Any) -> HttpResponse:
+    """The polled fragment; 286 (stop polling) once nothing runs, with an event so the page refreshes its forms."""
+    instance = _instance_or_404(instance_id, visible=False)
+    context = _status_context(instance, all_operations=request.GET.get("operations") == "all")
+    content = render_to_string("instances/_operation_status.html", context, request=request)
+    if context["live"]:
+        return HttpResponse(content)
+    response = HttpResponseStopPolling(content)
+    return trigger_client_event(response, "instance-settled")
+
+
+def _render_detail_part(request: HttpRequest, instance: ServiceInstance, partial: str, *, status: int,
+                        **forms: Any) -> HttpResponse:
+    context = _detail_context(request, instance, **forms)
+    template = partial if _is_partial(request) else "instances/instance_detail.html"
+    return render(request, template, context, status=status)
+
+
+@require_POST
+def instance_update_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
+    instance = _instance_or_404(instance_id)
+    form = UpdateForm(request.POST, instance=instance, plans=update_plans(instance))
+    schema = form.target_plan().instance_update_schema
+    action = request.POST.get("action", "update")
+    if action == "plan":  # another plan was chosen: show its update schema
+        params = ParametersForm(schema, prefix=UPDATE_PREFIX, mode="update", current=instance.parameters)
+        return _render_update(request, instance, form, params, status=200)
+    params = ParametersForm(schema, prefix=UPDATE_PREFIX, mode="update", data=request.POST,
+                            current=instance.parameters)
+    if params.handle(action):
+        return _render_update(request, instance, form, params, status=200)
+    if form.is_valid() & params.is_valid():
+        try:
+            instance_update(instance=instance, plan=form.cleaned_data.get("plan"),
+                            parameters=params.parameters or None, upgrade=form.cleaned_data.get("upgrade", False),
+                            requested_by=request.user)
+        except ApplicationError as exc:
+            apply_service_error(exc, form, params)
+            return _render_update(request, instance, form, params, status=_error_status(exc))
+        return _done(request, instance.get_absolute_url(), f"The update of {instance.name} has been requested.")
+    return _render_update(request, instance, form, params, status=422)
+
+
+def _render_update(request: HttpRequest, instance: ServiceInstance, form: UpdateForm, params: ParametersForm, *,
+                   status: int) -> HttpResponse:
+    return _render_detail_part(request, instance, "instances/_update_form.html", status=status,
+                               update_form=form, update_params=params)
+
+
+@require_POST
+def instance_deprovision_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
+    instance = _instance_or_404(instance_id)
+    count = len(selectors.binding_list(instance=str(instance.pk)))
+    form = DeprovisionForm(request.POST, instance=instance, binding_count=count)
+    status = 422
+    if form.is_valid():
+        try:
+            instance_deprovision(instance=instance, requested_by=request.user,
+                                 cascade=form.cleaned_data.get("cascade", False))
+        except ApplicationError as exc:
+            apply_service_error(exc, form)
+            status = _error_status(exc)
+        else:
+            return _done(request, instance.get_absolute_url(), f"Deprovisioning {instance.name} has started.")
+    return _render_detail_part(request, instance, "instances/_deprovision_form.html", status=status,
+                               deprovision_form=form)
+
+
+# --- bindings ------------------------------------------------------------------------------------------------
+
+
+@require_POST
+def binding_create_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
+    instance = _instance_or_404(instance_id)
+    form = BindingForm(request.POST, instance=instance)
+    params = ParametersForm(instance.plan.binding_create_schema, prefix=BIND_PREFIX, data=request.POST)
+    action = request.POST.get("action", "bind")
+    status = 200
+    if not params.handle(action):
+        status = 422
+        if form.is_valid() & params.is_valid():
+            try:
+                binding = binding_create(instance=instance, parameters=params.parameters, requested_by=request.user,
+                                         **form.cleaned_data)
+            except ApplicationError as exc:
+                apply_service_error(exc, form, params)
+                status = _error_status(exc)
+            else:
+                return _done(request, instance.get_absolute_url() + "#bindings",
+                             f"Binding {binding.name} has been requested; its credentials follow.")
+    return _render_detail_part(request, instance, "instances/_binding_form.html", status=status,
+                               binding_form=form, binding_params=params)
+
+
+def _binding_or_404(binding_id: Any) -> ServiceBinding:
+    return get_object_or_404(selectors.binding_list(), pk=binding_id)
+
+
+@require_POST
+def binding_credentials_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
+    """Reveal a binding's credentials: only through the service, which checks who may and audits it."""
+    binding = _binding_or_404(binding_id)
+    status, credentials, error = 200, None, None
+    try:
+        credentials = _credential_items(binding_credentials(binding=binding, user=request.user, request=request))
+    except ApplicationError as exc:
+        status, error = _error_status(exc), exc.message
+    revealed = {"binding": binding.pk, "credentials": credentials, "error": error}
+    if _is_partial(request):
+        binding.can_reveal = can_reveal_credentials(binding=binding, user=request.user)
+        binding.revealed, binding.reveal_error = credentials, error
+        response = render(request, "instances/_credentials.html", {"binding": binding}, status=status)
+    else:
+        instance = _instance_or_404(binding.instance_id)
+        response = render(request, "instances/instance_detail.html",
+                          _detail_context(request, instance, revealed=revealed), status=status)
+    add_never_cache_headers(response)  # never keep credentials in a cache or the back/forward history
+    return response
+
+
+def _credential_items(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the broker returned, as (name, text) pairs to show and copy."""
+    items = [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in (result.get("credentials") or {}).items()]
+    items += [(key, str(result[key])) for key in ("syslog_drain_url", "route_service_url") if result.get(key)]
+    items += [(key, json.dumps(result[key])) for key in ("volume_mounts", "endpoints") if result.get(key)]
+    return items
+
+
+@require_POST
+def binding_delete_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
+    binding = _binding_or_404(binding_id)
+    url = reverse("instances:detail", args=[binding.instance_id]) + "#bindings"
+    try:
+        binding_delete(binding=binding, requested_by=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseClientRedirect(url) if _is_partial(request) else HttpResponseRedirect(url)
+    return _done(request, url, f"Unbinding {binding.name}; its Secret is removed once the broker confirms.")

@@ -1,0 +1,90 @@
+/* Catalog Portal instance pages: small enhancements. Every page works without this file. */
+(function () {
+  "use strict";
+
+  if (window.htmx) {
+    // Form fragments come back as 422 (errors beside the fields), 403 (refused) or 409 (busy): show them.
+    htmx.config.responseHandling = [
+      { code: "204", swap: false },
+      { code: "[23]..", swap: true },
+      { code: "(403|409|422)", swap: true, error: false },
+      { code: "[45]..", swap: false, error: true },
+    ];
+  }
+
+  // The polled status re-renders the timeline: keep each <details> as the person left it.
+  var detailsState = {};
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (!target || !target.querySelectorAll) return;
+    target.querySelectorAll("details[id]").forEach(function (el) { detailsState[el.id] = el.open; });
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    Object.keys(detailsState).forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el) el.open = detailsState[id];
+    });
+    detailsState = {};
+    // After an editor button (add a row, preview, reveal), move focus where the change is.
+    var focus = document.querySelector("[data-focus]");
+    if (focus) {
+      focus.removeAttribute("data-focus");
+      focus.focus({ preventScroll: false });
+      if (focus.scrollIntoView) focus.scrollIntoView({ block: "nearest" });
+    }
+  });
+
+  function copyText(text, button) {
+    var done = function () {
+      var label = button.firstChild.nodeValue;
+      button.firstChild.nodeValue = "Copied";
+      setTimeout(function () { button.firstChild.nodeValue = label; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done);
+      return;
+    }
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "absolute";
+    area.style.left = "-9999px";
+    document.body.appendChild(area);
+    area.select();
+    try { document.execCommand("copy"); done(); } finally { document.body.removeChild(area); }
+  }
+
+  function init(root) {
+    // Copy buttons are hidden until there is script to run them.
+    root.querySelectorAll("[data-copy]").forEach(function (button) {
+      if (button.dataset.ready) return;
+      button.dataset.ready = "1";
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        var source = document.getElementById(button.dataset.copy);
+        if (source) copyText(source.textContent, button);
+      });
+    });
+    // Typed-name confirmation: the button stays disabled until the name matches (the server checks too).
+    root.querySelectorAll("[data-confirm-name]").forEach(function (input) {
+      var button = input.form && input.form.querySelector("[data-confirm-button]");
+      if (!button || input.dataset.ready) return;
+      input.dataset.ready = "1";
+      var update = function () { button.disabled = input.value.trim() !== input.dataset.confirmName; };
+      input.addEventListener("input", update);
+      update();
+    });
+    // Focus asked for by a full-page answer (no htmx swap happened).
+    var focus = root.querySelector && root.querySelector("[data-focus]");
+    if (focus && root === document.body) {
+      focus.removeAttribute("data-focus");
+      focus.focus();
+    }
+  }
+
+  if (window.htmx) {
+    htmx.onLoad(init);
+  } else {
+    document.addEventListener("DOMContentLoaded", function () { init(document.body); });
+  }
+})();
