@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,11 @@ _SEMVER = re.compile(
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
+# Schemas already found valid (by digest): checking thousands of schemas on every relist costs seconds, and
+# most catalogs repeat the same few. Bounded, and shared by a worker's threads.
+_VALID_SCHEMAS: set[str] = set()
+_VALID_SCHEMAS_LOCK = threading.Lock()
+_VALID_SCHEMAS_MAX = 50_000
 SCHEMA_PATHS = (("service_instance", "create"), ("service_instance", "update"), ("service_binding", "create"))
 
 
@@ -102,7 +108,8 @@ def _check_schema(checker: _Checker, schema: Any, where: str) -> None:
     if not isinstance(schema, dict):
         checker.add(where, "the parameters schema must be a JSON object")
         return
-    size = len(json.dumps(schema, separators=(",", ":")).encode())
+    compact = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
+    size = len(compact)
     if size > MAX_SCHEMA_BYTES:
         checker.add(where, f"the schema is {size // 1024} kB; schemas must not be larger than 64 kB")
         return
@@ -113,12 +120,20 @@ def _check_schema(checker: _Checker, schema: Any, where: str) -> None:
         if not ref.startswith("#"):
             checker.add(where, f"the schema has an external reference '{ref}'; only local '#...' references are allowed")
             return
+    key = hashlib.sha256(compact).hexdigest()
+    if key in _VALID_SCHEMAS:
+        return
     validator_class = validators.validator_for(schema, default=validators.Draft4Validator)
     try:
         validator_class.check_schema(schema)
     except jsonschema_exceptions.SchemaError as exc:
         location = "/".join(str(p) for p in exc.path) or "(top)"
         checker.add(where, f"the schema is not valid JSON Schema at {location}: {exc.message}")
+        return
+    with _VALID_SCHEMAS_LOCK:
+        if len(_VALID_SCHEMAS) >= _VALID_SCHEMAS_MAX:
+            _VALID_SCHEMAS.clear()
+        _VALID_SCHEMAS.add(key)
 
 
 def _refs(node: Any) -> list[str]:

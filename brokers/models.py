@@ -45,6 +45,8 @@ class Broker(models.Model):
     sync_trigger = models.CharField(max_length=20, default="periodic", editable=False)
     catalog_etag = models.CharField(max_length=500, blank=True)
     catalog_last_modified = models.CharField(max_length=100, blank=True)
+    # Digest of the last catalog mirrored: an identical document is neither validated nor diffed again.
+    catalog_digest = models.CharField(max_length=80, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import ssl
 import time
@@ -266,11 +268,17 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
         sync.outcome = CatalogSync.Outcome.UNCHANGED
         sync.summary = {"not_modified": True}
         return
+    digest = catalog_digest(response.document)
+    if digest == broker.catalog_digest:
+        sync.outcome = CatalogSync.Outcome.UNCHANGED
+        sync.summary = {"identical": True}
+        return
     offerings = parse_catalog(response.document)
     with transaction.atomic():
         counts = _mirror(broker, offerings)
         Broker.objects.filter(pk=broker.pk).update(
-            catalog_etag=response.etag or "", catalog_last_modified=response.last_modified or ""
+            catalog_etag=response.etag or "", catalog_last_modified=response.last_modified or "",
+            catalog_digest=digest,
         )
     sync.summary = counts
     sync.added = counts["offerings_added"] + counts["plans_added"]
@@ -278,6 +286,15 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
     sync.deactivated = counts["offerings_deactivated"] + counts["plans_deactivated"]
     changed = sync.added or sync.changed or sync.deactivated
     sync.outcome = CatalogSync.Outcome.CHANGED if changed else CatalogSync.Outcome.UNCHANGED
+
+
+# Bump when the mirror stores more or differently, so that an upgrade processes unchanged catalogs again.
+MIRROR_FORMAT = 1
+
+
+def catalog_digest(document: Any) -> str:
+    body = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return f"{MIRROR_FORMAT}:" + hashlib.sha256(body.encode()).hexdigest()
 
 
 def _finish_sync(broker: Broker, sync: CatalogSync, started: float, claimed_next: Any) -> None:

@@ -281,7 +281,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         body = self._read_body()
         reply = self.server.broker._dispatch(self.command, self.path, self.headers, body)
-        self._send(reply)
+        try:
+            self._send(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (a timeout test, or a killed worker): nothing to answer to.
+            self.close_connection = True
 
     def _send(self, reply: Reply) -> None:
         if reply.status == 304:

@@ -1,0 +1,275 @@
+"""The store as a person uses it, in headless Chromium (Debian's package, driven by Playwright).
+
+Log in, browse, search and filter, open a service, compare plans, provision with the generated form, watch the
+instance become ready, bind, see the credentials and the publication, unbind, deprovision. The portal runs in
+pytest-django's live server; a real Celery worker (with beat) does the broker work against the HTTP test broker
+(through the OSB contract proxy when it is installed) and publishes Secrets to the Kubernetes API stand-in.
+
+A screenshot of each step is saved to test-artifacts/browser/<step>.png (and failure.png when a step fails).
+Skipped when Chromium or Playwright is missing, unless REQUIRE_BROWSER=1 (then it fails).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brokers.models import Broker
+from brokers.sample_broker import SampleBroker
+from instances.kube_standin import KubeStandIn
+from tests.conftest import ROOT, Workers
+from tests.instances.helpers import mirrored_broker
+
+pytestmark = [pytest.mark.e2e]
+
+CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+STEP_MS = 15_000  # one page action or check
+WORK_MS = 90_000  # something a worker does (provision, bind, unbind, deprovision)
+PASSWORD = "admin-pass-123"  # conftest's admin_user
+
+
+def _require_browser() -> Any:
+    """Playwright's sync API, or skip (fail with REQUIRE_BROWSER=1) when it or Chromium is missing."""
+    reason = None
+    try:
+        from playwright import sync_api
+    except ImportError:
+        sync_api, reason = None, "the playwright Python package is not installed"
+    if reason is None and not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    if reason:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    return sync_api
+
+
+class Shots:
+    """Numbered full-page screenshots under test-artifacts/browser/."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.count = 0
+        shutil.rmtree(ARTIFACTS, ignore_errors=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, step: str) -> Path:
+        self.count += 1
+        path = ARTIFACTS / f"{self.count:02d}-{step}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def broker(osb_broker: SampleBroker) -> Iterator[SampleBroker]:
+    """Asynchronous operations that take a moment, so the instance page has something to follow."""
+    saved = (osb_broker.async_seconds, osb_broker.async_mode)
+    osb_broker.async_mode, osb_broker.async_seconds = "always", 1.0
+    yield osb_broker
+    osb_broker.async_seconds, osb_broker.async_mode = saved
+
+
+@pytest.fixture
+def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    sync_api = _require_browser()
+    # Playwright's sync API keeps an event loop running in this thread; the ORM calls the test makes between
+    # browser steps are plain synchronous code all the same.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+        page = context.new_page()
+        page.set_default_timeout(STEP_MS)
+        sync_api.expect.set_options(timeout=STEP_MS)
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("console", lambda msg: msg.type == "error" and problems.append(f"console error: {msg.text}"))
+        page.on("response", lambda r: r.status >= 500 and problems.append(f"{r.status} from {r.url}"))
+        page.problems = problems
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+@pytest.fixture
+def catalog(broker: SampleBroker, osb_url: str) -> Broker:
+    return mirrored_broker(osb_url)
+
+
+@pytest.fixture
+def worker(kube: KubeStandIn, workers: Workers) -> Any:
+    """A real worker with beat; it reaches the Kubernetes stand-in through KUBECONFIG like a cluster."""
+    return workers.start(beat=True, K8S_RECONCILE_SECONDS="2", K8S_RETRY_CAP_SECONDS="2")
+
+
+def test_a_person_provisions_binds_and_deprovisions_in_the_browser(
+    live_server: Any, admin_user: Any, catalog: Broker, worker: Any, kube: KubeStandIn, broker: SampleBroker,
+    browser_page: Any,
+) -> None:
+    """All database work (user, catalog mirror) is done before the browser starts; the test only drives it."""
+    from playwright.sync_api import expect
+
+    page, base = browser_page, live_server.url
+    shot = Shots(page)
+    try:
+        _walk_through(page, base, shot, expect, kube, broker)
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+        raise
+    assert not page.problems, page.problems
+
+
+def _walk_through(page: Any, base: str, shot: Shots, expect: Any, kube: KubeStandIn, broker: SampleBroker) -> None:
+    # --- log in ---------------------------------------------------------------------------------------------
+    page.goto(base + "/")
+    expect(page).to_have_url(re.compile(r"/login/\?next=/$"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    shot("login")
+    page.get_by_role("button", name="Sign in").click()
+
+    # --- browse ---------------------------------------------------------------------------------------------
+    expect(page.get_by_role("heading", name="Marketplace", level=1)).to_be_visible()
+    expect(page).to_have_url(base + "/")
+    results = page.locator("#store-results")
+    count = page.locator("#results-count")
+    expect(count).to_have_text(re.compile(r"^\d+ services$"))
+    total = int(count.inner_text().split()[0])
+    cards = results.locator("article.svc-card")
+    expect(cards).to_have_count(total)
+    for name in ("PostgreSQL", "Redis Cache"):
+        expect(results.get_by_role("link", name=name, exact=True)).to_be_visible()
+    shot("marketplace")
+
+    # --- search and filter (live, through htmx) -------------------------------------------------------------
+    page.get_by_role("searchbox", name="Search services").fill("cache")
+    expect(page).to_have_url(re.compile(r"/\?q=cache$"))
+    expect(results.get_by_role("list", name="Active filters")).to_contain_text("Search: “cache”")
+    expect(count).not_to_have_text(f"{total} services")
+    found = int(count.inner_text().split()[0])
+    assert 0 < found < total, (found, total)
+    expect(results.get_by_role("link", name="Redis Cache", exact=True)).to_be_visible()
+    category = results.get_by_role("group", name="Category")
+    category.get_by_role("checkbox", name=re.compile(r"^caching\s*\d+$", re.IGNORECASE)).check()
+    expect(page).to_have_url(re.compile(r"/\?q=cache&tag=caching$"))
+    expect(results.get_by_role("list", name="Active filters")).to_contain_text("Tag: caching")
+    expect(cards.first).to_be_visible()
+    expect(results.get_by_role("link", name="Redis Cache", exact=True)).to_be_visible()
+    expect(results.get_by_role("link", name="PostgreSQL", exact=True)).to_have_count(0)
+    shot("search-and-filter")
+
+    # --- open the service and compare its plans ---------------------------------------------------------------
+    results.get_by_role("link", name="Redis Cache", exact=True).click()
+    expect(page.get_by_role("heading", name="Redis Cache", level=1)).to_be_visible()
+    expect(page.get_by_role("navigation", name="Breadcrumb")).to_contain_text("Marketplace")
+    shot("service")
+    comparison = page.get_by_role("region", name="Plan comparison")
+    plans = comparison.get_by_role("article")
+    expect(plans).to_have_count(3)
+    expect(plans.get_by_role("heading", level=3)).to_have_text(["Free 25 MB", "1 GB", "8 GB HA"])  # cheapest first
+    free_plan = comparison.get_by_role("article", name="Free 25 MB")
+    expect(free_plan.locator(".price")).to_have_text("Free")
+    expect(comparison.get_by_role("article", name="1 GB").locator(".price")).to_contain_text("9")
+    expect(free_plan.get_by_role("list", name="Features")).to_contain_text("25 MB memory")
+    comparison.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"{shot.count + 1:02d}-compare-plans.png"))  # the region, not the page
+    shot.count += 1
+
+    # --- provision with the generated form --------------------------------------------------------------------
+    free_plan.get_by_role("link", name="Provision").click()
+    expect(page.get_by_role("heading", name="New Redis Cache instance")).to_be_visible()
+    form = page.locator("#provision-form")
+    form.get_by_label("Name", exact=True).fill("cache-e2e")
+    form.get_by_label("Namespace", exact=True).fill("team-a")
+    form.get_by_label("Eviction policy").select_option("volatile-lru")
+    form.get_by_label("Persist to disk (AOF)").check()
+    form.get_by_label("Number of logical databases").fill("4")
+    form.get_by_role("button", name="Preview request").click()
+    preview = page.locator("#request-preview")
+    expect(preview).to_contain_text('"maxmemory_policy": "volatile-lru"')
+    expect(preview).to_contain_text('"databases": 4')
+    shot("provision-form")
+    page.get_by_role("button", name="Provision Free 25 MB").click()
+
+    # --- watch the instance become ready --------------------------------------------------------------------------
+    expect(page).to_have_url(re.compile(r"/instances/[0-9a-f-]{36}/$"))
+    instance_id = page.url.rstrip("/").rsplit("/", 1)[1]
+    header = page.locator("#instance-status .inst-head")
+    expect(header.get_by_role("heading", level=1)).to_contain_text("cache-e2e")
+    happening = page.get_by_role("region", name="What is happening")
+    expect(happening).to_contain_text(re.compile(r"Provision (in progress|succeeded)"))
+    shot("instance-provisioning")
+    expect(header.locator(".status-pill")).to_have_text("Ready", timeout=WORK_MS)
+    expect(happening).to_contain_text("Provision succeeded")
+    # The forms below were reloaded when the status poll stopped: bindings can be created now.
+    bindings = page.get_by_role("region", name=re.compile(r"^Bindings"))
+    expect(bindings.get_by_text("New binding")).to_be_visible()
+    shot("instance-ready")
+    put = broker.requests_for("PUT", rf"/v2/service_instances/{instance_id}")
+    assert put and put[-1].json["parameters"]["maxmemory_policy"] == "volatile-lru", put
+    assert put[-1].json["parameters"]["databases"] == 4 and put[-1].json["parameters"]["persistence"] is True
+
+    # --- bind; see the publication and the credentials -------------------------------------------------------------
+    bindings.get_by_text("New binding").click()
+    binding_form = page.locator("#binding-form")
+    binding_form.get_by_label("Name", exact=True).fill("app-cache")
+    expect(binding_form.get_by_label("Namespace", exact=True)).to_have_value("team-a")
+    binding_form.get_by_role("button", name="Create binding").click()
+    row = bindings.locator("tr.binding-row", has_text="app-cache")
+    expect(row).to_be_visible()
+    expect(row.locator("td[data-label=State]")).to_have_text("Ready", timeout=WORK_MS)
+    expect(row.locator("td[data-label=Publication]")).to_contain_text("Published", timeout=WORK_MS)
+    expect(row.locator("td[data-label=Publication]")).to_contain_text("Secret team-a/app-cache")
+    secret = kube.secret_data("team-a", "app-cache")
+    assert secret and secret.get("password"), secret
+    shot("binding-published")
+
+    bindings.get_by_role("button", name="Show credentials of app-cache").click()
+    revealed = bindings.get_by_label("Credentials of app-cache")
+    expect(revealed).to_be_visible()
+    shown = dict(zip(revealed.locator("dt").all_inner_texts(), revealed.locator("dd code").all_inner_texts(),
+                     strict=True))
+    assert shown["password"] == secret["password"] and shown["host"] == secret["host"], (shown, secret)
+    shot("credentials")
+
+    # --- unbind -----------------------------------------------------------------------------------------------------
+    row.get_by_text("Unbind app-cache").first.click()  # opens the inline confirmation
+    row.get_by_role("button", name="Unbind app-cache").click()
+    expect(bindings.locator("tr.binding-row")).to_have_count(0, timeout=WORK_MS)
+    expect(bindings).to_contain_text("No bindings yet")
+    assert kube.get_secret("team-a", "app-cache") is None
+    shot("unbound")
+
+    # --- deprovision, with the typed-name confirmation -------------------------------------------------------------
+    danger = page.get_by_role("region", name="Danger zone")
+    confirm = danger.get_by_label("Type cache-e2e to confirm")
+    button = danger.get_by_role("button", name="Deprovision cache-e2e")
+    expect(button).to_be_disabled()
+    confirm.fill("cache-e2")
+    expect(button).to_be_disabled()
+    confirm.fill("cache-e2e")
+    expect(button).to_be_enabled()
+    shot("deprovision-confirm")
+    button.click()
+    expect(happening).to_contain_text(re.compile(r"Deprovision (in progress|succeeded)"))
+    expect(header.locator(".status-pill")).to_have_text("Deleted", timeout=WORK_MS)
+    expect(page.get_by_text(re.compile(r"This instance was deleted"))).to_be_visible()
+    assert instance_id not in broker.instances
+    assert broker.requests_for("DELETE", rf"/v2/service_instances/{instance_id}")
+    shot("deprovisioned")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="My instances").click()
+    expect(page.get_by_role("heading", name="Instances", level=1)).to_be_visible()
+    shot("instances")
