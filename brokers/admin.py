@@ -141,7 +141,7 @@ class BrokerAdmin(admin.ModelAdmin):
     @admin.action(description="Sync catalog now")
     def sync_now(self, request: HttpRequest, queryset: QuerySet[Broker]) -> None:
         for broker in queryset:
-            services.broker_request_sync(broker=broker)
+            services.broker_request_sync(broker=broker, requested_by=request.user, request=request)
         self.message_user(request, f"Catalog sync queued for {queryset.count()} broker(s).", messages.SUCCESS)
 
     def save_model(self, request: HttpRequest, obj: Broker, form: Any, change: bool) -> None:
@@ -154,9 +154,10 @@ class BrokerAdmin(admin.ModelAdmin):
             if change:
                 original = Broker.objects.get(pk=obj.pk)
                 auth_changed = auth.secret or auth.type != original.auth_type or auth.username != original.auth_username
-                services.broker_update(broker=original, auth=auth if auth_changed else None, **fields)
+                services.broker_update(broker=original, auth=auth if auth_changed else None,
+                                       requested_by=request.user, request=request, **fields)
             else:
-                broker = services.broker_register(auth=auth, **fields)
+                broker = services.broker_register(auth=auth, requested_by=request.user, request=request, **fields)
                 obj.pk = broker.pk
                 obj._state.adding = False
         except ApplicationError as exc:
@@ -165,7 +166,11 @@ class BrokerAdmin(admin.ModelAdmin):
             raise
 
     def delete_model(self, request: HttpRequest, obj: Broker) -> None:
-        services.broker_remove(broker=obj)
+        services.broker_remove(broker=obj, requested_by=request.user, request=request)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Broker]) -> None:
+        for broker in queryset:
+            services.broker_remove(broker=broker, requested_by=request.user, request=request)
 
 
 @admin.register(CatalogSync)
@@ -204,10 +209,39 @@ class ServiceOfferingAdmin(admin.ModelAdmin):
         return False
 
 
+class PlanVisibilityForm(forms.ModelForm):
+    class Meta:
+        model = ServicePlan
+        fields = ["visibility", "teams"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("visibility") == ServicePlan.Visibility.PUBLIC and data.get("teams"):
+            self.add_error("teams", "A public plan lists no teams; choose 'Only the listed teams' or clear them.")
+        return data
+
+
 @admin.register(ServicePlan)
 class ServicePlanAdmin(ServiceOfferingAdmin):
-    list_display = ["title", "offering", "broker", "catalog_id", "free", "active"]
-    list_filter = ["active", "free", "broker"]
+    """The mirror is read-only; only a plan's visibility (service access) is the platform's to set."""
+
+    form = PlanVisibilityForm
+    list_display = ["title", "offering", "broker", "catalog_id", "free", "visibility", "active"]
+    list_filter = ["active", "free", "visibility", "broker"]
     search_fields = ["name", "display_name", "catalog_id"]
     inlines = []
     list_select_related = ["offering", "broker"]
+    fields = ["offering", "name", "display_name", "catalog_id", "free", "active", "visibility", "teams"]
+    readonly_fields = ["offering", "name", "display_name", "catalog_id", "free", "active"]
+    filter_horizontal = ["teams"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def save_model(self, request: HttpRequest, obj: ServicePlan, form: Any, change: bool) -> None:
+        services.plan_set_visibility(plan=ServicePlan.objects.get(pk=obj.pk), visibility=form.cleaned_data["visibility"],
+                                     teams=list(form.cleaned_data["teams"]), requested_by=request.user,
+                                     request=request)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """The teams were set by the service in save_model."""

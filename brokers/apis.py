@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from brokers import selectors, services
 from brokers.models import Broker, ServiceOffering, ServicePlan
 from catalog_portal.api import Pagination
+from catalog_portal.models import Team
 
 
 class IsAdminOrReadOnly(BasePermission):
@@ -148,7 +149,7 @@ class BrokerListApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         auth = data.pop("auth", None)
-        broker = services.broker_register(auth=auth, **data)
+        broker = services.broker_register(auth=auth, requested_by=request.user, request=request, **data)
         return Response(_broker_body(broker), status=status.HTTP_201_CREATED)
 
 
@@ -168,12 +169,13 @@ class BrokerDetailApi(APIView):
         auth = data.pop("auth", None)
         if auth is None and "auth" in serializer.validated_data:
             auth = services.BrokerAuth(type="none")  # "auth": null removes authentication
-        broker = services.broker_update(broker=broker, auth=auth, **data)
+        broker = services.broker_update(broker=broker, auth=auth, requested_by=request.user, request=request, **data)
         return Response(_broker_body(broker))
 
     @extend_schema(responses={204: None, 409: None})
     def delete(self, request: Request, broker_id: str) -> Response:
-        services.broker_remove(broker=get_object_or_404(Broker, pk=broker_id))
+        services.broker_remove(broker=get_object_or_404(Broker, pk=broker_id), requested_by=request.user,
+                               request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -186,7 +188,7 @@ class BrokerSyncApi(APIView):
     )
     def post(self, request: Request, broker_id: str) -> Response:
         broker = get_object_or_404(Broker, pk=broker_id)
-        services.broker_request_sync(broker=broker)
+        services.broker_request_sync(broker=broker, requested_by=request.user, request=request)
         return Response({"detail": f"A catalog sync of '{broker.name}' is queued."}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -232,13 +234,19 @@ class PlanSerializer(serializers.ModelSerializer):
     bullets = serializers.ListField(child=serializers.CharField(), read_only=True)
     costs = serializers.ListField(child=serializers.DictField(), read_only=True)
     schemas = serializers.SerializerMethodField()
+    teams = serializers.SerializerMethodField()
 
     class Meta:
         model = ServicePlan
         fields = [
             "id", "service", "catalog_id", "name", "display_name", "description", "free", "costs", "bullets",
             "bindable", "plan_updateable", "maximum_polling_duration", "maintenance_info", "schemas", "active",
+            "visibility", "teams",
         ]
+
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
+    def get_teams(self, plan: ServicePlan) -> list[str]:
+        return sorted(str(team.pk) for team in plan.teams.all())
 
     @extend_schema_field(
         inline_serializer(
@@ -297,6 +305,7 @@ class ServiceListApi(APIView):
             providers=params.getlist("provider"),
             free=_bool_param(request, "free"),
             active=True if active is None else active,
+            user=request.user,
         )
         paginator = Pagination()
         page = paginator.paginate_queryset(query, request, view=self)
@@ -306,7 +315,7 @@ class ServiceListApi(APIView):
 class ServiceDetailApi(APIView):
     @extend_schema(responses=ServiceSerializer)
     def get(self, request: Request, service_id: str) -> Response:
-        offering = get_object_or_404(selectors.offering_list(active=None), pk=service_id)
+        offering = get_object_or_404(selectors.offering_list(active=None, user=request.user), pk=service_id)
         return Response(ServiceSerializer(offering).data)
 
 
@@ -325,13 +334,37 @@ class PlanListApi(APIView):
         if service and not selectors._is_uuid(service):
             raise serializers.ValidationError({"service": ["Must be a service id (UUID)."]})
         active = _bool_param(request, "active")
-        query = selectors.plan_list(service=service, active=True if active is None else active)
+        query = selectors.plan_list(service=service, active=True if active is None else active, user=request.user)
         paginator = Pagination()
         page = paginator.paginate_queryset(query, request, view=self)
         return paginator.get_paginated_response(PlanSerializer(page, many=True).data)
 
 
+class PlanVisibilitySerializer(serializers.Serializer):
+    visibility = serializers.ChoiceField(choices=ServicePlan.Visibility.values)
+    teams = serializers.ListField(child=serializers.UUIDField(), required=False, default=list)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        found = {t.pk: t for t in Team.objects.filter(pk__in=data["teams"])}
+        missing = [str(pk) for pk in data["teams"] if pk not in found]
+        if missing:
+            raise serializers.ValidationError({"teams": [f"No such team: {', '.join(missing)}."]})
+        data["teams"] = list(found.values())
+        return data
+
+
 class PlanDetailApi(APIView):
+    permission_classes = [IsAdminOrReadOnly]
+
     @extend_schema(responses=PlanSerializer)
     def get(self, request: Request, plan_id: str) -> Response:
-        return Response(PlanSerializer(get_object_or_404(selectors.plan_list(active=None), pk=plan_id)).data)
+        plans = selectors.plan_list(active=None, user=request.user)
+        return Response(PlanSerializer(get_object_or_404(plans, pk=plan_id)).data)
+
+    @extend_schema(request=PlanVisibilitySerializer, responses=PlanSerializer)
+    def patch(self, request: Request, plan_id: str) -> Response:
+        plan = get_object_or_404(selectors.plan_list(active=None), pk=plan_id)
+        data = PlanVisibilitySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.plan_set_visibility(plan=plan, requested_by=request.user, request=request, **data.validated_data)
+        return Response(PlanSerializer(selectors.plan_list(active=None).get(pk=plan.pk)).data)

@@ -123,6 +123,10 @@ class ServiceOffering(models.Model):
 
 
 class ServicePlan(models.Model):
+    class Visibility(models.TextChoices):
+        PUBLIC = "public", "Everyone"
+        TEAMS = "teams", "Only the listed teams"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     broker = models.ForeignKey(Broker, on_delete=models.CASCADE, related_name="plans")
     offering = models.ForeignKey(ServiceOffering, on_delete=models.CASCADE, related_name="plans")
@@ -145,6 +149,11 @@ class ServicePlan(models.Model):
     content_hash = models.CharField(max_length=64)
     position = models.PositiveIntegerField(default=0)
     active = models.BooleanField(default=True, db_index=True)
+    # Service access (Cloud Foundry's): who sees and may provision this plan. Set by platform admins, never by
+    # the catalog mirror.
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
+    teams = models.ManyToManyField("catalog_portal.Team", blank=True, related_name="visible_plans",
+                                   help_text="With visibility 'teams': the teams that see this plan.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 

@@ -10,6 +10,7 @@ from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sub
 from django.db.models.functions import Coalesce, Lower, NullIf
 
 from brokers.models import Broker, ServiceOffering, ServicePlan
+from catalog_portal import access
 
 
 def broker_list() -> QuerySet[Broker]:
@@ -20,8 +21,28 @@ def broker_list() -> QuerySet[Broker]:
     ).order_by("name")
 
 
-def _free_plan(free: bool) -> Exists:
-    return Exists(ServicePlan.objects.filter(offering=OuterRef("pk"), active=True, free=free))
+def plan_visibility_q(user: Any) -> Q | None:
+    """Plans `user` may see: public ones and those shown to one of their teams. None = no restriction
+    (platform admins, and internal code that passes no user)."""
+    if user is None or access.is_platform_admin(user):
+        return None
+    # A subquery, not a list fetched first: the visibility rule costs no query of its own.
+    shown_to_team = Exists(
+        ServicePlan.teams.through.objects.filter(
+            serviceplan_id=OuterRef("pk"), team__memberships__user_id=getattr(user, "pk", None)
+        )
+    )
+    return Q(visibility=ServicePlan.Visibility.PUBLIC) | (Q(visibility=ServicePlan.Visibility.TEAMS) & shown_to_team)
+
+
+def visible_plans(user: Any) -> QuerySet[ServicePlan]:
+    query = ServicePlan.objects.all()
+    rule = plan_visibility_q(user)
+    return query if rule is None else query.filter(rule)
+
+
+def _free_plan(free: bool, user: Any = None) -> Exists:
+    return Exists(visible_plans(user).filter(offering=OuterRef("pk"), active=True, free=free))
 
 
 def offering_list(
@@ -32,9 +53,17 @@ def offering_list(
     providers: list[str] | None = None,
     free: bool | None = None,
     active: bool | None = True,
+    user: Any = None,
+    plan_fields: tuple[str, ...] = (),
 ) -> QuerySet[ServiceOffering]:
-    """Offerings filtered as the API and the store's facets describe; plans prefetched (active first)."""
+    """Offerings filtered as the API and the store's facets describe; plans prefetched (active first).
+
+    With `user`, only what they may see: the plans visible to them, and the services that have one.
+    `plan_fields`: load only these columns of the prefetched plans (all when empty).
+    """
     query = ServiceOffering.objects.select_related("broker")
+    if plan_visibility_q(user) is not None:
+        query = query.filter(Exists(visible_plans(user).filter(offering=OuterRef("pk"))))
     if active is not None:
         query = query.filter(active=active)
     for word in (search or "").lower().split():
@@ -46,10 +75,12 @@ def offering_list(
     if providers:
         query = query.filter(provider__in=providers)
     if free is True:
-        query = query.filter(_free_plan(True))
+        query = query.filter(_free_plan(True, user))
     elif free is False:
-        query = query.filter(~_free_plan(True))
-    plans = ServicePlan.objects.filter(active=True).order_by("position")
+        query = query.filter(~_free_plan(True, user))
+    plans = visible_plans(user).filter(active=True).order_by("position")
+    if plan_fields:
+        plans = plans.only(*plan_fields)
     # Ordered by the name people see: display_name, or name when the broker gave none.
     shown_name = Coalesce(NullIf("display_name", Value("")), "name")
     return query.prefetch_related(Prefetch("plans", queryset=plans, to_attr="active_plans")).order_by(
@@ -57,8 +88,9 @@ def offering_list(
     )
 
 
-def plan_list(*, service: str | None = None, active: bool | None = True) -> QuerySet[ServicePlan]:
-    query = ServicePlan.objects.select_related("offering", "broker")
+def plan_list(*, service: str | None = None, active: bool | None = True, user: Any = None) -> QuerySet[ServicePlan]:
+    """Plans (of one service); with `user`, only those visible to them."""
+    query = visible_plans(user).select_related("offering", "broker").prefetch_related("teams")
     if active is not None:
         query = query.filter(active=active)
     if service:
@@ -90,6 +122,12 @@ STORE_SORTS: dict[str, tuple[Any, ...]] = {
 }
 
 
+# What a card of the marketplace grid shows (brokers/_service_card.html, the price badge): the other columns,
+# among them the broker's raw documents and the plans' schemas, are left in the database.
+CARD_FIELDS = ("id", "broker__name", "name", "display_name", "description", "provider", "tags", "image_url")
+CARD_PLAN_FIELDS = ("id", "offering_id", "free", "costs", "position")
+
+
 def store_offering_list(
     *,
     search: str = "",
@@ -98,10 +136,13 @@ def store_offering_list(
     providers: list[str] | None = None,
     free: bool | None = None,
     sort: str = "name",
+    user: Any = None,
 ) -> QuerySet[ServiceOffering]:
-    """Active offerings for the marketplace grid, filtered like `offering_list`, in the chosen order."""
-    query = offering_list(search=search, tags=tags, brokers=brokers, providers=providers, free=free)
-    return query.order_by(*STORE_SORTS.get(sort, STORE_SORTS["name"]))
+    """Active offerings for the marketplace grid, filtered like `offering_list`, in the chosen order; only the
+    columns a card shows are loaded."""
+    query = offering_list(search=search, tags=tags, brokers=brokers, providers=providers, free=free, user=user,
+                          plan_fields=CARD_PLAN_FIELDS)
+    return query.only(*CARD_FIELDS).order_by(*STORE_SORTS.get(sort, STORE_SORTS["name"]))
 
 
 @dataclass(frozen=True)
@@ -114,6 +155,7 @@ class StoreFacets:
     brokers: list[tuple[str, int]]
     free: int
     paid: int
+    total: int | None = None  # services matching every filter (the grid's count), when it was counted
 
 
 def store_facets(
@@ -123,9 +165,12 @@ def store_facets(
     brokers: list[str] | None = None,
     providers: list[str] | None = None,
     free: bool | None = None,
+    user: Any = None,
 ) -> StoreFacets:
-    """Facet counts of the marketplace in four queries, whatever the catalog size."""
+    """Facet counts of the marketplace, whatever the catalog size: one query over the filtered services counts
+    every facet, plus one query for each of the provider, broker and price facets that is in use."""
     filters: dict[str, Any] = {
+        "user": user,
         "search": search,
         "tags": tags,
         "brokers": brokers,
@@ -137,26 +182,47 @@ def store_facets(
         kept = {key: value for key, value in filters.items() if key != name}
         return offering_list(**kept).prefetch_related(None).order_by()
 
-    # Tags live in a JSON list: counted here over one column of the filtered set (one query).
+    # One pass over the filtered set (one query, a few columns, no JSON but the tags) counts the tags, and the
+    # providers, brokers and prices too when that facet is not in use: then its "others applied" set is this one.
+    # Tags live in a JSON list, so they are counted here rather than in SQL.
     tag_counts: Counter[str] = Counter()
     labels: dict[str, str] = {}
-    for offering_tags in without(None).values_list("tags", flat=True):
+    provider_counts: Counter[str] = Counter()
+    broker_counts: Counter[str] = Counter()
+    total = free_count = 0
+    rows = without(None)
+    if free is None:
+        rows = rows.annotate(has_free_plan=_free_plan(True, user))
+    columns = ("tags", "provider", "broker__name", *(("has_free_plan",) if free is None else ()))
+    for offering_tags, provider, broker_name, *has_free_plan in rows.values_list(*columns):
+        total += 1
         for key, label in {str(t).lower(): str(t) for t in offering_tags or [] if str(t).strip()}.items():
             tag_counts[key] += 1
             labels.setdefault(key, label)
-    provider_rows = without("providers").exclude(provider="").values("provider").annotate(n=Count("pk"))
-    broker_rows = without("brokers").values("broker__name").annotate(n=Count("pk"))
-    price = without("free").aggregate(total=Count("pk"), free=Count("pk", filter=_free_plan(True)))
+        if provider != "":
+            provider_counts[provider] += 1
+        broker_counts[broker_name] += 1
+        free_count += bool(has_free_plan and has_free_plan[0])
+    if providers:
+        provider_rows = without("providers").exclude(provider="").values("provider").annotate(n=Count("pk"))
+        provider_counts = Counter({row["provider"]: row["n"] for row in provider_rows})
+    if brokers:
+        broker_rows = without("brokers").values("broker__name").annotate(n=Count("pk"))
+        broker_counts = Counter({row["broker__name"]: row["n"] for row in broker_rows})
+    price = {"total": total, "free": free_count}
+    if free is not None:
+        price = without("free").aggregate(total=Count("pk"), free=Count("pk", filter=_free_plan(True, user)))
 
     def ranked(pairs: Any) -> list[tuple[str, int]]:
         return sorted(pairs, key=lambda pair: (-pair[1], pair[0].lower()))
 
     return StoreFacets(
         tags=ranked((labels[key], n) for key, n in tag_counts.items()),
-        providers=ranked((row["provider"], row["n"]) for row in provider_rows),
-        brokers=ranked((row["broker__name"], row["n"]) for row in broker_rows),
+        providers=ranked(provider_counts.items()),
+        brokers=ranked(broker_counts.items()),
         free=price["free"],
         paid=price["total"] - price["free"],
+        total=total,
     )
 
 

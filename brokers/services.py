@@ -20,7 +20,9 @@ from django.utils import timezone
 from brokers.catalog import CatalogInvalid, OfferingEntry, parse_catalog
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
 from brokers.osb import BasicAuth, BearerAuth, CallRecord, OSBClient, OSBError, ReadTimeouts
+from catalog_portal.audit import audit
 from catalog_portal.exceptions import ApplicationError, Conflict
+from catalog_portal.models import Team
 from catalog_portal.tasks import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -149,8 +151,10 @@ def broker_register(
     ca_bundle: str | None = None,
     relist_interval_seconds: int | None = None,
     enabled: bool = True,
+    requested_by: Any = None,
+    request: Any = None,
 ) -> Broker:
-    """Register a broker and queue its first catalog sync (after commit)."""
+    """Register a broker and queue its first catalog sync (after commit); audited."""
     _check_unique_name(name)
     broker = Broker(
         name=name,
@@ -164,11 +168,15 @@ def broker_register(
     with transaction.atomic():
         broker.save()
         _request_sync(broker, CatalogSync.Trigger.REGISTRATION)
+        audit(action="broker.register", target=broker, actor=requested_by, request=request,
+              summary=f"Broker '{broker.name}' registered at {broker.url}")
     return broker
 
 
-def broker_update(*, broker: Broker, auth: BrokerAuth | None = None, **changes: Any) -> Broker:
-    """Change a broker's registration; a changed URL, auth or TLS setting queues a fresh sync."""
+def broker_update(
+    *, broker: Broker, auth: BrokerAuth | None = None, requested_by: Any = None, request: Any = None, **changes: Any
+) -> Broker:
+    """Change a broker's registration; a changed URL, auth or TLS setting queues a fresh sync; audited."""
     allowed = {"name", "url", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled"}
     unknown = set(changes) - allowed
     if unknown:
@@ -180,31 +188,41 @@ def broker_update(*, broker: Broker, auth: BrokerAuth | None = None, **changes: 
     resync = auth is not None or any(
         key in changes and changes[key] != getattr(broker, key) for key in ("url", "verify_tls", "ca_bundle")
     ) or (changes.get("enabled") is True and not broker.enabled)
+    changed = sorted(key for key, value in changes.items() if getattr(broker, key) != value)
     for key, value in changes.items():
         setattr(broker, key, value)
     _apply_auth(broker, auth)
+    if auth is not None:
+        changed.append("auth")  # which part of the auth is never said: it may be the secret
     with transaction.atomic():
         broker.save()
         if resync:
             _request_sync(broker, CatalogSync.Trigger.MANUAL)
+        audit(action="broker.update", target=broker, actor=requested_by, request=request,
+              summary=f"Broker '{broker.name}' changed: {', '.join(changed) or 'nothing'}")
     return broker
 
 
-def broker_remove(*, broker: Broker) -> None:
-    """Delete a broker and its mirror; refused while any instance uses one of its plans."""
+def broker_remove(*, broker: Broker, requested_by: Any = None, request: Any = None) -> None:
+    """Delete a broker and its mirror; refused while any instance uses one of its plans; audited."""
     try:
         with transaction.atomic():
+            pk = broker.pk
             broker.delete()
+            audit(action="broker.remove", target=("broker", pk), actor=requested_by, request=request,
+                  summary=f"Broker '{broker.name}' removed")
     except ProtectedError:
         raise Conflict(
             f"Broker '{broker.name}' still has service instances. Deprovision them before removing the broker."
         ) from None
 
 
-def broker_request_sync(*, broker: Broker) -> None:
-    """Ask for a catalog sync now (admin action, API); the worker runs it, the sweeper guarantees it."""
+def broker_request_sync(*, broker: Broker, requested_by: Any = None, request: Any = None) -> None:
+    """Ask for a catalog sync now (admin action, API); the worker runs it, the sweeper guarantees it; audited."""
     with transaction.atomic():
         _request_sync(broker, CatalogSync.Trigger.MANUAL)
+        audit(action="broker.sync", target=broker, actor=requested_by, request=request,
+              summary=f"Catalog sync of broker '{broker.name}' requested")
 
 
 def _request_sync(broker: Broker, trigger: str) -> None:
@@ -215,6 +233,29 @@ def _request_sync(broker: Broker, trigger: str) -> None:
     broker.next_sync_at = now
     broker.sync_trigger = trigger
     enqueue_on_commit(catalog_sync_task, str(broker.pk))
+
+
+# --- Plan visibility (service access) ------------------------------------------------------------
+
+
+def plan_set_visibility(
+    *, plan: ServicePlan, visibility: str, teams: list[Team] | None = None, requested_by: Any = None,
+    request: Any = None,
+) -> ServicePlan:
+    """Make a plan public, or visible only to `teams` (platform admins); audited."""
+    if visibility not in ServicePlan.Visibility.values:
+        raise ApplicationError("Unknown visibility.", fields={"visibility": ["Use 'public' or 'teams'."]})
+    teams = list(teams or [])
+    if visibility == ServicePlan.Visibility.PUBLIC and teams:
+        raise ApplicationError("A public plan lists no teams.", fields={"teams": ["Leave empty for a public plan."]})
+    with transaction.atomic():
+        ServicePlan.objects.filter(pk=plan.pk).update(visibility=visibility)
+        plan.visibility = visibility
+        plan.teams.set(teams)
+        names = ", ".join(sorted(t.name for t in teams)) or "no team"
+        audit(action="plan.visibility", target=plan, actor=requested_by, request=request,
+              summary=f"Plan '{plan}' visible to " + ("everyone" if visibility == "public" else names))
+    return plan
 
 
 # --- Catalog sync -------------------------------------------------------------------------------
@@ -312,6 +353,11 @@ def _finish_sync(broker: Broker, sync: CatalogSync, started: float, claimed_next
     if not failed:
         fields["last_synced_at"] = now
     Broker.objects.filter(pk=broker.pk).update(**fields)
+    if sync.outcome in (CatalogSync.Outcome.CHANGED, CatalogSync.Outcome.FAILED):
+        # The portal's own action (actor null); unchanged relists are not worth a record each.
+        what = (f"failed: {sync.error[:300]}" if failed else
+                f"{sync.added} added, {sync.changed} changed, {sync.deactivated} deactivated")
+        audit(action="broker.catalog.sync", target=broker, summary=f"Catalog of broker '{broker.name}' synced: {what}")
     # Schedule the next relist, unless someone asked for a sync while this one ran.
     next_at = now + timedelta(seconds=broker.relist_interval_seconds) if broker.enabled else None
     same_request = {"next_sync_at": claimed_next} if claimed_next is not None else {"next_sync_at__isnull": True}

@@ -28,14 +28,18 @@ def _fragment(request: HttpRequest) -> bool:
 @require_GET
 def marketplace(request: HttpRequest) -> HttpResponse:
     form = MarketplaceForm(request.GET)
-    offerings = selectors.store_offering_list(**form.filters(), sort=form.values["sort"])
-    page = Paginator(offerings, PAGE_SIZE).get_page(form.page_number)
+    offerings = selectors.store_offering_list(**form.filters(), sort=form.values["sort"], user=request.user)
+    facets = selectors.store_facets(**form.filters(), user=request.user)
+    paginator = Paginator(offerings, PAGE_SIZE)
+    if facets.total is not None:
+        paginator.count = facets.total  # the facets counted the same filtered set: no COUNT query of its own
+    page = paginator.get_page(form.page_number)
     failed = selectors.failed_broker_list()
     context = {
         "form": form,
         "q": form.values["q"],
         "page": page,
-        "facet_groups": form.facet_groups(selectors.store_facets(**form.filters())),
+        "facet_groups": form.facet_groups(facets),
         "failed_brokers": failed if request.user.is_staff else [],
         # Nothing to show and a broker is down: say so rather than "no services".
         "catalog_unavailable": bool(failed) and not page.paginator.count and not form.is_filtered,
@@ -51,7 +55,7 @@ def marketplace(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def service_detail(request: HttpRequest, service_id: str) -> HttpResponse:
-    offering = get_object_or_404(selectors.offering_list(active=None), pk=service_id)
+    offering = get_object_or_404(selectors.offering_list(active=None, user=request.user), pk=service_id)
     plans = pricing.plans_by_price(offering.active_plans)
     return render(request, "brokers/service_detail.html", {"offering": offering, "plans": plans})
 
@@ -72,7 +76,7 @@ def broker_health(request: HttpRequest) -> HttpResponse:
 def broker_sync(request: HttpRequest, broker_id: str) -> HttpResponse:
     _staff_only(request)
     broker = get_object_or_404(Broker, pk=broker_id)
-    services.broker_request_sync(broker=broker)
+    services.broker_request_sync(broker=broker, requested_by=request.user, request=request)
     if _fragment(request):
         row = selectors.broker_list().get(pk=broker.pk)
         return render(request, "brokers/_broker_row.html", {"broker": row, "sync_requested": True})

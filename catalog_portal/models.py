@@ -26,3 +26,53 @@ class AuditRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'portal'} {self.action} {self.target_type}:{self.target_id}"
+
+
+class Team(models.Model):
+    """A group of people that owns namespaces: where its instances live and its Secrets are published."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("team-detail", args=[self.pk])
+
+
+class TeamNamespace(models.Model):
+    """A namespace belongs to at most one team."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="namespaces")
+    namespace = models.CharField(max_length=63, unique=True)
+
+    class Meta:
+        ordering = ["namespace"]
+
+    def __str__(self) -> str:
+        return self.namespace
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer (read)"
+        DEVELOPER = "developer", "Developer (provision, bind, reveal credentials)"
+        ADMIN = "admin", "Team admin (also manages members)"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        ordering = ["team__name", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="membership_unique_user_in_team")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"

@@ -5,11 +5,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from catalog_portal import views
+from catalog_portal.forms import ThrottledAuthenticationForm
 
 admin.site.site_header = "Catalog Portal administration"
 admin.site.site_title = "Catalog Portal admin"
 
 api_v1 = [
+    path("", include("catalog_portal.api_urls")),
     path("", include("brokers.api_urls")),
     path("", include("instances.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -17,9 +19,13 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("login/", login_not_required(auth_views.LoginView.as_view()), name="login"),
+    path("login/", login_not_required(auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm)),
+         name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views.account, name="account"),
+    path("teams/", views.team_list, name="team-list"),
+    path("teams/<uuid:team_id>/", views.team_detail, name="team-detail"),
+    path("audit/", views.audit_list, name="audit-list"),
     path("healthz", login_not_required(views.healthz), name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
@@ -28,3 +34,4 @@ urlpatterns = [
 ]
 
 handler404 = "catalog_portal.views.not_found"
+handler500 = "catalog_portal.views.server_error"

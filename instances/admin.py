@@ -53,7 +53,7 @@ class ServiceInstanceAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def deprovision(self, request: HttpRequest, queryset: QuerySet[ServiceInstance]) -> None:
         for instance in queryset:
             try:
-                instance_deprovision(instance=instance, requested_by=request.user)
+                instance_deprovision(instance=instance, requested_by=request.user, request=request)
             except ApplicationError as exc:
                 self.message_user(request, f"{instance}: {exc.message}", messages.ERROR)
             else:

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from brokers.models import ServicePlan
+from brokers.selectors import visible_plans
 from catalog_portal.api import Pagination
 from instances import selectors
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
@@ -74,8 +75,9 @@ def _instance_body(instance: ServiceInstance) -> dict[str, Any]:
     return InstanceSerializer(fresh).data
 
 
-def _plan(plan_id: Any, field: str = "plan") -> ServicePlan:
-    plan = ServicePlan.objects.select_related("offering", "broker").filter(pk=plan_id).first()
+def _plan(plan_id: Any, user: Any, field: str = "plan") -> ServicePlan:
+    """A plan `user` may see (a hidden one is "no such plan")."""
+    plan = visible_plans(user).select_related("offering", "broker").filter(pk=plan_id).first()
     if plan is None:
         raise serializers.ValidationError({field: ["No such plan."]})
     return plan
@@ -99,7 +101,8 @@ class InstanceListApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         paginator = Pagination()
-        page = paginator.paginate_queryset(selectors.instance_list(**filters.validated_data), request, view=self)
+        query = selectors.instance_list(user=request.user, **filters.validated_data)
+        page = paginator.paginate_queryset(query, request, view=self)
         return paginator.get_paginated_response(InstanceSerializer(page, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={202: InstanceSerializer})
@@ -107,8 +110,9 @@ class InstanceListApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        instance = instance_provision(plan=_plan(values["plan"]), name=values["name"], namespace=values["namespace"],
-                                      parameters=values["parameters"], requested_by=request.user)
+        instance = instance_provision(plan=_plan(values["plan"], request.user), name=values["name"],
+                                      namespace=values["namespace"], parameters=values["parameters"],
+                                      requested_by=request.user, request=request)
         return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
 
 
@@ -119,35 +123,36 @@ class InstanceDetailApi(APIView):
         upgrade = serializers.BooleanField(required=False, default=False,
                                            help_text="Move to the plan's newer maintenance version.")
 
-    def _get(self, instance_id: Any) -> ServiceInstance:
-        return get_object_or_404(selectors.instance_list(), pk=instance_id)
+    def _get(self, request: Request, instance_id: Any) -> ServiceInstance:
+        return get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
 
     @extend_schema(responses=InstanceSerializer)
     def get(self, request: Request, instance_id: Any) -> Response:
-        return Response(InstanceSerializer(self._get(instance_id)).data)
+        return Response(InstanceSerializer(self._get(request, instance_id)).data)
 
     @extend_schema(request=UpdateSerializer, responses={202: InstanceSerializer})
     def patch(self, request: Request, instance_id: Any) -> Response:
-        instance = self._get(instance_id)
+        instance = self._get(request, instance_id)
         data = self.UpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        plan = _plan(values["plan"]) if "plan" in values else None
+        plan = _plan(values["plan"], request.user) if "plan" in values else None
         instance = instance_update(instance=instance, plan=plan, parameters=values.get("parameters"),
-                                   upgrade=values["upgrade"], requested_by=request.user)
+                                   upgrade=values["upgrade"], requested_by=request.user, request=request)
         return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={202: InstanceSerializer})
     def delete(self, request: Request, instance_id: Any) -> Response:
         cascade = request.query_params.get("cascade", "").lower() in ("true", "1", "yes")
-        instance = instance_deprovision(instance=self._get(instance_id), requested_by=request.user, cascade=cascade)
+        instance = instance_deprovision(instance=self._get(request, instance_id), requested_by=request.user,
+                                        cascade=cascade, request=request)
         return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
 
 
 class InstanceOperationsApi(APIView):
     @extend_schema(responses=OperationSerializer(many=True))
     def get(self, request: Request, instance_id: Any) -> Response:
-        instance = get_object_or_404(selectors.instance_list(), pk=instance_id)
+        instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
         paginator = Pagination()
         page = paginator.paginate_queryset(selectors.operation_list(instance=str(instance.pk)), request, view=self)
         return paginator.get_paginated_response(OperationSerializer(page, many=True).data)
@@ -164,8 +169,8 @@ class OperationListApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         values = filters.validated_data
-        query = selectors.operation_list(instance=values.get("instance"), binding=values.get("binding"),
-                                         state=values.get("state"))
+        query = selectors.operation_list(user=request.user, instance=values.get("instance"),
+                                         binding=values.get("binding"), state=values.get("state"))
         paginator = Pagination()
         page = paginator.paginate_queryset(query, request, view=self)
         return paginator.get_paginated_response(OperationSerializer(page, many=True).data)
@@ -174,7 +179,8 @@ class OperationListApi(APIView):
 class OperationDetailApi(APIView):
     @extend_schema(responses=OperationSerializer)
     def get(self, request: Request, operation_id: Any) -> Response:
-        return Response(OperationSerializer(get_object_or_404(selectors.operation_list(), pk=operation_id)).data)
+        operations = selectors.operation_list(user=request.user)
+        return Response(OperationSerializer(get_object_or_404(operations, pk=operation_id)).data)
 
 
 # --- bindings ------------------------------------------------------------------------------------------
@@ -247,7 +253,8 @@ class BindingListApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         paginator = Pagination()
-        page = paginator.paginate_queryset(selectors.binding_list(**filters.validated_data), request, view=self)
+        query = selectors.binding_list(user=request.user, **filters.validated_data)
+        page = paginator.paginate_queryset(query, request, view=self)
         return paginator.get_paginated_response(BindingSerializer(page, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={202: BindingSerializer})
@@ -255,29 +262,30 @@ class BindingListApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        instance = selectors.instance_list().filter(pk=values["instance"]).first()
+        instance = selectors.instance_list(user=request.user).filter(pk=values["instance"]).first()
         if instance is None:
             raise serializers.ValidationError({"instance": ["No such instance."]})
         binding = binding_create(instance=instance, name=values["name"], namespace=values.get("namespace"),
                                  secret_name=values.get("secret_name"), parameters=values["parameters"],
-                                 requested_by=request.user)
+                                 requested_by=request.user, request=request)
         return Response(_binding_body(binding), status=status.HTTP_202_ACCEPTED)
 
 
 class BindingDetailApi(APIView):
     @extend_schema(responses=BindingSerializer)
     def get(self, request: Request, binding_id: Any) -> Response:
-        return Response(BindingSerializer(get_object_or_404(selectors.binding_list(), pk=binding_id)).data)
+        bindings = selectors.binding_list(user=request.user)
+        return Response(BindingSerializer(get_object_or_404(bindings, pk=binding_id)).data)
 
     @extend_schema(responses={202: BindingSerializer})
     def delete(self, request: Request, binding_id: Any) -> Response:
-        binding = binding_delete(binding=get_object_or_404(selectors.binding_list(), pk=binding_id),
-                                 requested_by=request.user)
+        binding = binding_delete(binding=get_object_or_404(selectors.binding_list(user=request.user), pk=binding_id),
+                                 requested_by=request.user, request=request)
         return Response(_binding_body(binding), status=status.HTTP_202_ACCEPTED)
 
 
 class BindingCredentialsApi(APIView):
     @extend_schema(responses=CredentialsSerializer)
     def get(self, request: Request, binding_id: Any) -> Response:
-        binding = get_object_or_404(selectors.binding_list(), pk=binding_id)
+        binding = get_object_or_404(selectors.binding_list(user=request.user), pk=binding_id)
         return Response(binding_credentials(binding=binding, user=request.user, request=request))

@@ -12,7 +12,9 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from brokers.models import ServicePlan
+from catalog_portal import access
 from catalog_portal.exceptions import ApplicationError
+from catalog_portal.models import TeamNamespace
 from instances import schema_form
 from instances.models import ServiceInstance
 from instances.services.identity import identity_for, instance_context, legacy_guids, originating_identity
@@ -250,11 +252,28 @@ class PortalForm(forms.Form):
         super().__init__(*args, **kwargs)
 
 
+def _limit_namespaces(field: forms.Field, namespaces: list[str] | None, *, required: bool = True) -> forms.Field:
+    """People choose among their own namespaces (a select); platform admins may type any (with suggestions)."""
+    if namespaces is None:
+        return field
+    choices = [(ns, ns) for ns in namespaces]
+    if not required:
+        choices = [("", "The instance's namespace"), *choices]
+    return forms.ChoiceField(choices=choices, required=required, label=field.label, help_text=field.help_text)
+
+
 class ProvisionForm(PortalForm):
     name = forms.CharField(max_length=63, help_text=DNS_HELP + " Unique in its namespace.",
                            widget=forms.TextInput(attrs=NAME_ATTRS))
     namespace = forms.CharField(max_length=63, help_text="Where the instance and its bindings' Secrets live.",
                                 widget=forms.TextInput(attrs={**NAME_ATTRS, "list": "namespace-options"}))
+
+    def __init__(self, *args: Any, namespaces: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["namespace"] = _limit_namespaces(self.fields["namespace"], namespaces)
+        if namespaces == []:
+            self.fields["namespace"].help_text = ("You are not a developer in any team's namespace; ask a team admin "
+                                                  "to add you.")
 
     def clean_name(self) -> str:
         return _dns_label(self.cleaned_data["name"], "name")
@@ -263,14 +282,28 @@ class ProvisionForm(PortalForm):
         return _dns_label(self.cleaned_data["namespace"], "namespace")
 
 
-def default_namespace(user: Any) -> str:
-    """The namespace of the person's newest instance, else "default"."""
+def writable_namespaces(user: Any) -> list[str] | None:
+    """The namespaces `user` may provision and bind in, sorted; None = any (platform admins)."""
+    allowed = access.namespaces_for(user, "developer")
+    return None if allowed is None else sorted(allowed)
+
+
+def default_namespace(user: Any, choices: list[str] | None = None) -> str:
+    """The namespace of the person's newest instance (if they may still use it), else their first, else "default"."""
     recent = ServiceInstance.objects.filter(requested_by=user).order_by("-created_at")
-    return recent.values_list("namespace", flat=True).first() or "default"
+    if choices is not None:
+        recent = recent.filter(namespace__in=choices)
+    found = recent.values_list("namespace", flat=True).first()
+    return found or (choices[0] if choices else "default")
 
 
-def known_namespaces() -> list[str]:
-    return list(ServiceInstance.objects.visible().order_by("namespace").values_list("namespace", flat=True).distinct())
+def known_namespaces(user: Any = None) -> list[str]:
+    """Namespaces to suggest or filter by: those `user` may see (platform admins: every namespace in use)."""
+    allowed = access.namespaces_for(user) if user is not None else None
+    if allowed is not None:
+        return sorted(allowed)
+    used = set(ServiceInstance.objects.visible().values_list("namespace", flat=True).distinct())
+    return sorted(used | set(TeamNamespace.objects.values_list("namespace", flat=True)))
 
 
 def provision_request(
@@ -396,10 +429,12 @@ class BindingForm(PortalForm):
     secret_name = forms.CharField(max_length=253, required=False, label="Secret name",
                                   help_text="Defaults to the binding's name.", widget=forms.TextInput(attrs=NAME_ATTRS))
 
-    def __init__(self, *args: Any, instance: ServiceInstance, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, instance: ServiceInstance, namespaces: list[str] | None = None,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("initial", {"namespace": instance.namespace})
         kwargs.setdefault("prefix", "bind")
         super().__init__(*args, **kwargs)
+        self.fields["namespace"] = _limit_namespaces(self.fields["namespace"], namespaces, required=False)
 
     def clean_name(self) -> str:
         return _dns_label(self.cleaned_data["name"], "name")

@@ -4,17 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
+from catalog_portal import access
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.states import OpType
 
 INSTANCE_OPERATION_TYPES = [OpType.PROVISION, OpType.UPDATE, OpType.DEPROVISION]
 
 
+def _namespaces(user: Any) -> set[str] | None:
+    """The namespaces `user` may see; None = all (platform admins, and internal code that passes no user)."""
+    return None if user is None else access.namespaces_for(user)
+
+
+def instances_for_user(user: Any, query: QuerySet[ServiceInstance] | None = None) -> QuerySet[ServiceInstance]:
+    """`query` (default: every instance, deleted ones included) narrowed to the namespaces `user` may see."""
+    query = ServiceInstance.objects.all() if query is None else query
+    allowed = _namespaces(user)
+    return query if allowed is None else query.filter(namespace__in=allowed)
+
+
 def instance_list(*, user: Any = None, namespace: str | None = None, service: str | None = None,
                   plan: str | None = None, state: str | None = None) -> QuerySet[ServiceInstance]:
-    query = ServiceInstance.objects.visible().select_related("plan__offering", "broker")
+    """Existing instances; with `user`, only those in namespaces of their teams (platform admins: all)."""
+    query = instances_for_user(user, ServiceInstance.objects.visible()).select_related("plan__offering", "broker")
     if namespace:
         query = query.filter(namespace=namespace)
     if service:
@@ -53,9 +67,14 @@ def binding_active_cleanup(binding: ServiceBinding) -> Operation | None:
     return operations[0] if operations and operations[0].type == OpType.ORPHAN_MITIGATION else None
 
 
-def binding_list(*, instance: Any = None, namespace: str | None = None) -> QuerySet[ServiceBinding]:
+def binding_list(*, user: Any = None, instance: Any = None, namespace: str | None = None
+                 ) -> QuerySet[ServiceBinding]:
+    """Existing bindings; with `user`, those whose namespace or whose instance's namespace is one of theirs."""
     query = ServiceBinding.objects.visible().select_related("instance__plan__offering")
     query = query.filter(instance__in=ServiceInstance.objects.visible())
+    allowed = _namespaces(user)
+    if allowed is not None:
+        query = query.filter(Q(namespace__in=allowed) | Q(instance__namespace__in=allowed))
     if instance:
         query = query.filter(instance_id=instance)
     if namespace:
@@ -64,8 +83,13 @@ def binding_list(*, instance: Any = None, namespace: str | None = None) -> Query
     return query.prefetch_related(Prefetch("operations", queryset=operations, to_attr="operations_newest_first"))
 
 
-def operation_list(*, instance: Any = None, binding: Any = None, state: str | None = None) -> QuerySet[Operation]:
+def operation_list(*, user: Any = None, instance: Any = None, binding: Any = None, state: str | None = None
+                   ) -> QuerySet[Operation]:
+    """Operations; with `user`, those on instances or bindings in namespaces of their teams."""
     query = Operation.objects.select_related("instance")
+    allowed = _namespaces(user)
+    if allowed is not None:
+        query = query.filter(Q(instance__namespace__in=allowed) | Q(binding__namespace__in=allowed))
     if instance:
         query = query.filter(instance_id=instance)
     if binding:

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -27,7 +28,9 @@ from django_htmx.http import (
 )
 
 from brokers.models import ServiceOffering, ServicePlan
-from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden
+from brokers.selectors import visible_plans
+from catalog_portal import access
+from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, NotFound
 from instances import schema_form, selectors
 from instances.forms import (
     BindingForm,
@@ -42,6 +45,7 @@ from instances.forms import (
     known_namespaces,
     provision_request,
     update_plans,
+    writable_namespaces,
 )
 from instances.models import Operation, ServiceBinding, ServiceInstance
 from instances.services.bindings import (
@@ -80,7 +84,7 @@ def _done(request: HttpRequest, url: str, message: str) -> HttpResponse:
 
 
 def _error_status(exc: ApplicationError) -> int:
-    return exc.status_code if isinstance(exc, Conflict | Forbidden) else 422
+    return exc.status_code if isinstance(exc, Conflict | Forbidden | NotFound) else 422
 
 
 # --- the list ------------------------------------------------------------------------------------------------
@@ -88,11 +92,11 @@ def _error_status(exc: ApplicationError) -> int:
 
 @require_GET
 def instance_list(request: HttpRequest) -> HttpResponse:
-    services = ServiceOffering.objects.filter(plans__instances__isnull=False).exclude(
-        plans__instances__state=InstanceState.DELETED
-    )
+    mine = selectors.instance_list(user=request.user)
+    services = ServiceOffering.objects.filter(pk__in=mine.values("plan__offering_id"))
     service_choices = [(str(o.pk), o.title) for o in services.distinct().order_by("display_name", "name")]
-    filters = InstanceFilterForm(request.GET or None, namespaces=known_namespaces(), services=service_choices)
+    filters = InstanceFilterForm(request.GET or None, namespaces=known_namespaces(request.user),
+                                 services=service_choices)
     chosen = filters.filters()
     page = Paginator(selectors.instance_list(user=request.user, **chosen), 25).get_page(request.GET.get("page"))
     rows = [{"instance": i, "operation": selectors.last_operation(i)} for i in page]
@@ -118,7 +122,7 @@ def _plan_to_provision(request: HttpRequest) -> ServicePlan | None:
     plan_id = request.POST.get("plan") or request.GET.get("plan")
     if not is_uuid(plan_id):
         return None
-    return ServicePlan.objects.select_related("offering", "broker").filter(pk=plan_id).first()
+    return visible_plans(request.user).select_related("offering", "broker").filter(pk=plan_id).first()
 
 
 @require_http_methods(["GET", "POST"])
@@ -127,11 +131,13 @@ def instance_provision_view(request: HttpRequest) -> HttpResponse:
     if plan is None:
         messages.info(request, "Choose a service and one of its plans to provision.")
         return redirect("brokers:marketplace")
+    namespaces = writable_namespaces(request.user)
     if request.method == "GET":
-        form = ProvisionForm(initial={"namespace": default_namespace(request.user)})
+        form = ProvisionForm(initial={"namespace": default_namespace(request.user, namespaces)},
+                             namespaces=namespaces)
         params = ParametersForm(plan.instance_create_schema, prefix=PROVISION_PREFIX)
         return _render_provision(request, plan, form, params)
-    form = ProvisionForm(request.POST)
+    form = ProvisionForm(request.POST, namespaces=namespaces)
     params = ParametersForm(plan.instance_create_schema, prefix=PROVISION_PREFIX, data=request.POST)
     action = request.POST.get("action", "provision")
     if action == "preview":
@@ -141,7 +147,7 @@ def instance_provision_view(request: HttpRequest) -> HttpResponse:
     if form.is_valid() & params.is_valid():
         try:
             instance = instance_provision(plan=plan, parameters=params.parameters, requested_by=request.user,
-                                          **form.cleaned_data)
+                                          request=request, **form.cleaned_data)
         except ApplicationError as exc:
             apply_service_error(exc, form, params)
             return _render_provision(request, plan, form, params, status=_error_status(exc))
@@ -164,9 +170,10 @@ def _preview(request: HttpRequest, plan: ServicePlan, form: ProvisionForm, param
 
 def _render_provision(request: HttpRequest, plan: ServicePlan, form: ProvisionForm, params: ParametersForm, *,
                       preview: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
-    siblings = plan.offering.plans.filter(active=True).order_by("position") if plan.offering.active else []
+    siblings = (visible_plans(request.user).filter(offering=plan.offering, active=True).order_by("position")
+                if plan.offering.active else [])
     context = {"plan": plan, "offering": plan.offering, "form": form, "params": params, "preview": preview,
-               "sibling_plans": siblings, "namespaces": known_namespaces(),
+               "sibling_plans": siblings, "namespaces": known_namespaces(request.user),
                "offered": plan.active and plan.offering.active}
     template = "instances/_provision_form.html" if _is_partial(request) else "instances/instance_provision.html"
     return render(request, template, context, status=status)
@@ -175,11 +182,13 @@ def _render_provision(request: HttpRequest, plan: ServicePlan, form: ProvisionFo
 # --- the instance page ---------------------------------------------------------------------------------------
 
 
-def _instance_or_404(instance_id: Any, *, visible: bool = True) -> ServiceInstance:
-    """A visible instance; with visible=False a deleted one too (its page stays, for the record)."""
-    instance = selectors.instance_list().filter(pk=instance_id).first()
+def _instance_or_404(request: HttpRequest, instance_id: Any, *, visible: bool = True) -> ServiceInstance:
+    """An existing instance the user may see; with visible=False a deleted one too (its page stays, for the
+    record). Other teams' instances are 404."""
+    instance = selectors.instance_list(user=request.user).filter(pk=instance_id).first()
     if instance is None and not visible:
-        instance = ServiceInstance.objects.select_related("plan__offering", "broker").filter(pk=instance_id).first()
+        everything = selectors.instances_for_user(request.user)
+        instance = everything.select_related("plan__offering", "broker").filter(pk=instance_id).first()
     if instance is None:
         raise Http404("No such instance.")
     return instance
@@ -233,11 +242,14 @@ def _safe_url(url: str) -> str:
 
 def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: Any) -> dict[str, Any]:
     context = _status_context(instance, all_operations=request.GET.get("operations") == "all")
-    bindings = list(selectors.binding_list(instance=str(instance.pk))) if not instance.is_deleted else []
+    bindings = (list(selectors.binding_list(user=request.user, instance=str(instance.pk)))
+                if not instance.is_deleted else [])
     revealed = forms.pop("revealed", None)
+    # can_reveal_credentials's rule, with the user's namespaces read once for the whole table.
+    revealable = access.namespaces_for(request.user, access.ACTION_ROLES["reveal"])
     for binding in bindings:
         binding.last_op = selectors.binding_last_operation(binding)
-        binding.can_reveal = can_reveal_credentials(binding=binding, user=request.user)
+        binding.can_reveal = revealable is None or binding.namespace in revealable
         binding.revealed = revealed["credentials"] if revealed and revealed["binding"] == binding.pk else None
         binding.reveal_error = revealed["error"] if revealed and revealed["binding"] == binding.pk else None
     ready = instance.state == InstanceState.READY
@@ -254,7 +266,9 @@ def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: An
                                  or bool(update_form.new_version)),
         "deprovision_form": forms.get("deprovision_form") or DeprovisionForm(
             instance=instance, binding_count=len(bindings)),
-        "binding_form": forms.get("binding_form") or BindingForm(instance=instance),
+        "binding_form": forms.get("binding_form") or BindingForm(
+            instance=instance, namespaces=writable_namespaces(request.user)),
+        "can_write": access.can(request.user, "update", instance.namespace),
         "binding_params": forms.get("binding_params") or ParametersForm(plan.binding_create_schema,
                                                                         prefix=BIND_PREFIX),
         "can_deprovision": not instance.is_deleted and instance.state != InstanceState.DEPROVISIONING,
@@ -264,14 +278,14 @@ def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: An
 
 @require_GET
 def instance_detail(request: HttpRequest, instance_id: Any) -> HttpResponse:
-    instance = _instance_or_404(instance_id, visible=False)
+    instance = _instance_or_404(request, instance_id, visible=False)
     return render(request, "instances/instance_detail.html", _detail_context(request, instance))
 
 
 @require_GET
 def instance_status(request: HttpRequest, instance_id: Any) -> HttpResponse:
     """The polled fragment; 286 (stop polling) once nothing runs, with an event so the page refreshes its forms."""
-    instance = _instance_or_404(instance_id, visible=False)
+    instance = _instance_or_404(request, instance_id, visible=False)
     context = _status_context(instance, all_operations=request.GET.get("operations") == "all")
     content = render_to_string("instances/_operation_status.html", context, request=request)
     if context["live"]:
@@ -289,7 +303,7 @@ def _render_detail_part(request: HttpRequest, instance: ServiceInstance, partial
 
 @require_POST
 def instance_update_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
-    instance = _instance_or_404(instance_id)
+    instance = _instance_or_404(request, instance_id)
     form = UpdateForm(request.POST, instance=instance, plans=update_plans(instance))
     schema = form.target_plan().instance_update_schema
     action = request.POST.get("action", "update")
@@ -304,7 +318,7 @@ def instance_update_view(request: HttpRequest, instance_id: Any) -> HttpResponse
         try:
             instance_update(instance=instance, plan=form.cleaned_data.get("plan"),
                             parameters=params.parameters or None, upgrade=form.cleaned_data.get("upgrade", False),
-                            requested_by=request.user)
+                            requested_by=request.user, request=request)
         except ApplicationError as exc:
             apply_service_error(exc, form, params)
             return _render_update(request, instance, form, params, status=_error_status(exc))
@@ -320,14 +334,14 @@ def _render_update(request: HttpRequest, instance: ServiceInstance, form: Update
 
 @require_POST
 def instance_deprovision_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
-    instance = _instance_or_404(instance_id)
+    instance = _instance_or_404(request, instance_id)
     count = len(selectors.binding_list(instance=str(instance.pk)))
     form = DeprovisionForm(request.POST, instance=instance, binding_count=count)
     status = 422
     if form.is_valid():
         try:
             instance_deprovision(instance=instance, requested_by=request.user,
-                                 cascade=form.cleaned_data.get("cascade", False))
+                                 cascade=form.cleaned_data.get("cascade", False), request=request)
         except ApplicationError as exc:
             apply_service_error(exc, form)
             status = _error_status(exc)
@@ -342,8 +356,8 @@ def instance_deprovision_view(request: HttpRequest, instance_id: Any) -> HttpRes
 
 @require_POST
 def binding_create_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
-    instance = _instance_or_404(instance_id)
-    form = BindingForm(request.POST, instance=instance)
+    instance = _instance_or_404(request, instance_id)
+    form = BindingForm(request.POST, instance=instance, namespaces=writable_namespaces(request.user))
     params = ParametersForm(instance.plan.binding_create_schema, prefix=BIND_PREFIX, data=request.POST)
     action = request.POST.get("action", "bind")
     status = 200
@@ -352,7 +366,7 @@ def binding_create_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
         if form.is_valid() & params.is_valid():
             try:
                 binding = binding_create(instance=instance, parameters=params.parameters, requested_by=request.user,
-                                         **form.cleaned_data)
+                                         request=request, **form.cleaned_data)
             except ApplicationError as exc:
                 apply_service_error(exc, form, params)
                 status = _error_status(exc)
@@ -363,14 +377,14 @@ def binding_create_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
                                binding_form=form, binding_params=params)
 
 
-def _binding_or_404(binding_id: Any) -> ServiceBinding:
-    return get_object_or_404(selectors.binding_list(), pk=binding_id)
+def _binding_or_404(request: HttpRequest, binding_id: Any) -> ServiceBinding:
+    return get_object_or_404(selectors.binding_list(user=request.user), pk=binding_id)
 
 
 @require_POST
 def binding_credentials_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
     """Reveal a binding's credentials: only through the service, which checks who may and audits it."""
-    binding = _binding_or_404(binding_id)
+    binding = _binding_or_404(request, binding_id)
     status, credentials, error = 200, None, None
     try:
         credentials = _credential_items(binding_credentials(binding=binding, user=request.user, request=request))
@@ -382,7 +396,7 @@ def binding_credentials_view(request: HttpRequest, binding_id: Any) -> HttpRespo
         binding.revealed, binding.reveal_error = credentials, error
         response = render(request, "instances/_credentials.html", {"binding": binding}, status=status)
     else:
-        instance = _instance_or_404(binding.instance_id)
+        instance = _instance_or_404(request, binding.instance_id)
         response = render(request, "instances/instance_detail.html",
                           _detail_context(request, instance, revealed=revealed), status=status)
     add_never_cache_headers(response)  # never keep credentials in a cache or the back/forward history
@@ -399,10 +413,12 @@ def _credential_items(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 @require_POST
 def binding_delete_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
-    binding = _binding_or_404(binding_id)
+    binding = _binding_or_404(request, binding_id)
     url = reverse("instances:detail", args=[binding.instance_id]) + "#bindings"
     try:
-        binding_delete(binding=binding, requested_by=request.user)
+        binding_delete(binding=binding, requested_by=request.user, request=request)
+    except (Forbidden, NotFound) as exc:
+        raise PermissionDenied(exc.message) from None
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return HttpResponseClientRedirect(url) if _is_partial(request) else HttpResponseRedirect(url)

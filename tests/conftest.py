@@ -53,9 +53,53 @@ def admin_user(django_user_model: Any) -> Any:
     return django_user_model.objects.create_superuser("admin", "admin@example.com", "admin-pass-123")
 
 
+def make_team(name: str, *namespaces: str) -> Any:
+    from catalog_portal.models import Team, TeamNamespace
+
+    team = Team.objects.create(name=name)
+    for namespace in namespaces:
+        TeamNamespace.objects.create(team=team, namespace=namespace)
+    return team
+
+
+def join(user: Any, team: Any, role: str) -> Any:
+    from catalog_portal.models import Membership
+
+    Membership.objects.update_or_create(team=team, user=user, defaults={"role": role})
+    return user
+
+
 @pytest.fixture
-def alice(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("alice", "alice@example.com", "alice-pass-123")
+def team_a(db: Any) -> Any:
+    """Team A owns the namespace team-a."""
+    return make_team("team-a", "team-a")
+
+
+@pytest.fixture
+def team_b(db: Any) -> Any:
+    """Team B owns the namespace team-b."""
+    return make_team("team-b", "team-b")
+
+
+@pytest.fixture
+def alice(django_user_model: Any, team_a: Any) -> Any:
+    """A developer in team A (namespace team-a)."""
+    user = django_user_model.objects.create_user("alice", "alice@example.com", "alice-pass-123")
+    return join(user, team_a, "developer")
+
+
+@pytest.fixture
+def bob(django_user_model: Any, team_a: Any) -> Any:
+    """A viewer in team A: may look, not change."""
+    user = django_user_model.objects.create_user("bob", "bob@example.com", "bob-pass-123")
+    return join(user, team_a, "viewer")
+
+
+@pytest.fixture
+def carol(django_user_model: Any, team_b: Any) -> Any:
+    """A developer in team B (namespace team-b): sees nothing of team A."""
+    user = django_user_model.objects.create_user("carol", "carol@example.com", "carol-pass-123")
+    return join(user, team_b, "developer")
 
 
 def _token_client(user: Any) -> APIClient:

@@ -7,8 +7,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from catalog_portal import access
 from catalog_portal.audit import audit
-from catalog_portal.exceptions import ApplicationError, Conflict
+from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, NotFound
 from instances.models import Operation, ServiceBinding, ServiceInstance
 from instances.services.identity import identity_for
 from instances.services.instances import start_operation
@@ -24,10 +25,16 @@ def binding_create(
     secret_name: str | None = None,
     parameters: dict[str, Any] | None = None,
     requested_by: Any = None,
+    request: Any = None,
 ) -> ServiceBinding:
-    """Create a binding and its bind operation; the credentials are published as a Secret once it succeeds."""
+    """Create a binding and its bind operation; the credentials are published as a Secret once it succeeds.
+
+    `requested_by` must be a developer in the instance's namespace and in the binding's; audited.
+    """
+    access.require(requested_by, "bind", instance.namespace, what=f"instance '{instance}'")
     check_dns_label(name, field="name")
     namespace = check_dns_label(namespace or instance.namespace, field="namespace")
+    access.require_namespace(requested_by, "bind", namespace)
     secret_name = check_dns_label(secret_name or name, field="secret_name")
     plan = instance.plan
     if not plan.effective_bindable:
@@ -60,11 +67,25 @@ def binding_create(
                 "accepts_incomplete": plan.offering.bindings_retrievable}
         start_operation(Operation(type=OpType.BIND, instance=instance, binding=binding, request=body,
                                   requested_by=requested_by, identity=identity_for(requested_by)))
+        audit(action="binding.create", target=binding, actor=requested_by, request=request,
+              summary=f"Binding {binding} of instance {instance} requested (Secret {namespace}/{secret_name})")
     return binding
 
 
-def binding_delete(*, binding: ServiceBinding, requested_by: Any = None) -> ServiceBinding:
-    """Unbind at the broker; the Secret is deleted and the binding disappears once the broker confirms."""
+def _require_binding(user: Any, action: str, binding: ServiceBinding) -> None:
+    """A binding belongs to its namespace and to its instance's: a role in either counts."""
+    if user is None:
+        return
+    namespaces = (binding.namespace, binding.instance.namespace)
+    if not any(access.can(user, "view", ns) for ns in namespaces):
+        raise NotFound("No such binding.")
+    if not any(access.can(user, action, ns) for ns in namespaces):
+        raise Forbidden(f"You cannot {action} binding '{binding}': that needs the developer role in its namespace.")
+
+
+def binding_delete(*, binding: ServiceBinding, requested_by: Any = None, request: Any = None) -> ServiceBinding:
+    """Unbind at the broker; the Secret is deleted and the binding disappears once the broker confirms; audited."""
+    _require_binding(requested_by, "unbind", binding)
     if binding.is_deleted:
         raise ApplicationError("This binding is already deleted.")
     plan = binding.instance.plan
@@ -73,16 +94,18 @@ def binding_delete(*, binding: ServiceBinding, requested_by: Any = None) -> Serv
         start_operation(Operation(type=OpType.UNBIND, instance=binding.instance, binding=binding, request=params,
                                   requested_by=requested_by, identity=identity_for(requested_by)))
         ServiceBinding.objects.filter(pk=binding.pk).update(state=BindingState.UNBINDING, updated_at=timezone.now())
+        audit(action="binding.delete", target=binding, actor=requested_by, request=request,
+              summary=f"Unbinding of binding {binding} requested")
     binding.refresh_from_db()
     return binding
 
 
 def binding_credentials(*, binding: ServiceBinding, user: Any, request: Any = None) -> dict[str, Any]:
     """The binding's credentials for someone allowed to see them; every reveal is audited."""
+    _require_binding(user, "view", binding)
     if not can_reveal_credentials(binding=binding, user=user):
-        from catalog_portal.exceptions import Forbidden
-
-        raise Forbidden("You are not allowed to see these credentials.")
+        raise Forbidden("You are not allowed to see these credentials: that needs the developer role in the "
+                        f"binding's namespace '{binding.namespace}'.")
     if binding.state != BindingState.READY:
         raise Conflict("The binding has no credentials yet." if binding.state == BindingState.BINDING
                        else f"The binding is {binding.get_state_display().lower()}.")
@@ -99,10 +122,10 @@ def binding_credentials(*, binding: ServiceBinding, user: Any, request: Any = No
 
 
 def can_reveal_credentials(*, binding: ServiceBinding, user: Any) -> bool:
-    """Platform admins, and the people who created the binding or its instance."""
+    """Platform admins, and developers (or team admins) of the binding's namespace."""
     if not getattr(user, "is_authenticated", False):
         return False
-    return bool(user.is_staff) or user.pk in (binding.requested_by_id, binding.instance.requested_by_id)
+    return access.can(user, "reveal", binding.namespace)
 
 
 def publication_pending(binding: ServiceBinding) -> dict[str, Any]:

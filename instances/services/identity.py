@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 
 from brokers.osb import OriginatingIdentity
+from catalog_portal.access import team_names_for
 
 _GUID_NAMESPACE = uuid.UUID("0b8c5a7e-8f5e-4c0b-9a8c-6f3f5d1c2e10")
 
@@ -16,8 +17,10 @@ def identity_for(user: Any) -> dict[str, Any] | None:
     """The kubernetes-profile originating identity of a person (stored on the operation, sent on submit)."""
     if user is None or not getattr(user, "is_authenticated", False):
         return None
-    groups = sorted(user.groups.values_list("name", flat=True)) if user.pk else []
-    return {"username": user.get_username(), "uid": str(user.pk), "groups": [*groups, "system:authenticated"]}
+    groups = set(user.groups.values_list("name", flat=True)) if user.pk else set()
+    groups.update(team_names_for(user))  # the person's teams, as Kubernetes would see them
+    return {"username": user.get_username(), "uid": str(user.pk),
+            "groups": [*sorted(groups), "system:authenticated"]}
 
 
 def originating_identity(data: dict[str, Any] | None) -> OriginatingIdentity | None:

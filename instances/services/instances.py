@@ -10,12 +10,21 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from brokers.models import ServicePlan
+from brokers.selectors import visible_plans
+from catalog_portal import access
+from catalog_portal.audit import audit
 from catalog_portal.exceptions import ApplicationError, Conflict
 from catalog_portal.tasks import enqueue_on_commit
 from instances.models import Operation, ServiceInstance
 from instances.services.identity import identity_for, instance_context, legacy_guids
 from instances.services.validation import check_dns_label, check_parameters
 from instances.states import InstanceState, OpType
+
+
+def _plan_is_visible(plan: ServicePlan, user: Any) -> None:
+    """A plan hidden from `user` (service access) does not exist for them."""
+    if user is not None and not visible_plans(user).filter(pk=plan.pk).exists():
+        raise ApplicationError("No such plan.", fields={"plan": ["No such plan."]})
 
 
 def _plan_is_offered(plan: ServicePlan) -> None:
@@ -50,11 +59,17 @@ def start_operation(operation: Operation) -> Operation:
 
 
 def instance_provision(
-    *, plan: ServicePlan, name: str, namespace: str, parameters: dict[str, Any] | None = None, requested_by: Any = None
+    *, plan: ServicePlan, name: str, namespace: str, parameters: dict[str, Any] | None = None, requested_by: Any = None,
+    request: Any = None,
 ) -> ServiceInstance:
-    """Create an instance and its provision operation; the worker sends the request after commit."""
+    """Create an instance and its provision operation; the worker sends the request after commit; audited.
+
+    `requested_by` must be a developer in `namespace` and see the plan (None: the portal itself).
+    """
     check_dns_label(name, field="name")
     check_dns_label(namespace, field="namespace")
+    _plan_is_visible(plan, requested_by)
+    access.require_namespace(requested_by, "provision", namespace)
     _plan_is_offered(plan)
     parameters = check_parameters(plan.instance_create_schema, parameters or {})
     if ServiceInstance.objects.visible().filter(namespace=namespace, name=name).exists():
@@ -86,6 +101,8 @@ def instance_provision(
             body["maintenance_info"] = {"version": plan.maintenance_info["version"]}
         start_operation(Operation(type=OpType.PROVISION, instance=instance, request=body, requested_by=requested_by,
                          identity=identity_for(requested_by)))
+        audit(action="instance.create", target=instance, actor=requested_by, request=request,
+              summary=f"Instance {instance} of plan '{plan}' requested")
     return instance
 
 
@@ -96,8 +113,12 @@ def instance_update(
     parameters: dict[str, Any] | None = None,
     upgrade: bool = False,
     requested_by: Any = None,
+    request: Any = None,
 ) -> ServiceInstance:
-    """Change an instance's plan, parameters or maintenance version; only what changed is sent."""
+    """Change an instance's plan, parameters or maintenance version; only what changed is sent; audited."""
+    access.require(requested_by, "update", instance.namespace, what=f"instance '{instance}'")
+    if plan is not None:
+        _plan_is_visible(plan, requested_by)
     if instance.state != InstanceState.READY:
         raise Conflict(f"'{instance}' is {instance.get_state_display().lower()}; it can be changed once it is ready.")
     current = instance.plan
@@ -133,12 +154,17 @@ def instance_update(
         start_operation(Operation(type=OpType.UPDATE, instance=instance, request=body, requested_by=requested_by,
                          identity=identity_for(requested_by)))
         ServiceInstance.objects.filter(pk=instance.pk).update(state=InstanceState.UPDATING, updated_at=timezone.now())
+        changed = [what for what, key in (("plan", "plan_id"), ("parameters", "parameters"),
+                                          ("maintenance version", "maintenance_info")) if key in body]
+        audit(action="instance.update", target=instance, actor=requested_by, request=request,
+              summary=f"Update of instance {instance} requested: {', '.join(changed)}")
     instance.refresh_from_db()
     return instance
 
 
-def instance_deprovision(*, instance: ServiceInstance, requested_by: Any = None, cascade: bool = False) -> ServiceInstance:
-    """Ask the broker to delete the instance; it disappears from the portal once the broker confirms.
+def instance_deprovision(*, instance: ServiceInstance, requested_by: Any = None, cascade: bool = False,
+                         request: Any = None) -> ServiceInstance:
+    """Ask the broker to delete the instance; it disappears from the portal once the broker confirms; audited.
 
     Refused while bindings exist, unless `cascade`: then every binding is unbound first and the delete is
     sent once they are all gone.
@@ -147,6 +173,7 @@ def instance_deprovision(*, instance: ServiceInstance, requested_by: Any = None,
     from instances.services.bindings import binding_delete
     from instances.states import BindingState, Phase
 
+    access.require(requested_by, "deprovision", instance.namespace, what=f"instance '{instance}'")
     if instance.is_deleted:
         raise ApplicationError("This instance is already deleted.")
     bindings = list(ServiceBinding.objects.visible().filter(instance=instance))
@@ -160,7 +187,7 @@ def instance_deprovision(*, instance: ServiceInstance, requested_by: Any = None,
     with transaction.atomic():
         for binding in bindings:
             if binding.state != BindingState.UNBINDING:
-                binding_delete(binding=binding, requested_by=requested_by)
+                binding_delete(binding=binding, requested_by=requested_by, request=request)
         operation = Operation(type=OpType.DEPROVISION, instance=instance, request=params, requested_by=requested_by,
                               identity=identity_for(requested_by))
         if bindings:
@@ -173,5 +200,7 @@ def instance_deprovision(*, instance: ServiceInstance, requested_by: Any = None,
         ServiceInstance.objects.filter(pk=instance.pk).update(
             state=InstanceState.DEPROVISIONING, updated_at=timezone.now()
         )
+        audit(action="instance.delete", target=instance, actor=requested_by, request=request,
+              summary=f"Deprovisioning of instance {instance} requested" + (" (cascade)" if bindings else ""))
     instance.refresh_from_db()
     return instance

@@ -287,21 +287,32 @@ def test_offerings_and_plans_are_read_only(admin_client: Client, admin_user: Any
     request.user = admin_user
     for model, obj in ((ServiceOffering, offering), (ServicePlan, plan)):
         model_admin = site._registry[model]
-        assert model_admin.has_change_permission(request, obj) is False
+        if model is ServicePlan:
+            # Only the plan's visibility (service access) can be changed; everything the broker said is read-only.
+            assert model_admin.has_change_permission(request, obj) is True
+            editable = set(model_admin.get_fields(request, obj)) - set(model_admin.get_readonly_fields(request, obj))
+            assert editable == {"visibility", "teams"}
+        else:
+            assert model_admin.has_change_permission(request, obj) is False
         assert model_admin.has_add_permission(request) is False
         assert model_admin.has_delete_permission(request, obj) is False
         assert model_admin.has_view_permission(request, obj) is True
 
-    for url in (
-        f"/admin/brokers/serviceoffering/{offering.pk}/change/",
-        f"/admin/brokers/serviceplan/{plan.pk}/change/",
-    ):
-        response = admin_client.get(url)
-        assert response.status_code == 200
-        html = response.content.decode()
-        assert 'name="_save"' not in html
-        assert 'name="_continue"' not in html
-        assert admin_client.post(url, {"name": "hacked"}).status_code == 403
+    url = f"/admin/brokers/serviceoffering/{offering.pk}/change/"
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'name="_save"' not in html
+    assert 'name="_continue"' not in html
+    assert admin_client.post(url, {"name": "hacked"}).status_code == 403
+
+    # A plan's page saves only its visibility: what the broker said stays as it was.
+    url = f"/admin/brokers/serviceplan/{plan.pk}/change/"
+    html = admin_client.get(url).content.decode()
+    assert 'name="visibility"' in html and 'name="name"' not in html
+    assert admin_client.post(url, {"name": "hacked", "visibility": "public"}).status_code == 302
+    plan.refresh_from_db()
+    assert plan.name != "hacked" and plan.visibility == "public"
 
     offering_page = admin_client.get(f"/admin/brokers/serviceoffering/{offering.pk}/change/").content.decode()
     assert "hobby" in offering_page and "ha-cluster" in offering_page  # plans inline

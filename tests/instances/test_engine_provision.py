@@ -20,6 +20,7 @@ from brokers.models import Broker, ServicePlan
 from brokers.sample_broker import SampleBroker
 from brokers.sample_broker.catalog import build_catalog
 from catalog_portal.exceptions import ApplicationError, Conflict
+from catalog_portal.models import TeamNamespace
 from instances.models import Operation, OperationCall, ServiceInstance
 from instances.services.instances import (
     instance_deprovision,
@@ -117,7 +118,8 @@ PG_PARAMS = {"database_name": "app", "storage_gb": 5}
 
 
 def test_sync_provision_sends_the_exact_body_and_becomes_ready(broker: Broker, osb_broker: SampleBroker,
-                                                               alice: Any) -> None:
+                                                               alice: Any, team_a: Any) -> None:
+    TeamNamespace.objects.create(team=team_a, namespace="shop")  # alice is a developer in team A
     small = plan(broker, "postgresql", "standard-small")
     instance, op = provision(small, name="orders", namespace="shop", parameters=PG_PARAMS, user=alice)
     assert instance.state == InstanceState.PROVISIONING
@@ -148,7 +150,7 @@ def test_sync_provision_sends_the_exact_body_and_becomes_ready(broker: Broker, o
     identity = decode_identity(put.headers["X-Broker-API-Originating-Identity"])
     assert identity["username"] == "alice"
     assert identity["uid"] == str(alice.pk)
-    assert "system:authenticated" in identity["groups"]
+    assert identity["groups"] == ["team-a", "system:authenticated"]  # her teams, as Kubernetes groups
     # The broker has it exactly as asked.
     assert osb_broker.instances[str(instance.pk)]["parameters"] == PG_PARAMS
 

@@ -25,6 +25,7 @@ from instances.schema_form import MASK
 from instances.services.bindings import binding_create
 from instances.services.instances import instance_provision, instance_update
 from instances.states import BindingState, InstanceState, OpType
+from tests.conftest import join
 from tests.instances.helpers import mirrored_broker, plan, run_operations
 
 pytestmark = pytest.mark.django_db
@@ -45,11 +46,6 @@ def broker(osb_url: str, osb_broker: SampleBroker) -> Broker:
     mirrored = mirrored_broker(osb_url)
     osb_broker.clear_requests()
     return mirrored
-
-
-@pytest.fixture
-def bob(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("bob", "bob@example.com", "bob-pass-123")
 
 
 @pytest.fixture
@@ -138,7 +134,9 @@ def test_provision_form_is_generated_from_the_plan_schema(alice_client: Client, 
     assert re.search(r'id="id_p-backup-enabled" name="p.backup.enabled" value="on" checked', html)
     assert re.search(r'id="id_p-public_access" name="p.public_access" value="on"(?! checked)', html)
     assert 'value="preview"' in html and 'value="json"' in html
-    assert 'name="namespace"' in html and 'value="default"' in html
+    # Only alice's namespaces are offered, as a select; hers (team-a) is chosen.
+    assert re.search(r'<select name="namespace"[^>]*>\s*<option value="team-a" selected>team-a</option>\s*</select>',
+                     html)
 
 
 def test_provision_through_the_form_sends_typed_parameters(
@@ -457,7 +455,8 @@ def test_create_a_binding_with_typed_parameters_then_unbind(
 ) -> None:
     instance = ready_instance(small, alice)
     html = alice_client.get(instance.get_absolute_url()).content.decode()
-    assert 'name="bind-namespace" value="team-a"' in html and 'name="b.role"' in html
+    assert re.search(r'<select name="bind-namespace"[^>]*>.*<option value="team-a" selected>team-a</option>\s*</select>',
+                     html, re.S) and 'name="b.role"' in html
     data = {"bind-name": "web", "bind-namespace": "", "bind-secret_name": "", "b.__mode": "form",
             "b.role": "readonly", "b.connection_limit": "5"}
     response = alice_client.post(reverse("instances:binding-create", args=[instance.pk]), data)
@@ -517,10 +516,11 @@ def test_credentials_are_masked_and_revealed_to_the_creator_with_an_audit_record
 def test_credentials_are_refused_to_another_user(
     bob_client: Client, alice: Any, small: ServicePlan
 ) -> None:
+    """bob is a viewer in alice's team: he sees the binding, not its credentials."""
     instance = ready_instance(small, alice)
     binding = ready_binding(instance, alice)
     html = bob_client.get(instance.get_absolute_url()).content.decode()
-    assert "Show credentials" not in html and "Only admins and the people who created" in html
+    assert "Show credentials" not in html and "Only admins and developers of namespace team-a" in html
     response = bob_client.post(reverse("instances:binding-credentials", args=[binding.pk]), **HX)
     assert response.status_code == 403
     assert binding.secrets["credentials"]["password"] not in response.content.decode()
@@ -540,8 +540,9 @@ def test_admins_may_reveal_any_credentials(client: Client, admin_user: Any, alic
 
 
 def test_the_list_filters_by_namespace_service_and_state(
-    alice_client: Client, alice: Any, broker: Broker, small: ServicePlan, osb_broker: SampleBroker
+    alice_client: Client, alice: Any, broker: Broker, small: ServicePlan, osb_broker: SampleBroker, team_b: Any
 ) -> None:
+    join(alice, team_b, "developer")
     ready_instance(small, alice, name="db-a", namespace="team-a")
     ready_instance(small, alice, name="db-b", namespace="team-b")
     redis = plan(broker, "redis-cache", "cache-free")

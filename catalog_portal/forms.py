@@ -1,0 +1,71 @@
+"""Forms of the teams and audit pages: they parse what people type; the services do the work."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.cache import cache
+
+from catalog_portal.models import Membership
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    namespaces = forms.CharField(required=False, help_text="Separated by spaces or commas. A namespace belongs to "
+                                 "at most one team.", widget=forms.TextInput(attrs={"autocomplete": "off"}))
+
+    def clean_namespaces(self) -> list[str]:
+        return [ns for ns in re.split(r"[\s,]+", self.cleaned_data.get("namespaces") or "") if ns]
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.DEVELOPER)
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(required=False, help_text="A username; '-' for the portal itself.")
+    action = forms.CharField(required=False, help_text="e.g. instance.create, or instance for all of them.")
+    target = forms.CharField(required=False, help_text="An id, or type:id.")
+    since = forms.CharField(required=False, help_text="Date or ISO timestamp.")
+    until = forms.CharField(required=False, help_text="Date or ISO timestamp.")
+
+    def filters(self) -> dict[str, Any]:
+        if not self.is_valid():
+            return {}
+        return {key: value for key, value in self.cleaned_data.items() if value}
+
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """The sign-in form, with a lock: too many failures for one username from one address lock that pair out for
+    a while (counted in Django's cache), whatever password is tried next."""
+
+    def _key(self) -> str:
+        username = str(self.data.get("username", "")).strip().lower()
+        address = self.request.META.get("REMOTE_ADDR", "") if self.request is not None else ""
+        digest = hashlib.sha256(f"{username}\n{address}".encode()).hexdigest()
+        return f"login-failures:{digest}"
+
+    def clean(self) -> dict[str, Any]:
+        key = self._key()
+        if (cache.get(key) or 0) >= settings.LOGIN_FAILURE_LIMIT:
+            minutes = max(1, round(settings.LOGIN_LOCKOUT_SECONDS / 60))
+            raise forms.ValidationError(
+                f"Too many failed sign-in attempts for this account from your address. Sign-in is locked; try "
+                f"again in {minutes} minutes.", code="locked")
+        try:
+            data = super().clean()
+        except forms.ValidationError:
+            if not cache.add(key, 1, settings.LOGIN_LOCKOUT_SECONDS):
+                try:
+                    cache.incr(key)
+                except ValueError:  # expired in between
+                    cache.set(key, 1, settings.LOGIN_LOCKOUT_SECONDS)
+            raise
+        cache.delete(key)
+        return data
