@@ -464,6 +464,42 @@ def profile(all_scenarios: list[Scenario]) -> None:
 # --- main -----------------------------------------------------------------------------------------------
 
 
+@dataclass
+class CpuSnapshot:
+    """CPU time (clock ticks) of the portal's processes and of the whole machine, from /proc."""
+
+    at: float
+    portal: int
+    busy: int  # every process on the machine, the portal and this one included
+    total: int
+    own: float  # seconds: this process (the load generator)
+
+    @classmethod
+    def take(cls, master_pid: int) -> CpuSnapshot:
+        portal = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid, ppid = int(stat.parent.name), int(fields[1])
+            if pid == master_pid or ppid == master_pid:
+                portal += int(fields[11]) + int(fields[12])  # utime + stime
+        ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return cls(time.perf_counter(), portal, sum(ticks) - ticks[3] - ticks[4], sum(ticks), time.process_time())
+
+    @staticmethod
+    def usage(before: CpuSnapshot, after: CpuSnapshot, answered: int) -> dict[str, float]:
+        hz = os.sysconf("SC_CLK_TCK")
+        wall = after.at - before.at
+        portal = (after.portal - before.portal) / hz
+        busy = (after.busy - before.busy) / hz
+        own = after.own - before.own
+        return {"portal_cores": portal / wall, "loader_cores": own / wall,
+                "other_cores": max(busy - portal - own, 0) / wall,
+                "cpu_ms_per_request": portal / answered * 1000 if answered else math.nan}
+
+
 def free_port() -> int:
     import socket
 
@@ -546,7 +582,10 @@ def main(argv: list[str] | None = None) -> int:
         print(header + "\n" + "-" * len(header))
         for scenario in chosen:
             loader.run(scenario, args.rate, args.warmup)
-            result = summarise(loader.run(scenario, args.rate, args.duration), args.rate, args.duration)
+            before = CpuSnapshot.take(gunicorn.pid)
+            samples = loader.run(scenario, args.rate, args.duration)
+            result = summarise(samples, args.rate, args.duration)
+            result.update(CpuSnapshot.usage(before, CpuSnapshot.take(gunicorn.pid), len(samples)))
             scenario.results = result
             met = meets(result, args.rate)
             all_met &= met
@@ -555,6 +594,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{fmt(result['max']):>7} {fmt(result['rps']):>7} {errors:>6}  {'met' if met else 'NOT MET'}")
         print(f"(ms; goals: p50 <= {GOAL_P50_MS:g} ms, p99 <= {GOAL_P99_MS:g} ms, no errors, "
               f">= 95 % of {args.rate:g} requests/s achieved)")
+        print(f"\nCPU while measuring ({os.cpu_count()} CPUs on this machine; load average now "
+              f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}):")
+        for scenario in chosen:
+            r = scenario.results
+            print(f"{scenario.name:<16} portal {fmt(r['cpu_ms_per_request'])} ms CPU per request, "
+                  f"{r['portal_cores']:.2f} cores; load generator {r['loader_cores']:.2f}; "
+                  f"other processes {r['other_cores']:.2f}")
         if args.hey:
             print(f"\nhey cross-check: -c 5 -q {args.rate / 5:g} -z {args.duration:g}s, first URL of each scenario")
             for scenario in chosen:

@@ -14,11 +14,15 @@ def snapshot() -> Iterator[None]:
 
     Under Postgres' default READ COMMITTED each query sees the latest commit, so an instance read before a
     worker commits and its operations read after it would disagree ("succeeded" but still "provisioning").
-    SQLite transactions already read from one snapshot.
     """
+    if connection.vendor != "postgresql":
+        # SQLite (the embedded default) opens every transaction IMMEDIATE, i.e. with the write lock: wrapping
+        # reads would stall the workers' writes, so there each query reads the latest commit.
+        yield
+        return
     outermost = not connection.in_atomic_block  # the isolation level can only be set first thing
     with transaction.atomic():
-        if outermost and connection.vendor == "postgresql":
+        if outermost:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         yield

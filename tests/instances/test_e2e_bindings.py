@@ -51,7 +51,9 @@ def provision(api: Any, osb_url: str, name: str = "cache") -> dict[str, Any]:
 
     def ready() -> Any:
         body = _get(api, f"/api/v1/instances/{instance_id}/")
-        return body and body["last_operation"]["state"] in ("succeeded", "failed") and body
+        # Wait for the operation and the instance both: on SQLite the two are read by separate queries.
+        settled = body and body["last_operation"]["state"] in ("succeeded", "failed")
+        return settled and body["state"] not in ("provisioning", "updating", "deprovisioning") and body
 
     body = wait_for(ready, timeout=TIMEOUT, interval=0.2, what="the provision to finish")
     assert body["state"] == "ready", body

@@ -27,7 +27,9 @@ def _state(api: Any, instance_id: str) -> dict[str, Any] | None:
 def _wait_terminal(api: Any, instance_id: str, timeout: float = 60) -> dict[str, Any]:
     def done() -> Any:
         body = _state(api, instance_id)
-        return body and body["last_operation"]["state"] in ("succeeded", "failed") and body
+        # Wait for the operation and the instance both: on SQLite the two are read by separate queries.
+        settled = body and body["last_operation"]["state"] in ("succeeded", "failed")
+        return settled and body["state"] not in ("provisioning", "updating", "deprovisioning") and body
 
     return wait_for(done, timeout=timeout, interval=0.2, what="the operation to finish")
 
