@@ -29,12 +29,10 @@ import argparse
 import logging
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -42,7 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -52,58 +51,6 @@ BROKER_USER, BROKER_PASSWORD = "bench", "bench-broker-pass"
 NAMESPACE = "bench"
 GOAL_P95_S = 5.0
 POLL_S = 0.02
-
-
-class ThrowawayDatabase:
-    """Points DATABASE_URL / PORTAL_DATA_DIR at a fresh, empty database; `drop()` removes it."""
-
-    def __init__(self) -> None:
-        self.data_dir = tempfile.mkdtemp(prefix="bench_bind_")
-        self.server_url = os.environ.get("DATABASE_URL") or ""
-        self.pg_name: str | None = None
-        self.pg_params: dict[str, Any] = {}
-        self.label = ""
-
-    def create(self) -> None:
-        os.environ["PORTAL_DATA_DIR"] = self.data_dir  # keys, SQLite file, file queue: read at settings import
-        if not self.server_url:
-            os.environ.pop("DATABASE_URL", None)
-            self.label = f"sqlite (temp file {self.data_dir}/portal.sqlite3)"
-            return
-        import dj_database_url
-        import psycopg
-        from psycopg import sql
-
-        config = dj_database_url.parse(self.server_url)
-        if "postgresql" not in config["ENGINE"]:
-            raise SystemExit(f"bench: only SQLite (no DATABASE_URL) and Postgres are supported, not {config['ENGINE']}")
-        self.pg_params = {"dbname": config["NAME"] or "postgres", "user": config.get("USER") or None,
-                          "password": config.get("PASSWORD") or None, "host": config.get("HOST") or None,
-                          "port": config.get("PORT") or None}
-        self.pg_name = f"bench_bind_{os.getpid()}"
-        with psycopg.connect(**self.pg_params, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.pg_name)))
-            row = conn.execute("SHOW server_version").fetchone()
-        parts = urlsplit(self.server_url)
-        os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + self.pg_name))
-        self.label = (f"postgres {row[0] if row else '?'} (temp database {self.pg_name} on "
-                      f"{parts.hostname}:{parts.port or 5432})")
-
-    def drop(self) -> None:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:
-            pass
-        if self.pg_name:
-            import psycopg
-            from psycopg import sql
-
-            with psycopg.connect(**self.pg_params, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.pg_name)))
-            self.pg_name = None
-        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 class SecretWatcher(threading.Thread):
@@ -318,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
 
-    database = ThrowawayDatabase()
+    database = ThrowawayDatabase(prefix="bench_bind")
     redis_client = None
     try:
         database.create()

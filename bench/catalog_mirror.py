@@ -30,16 +30,15 @@ import logging
 import os
 import random
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -51,75 +50,6 @@ CATALOG_TABLES = ("brokers_serviceoffering", "brokers_serviceplan")
 BOOKKEEPING_TABLES = ("brokers_catalogsync", "brokers_broker")
 BROKER_USER, BROKER_PASSWORD = "bench", "bench-broker-pass"
 _WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?([A-Za-z0-9_]+)"?', re.IGNORECASE)
-
-
-# --- throwaway database ---------------------------------------------------------------------------
-
-
-class ThrowawayDatabase:
-    """Points DATABASE_URL / PORTAL_DATA_DIR at a fresh, empty database; `drop()` removes it."""
-
-    def __init__(self) -> None:
-        self.data_dir = tempfile.mkdtemp(prefix="bench_catalog_")
-        self.server_url = os.environ.get("DATABASE_URL") or ""
-        self.pg_name: str | None = None
-        self.pg_params: dict[str, Any] = {}
-        self.label = ""
-
-    def create(self) -> None:
-        # Settings read these at import: set them before django.setup().
-        os.environ["PORTAL_DATA_DIR"] = self.data_dir  # secret/credential keys, static root, SQLite file
-        if not self.server_url:
-            os.environ.pop("DATABASE_URL", None)
-            self.label = f"sqlite (temp file {self.data_dir}/portal.sqlite3)"
-            return
-        import dj_database_url
-
-        config = dj_database_url.parse(self.server_url)
-        if "postgresql" not in config["ENGINE"]:
-            raise SystemExit(
-                f"bench: only SQLite (no DATABASE_URL) and Postgres are supported, not {config['ENGINE']}"
-            )
-        import psycopg
-        from psycopg import sql
-
-        self.pg_params = {
-            "dbname": config["NAME"] or "postgres",
-            "user": config.get("USER") or None,
-            "password": config.get("PASSWORD") or None,
-            "host": config.get("HOST") or None,
-            "port": config.get("PORT") or None,
-        }
-        self.pg_name = f"bench_catalog_{os.getpid()}"
-        with psycopg.connect(**self.pg_params, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.pg_name)))
-        parts = urlsplit(self.server_url)
-        os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + self.pg_name))
-        version = ""
-        with psycopg.connect(**{**self.pg_params, "dbname": self.pg_name}, autocommit=True) as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-            version = row[0] if row else "?"
-        self.label = (
-            f"postgres {version} (temp database {self.pg_name} on {parts.hostname}:{parts.port or 5432})"
-        )
-
-    def drop(self) -> None:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:
-            pass
-        if self.pg_name:
-            import psycopg
-            from psycopg import sql
-
-            with psycopg.connect(**self.pg_params, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.pg_name))
-                )
-            self.pg_name = None
-        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 # --- SQL accounting -------------------------------------------------------------------------------
@@ -373,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
 
-    database = ThrowawayDatabase()
+    database = ThrowawayDatabase(prefix="bench_catalog")
     broker_server = None
     try:
         database.create()

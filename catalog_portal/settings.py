@@ -165,6 +165,7 @@ if CELERY_BROKER_URL.split("://", 1)[0] not in ("redis", "rediss", "amqp", "amqp
         f"CELERY_BROKER_URL must be a redis://, rediss://, amqp:// or filesystem:// URL, not {CELERY_BROKER_URL!r}"
     )
 if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_TRANSPORT = "catalog_portal.file_transport:Transport"  # writes messages atomically
     # The embedded default: messages are files in a local folder, so worker and beat need no server.
     _queue_dir = DATA_DIR / "celery-queue"
     _queue_dir.mkdir(parents=True, exist_ok=True)
