@@ -2,17 +2,20 @@
 """Benchmark: the store's read pages under a steady 50 requests/s with a 1,000-service / 5,000-plan catalog.
 
     python bench/marketplace.py [--rate 50] [--duration 20] [--warmup 5] [--services 1000 --plans 5]
-                                [--gunicorn-workers 2 --gunicorn-threads 4] [--staff] [--hey] [--profile] [--check]
+                                [--gunicorn-workers 2 --gunicorn-threads 4] [--staff] [--keep-alive] [--hey]
+                                [--profile] [--no-analyze] [--only SCENARIO] [--check]
 
 Runs against whatever database DATABASE_URL names, but never touches the data in it:
 
 * DATABASE_URL unset  -> a fresh SQLite file in a temporary PORTAL_DATA_DIR (removed at the end);
 * DATABASE_URL=postgres://... -> a temporary database ``bench_mkt_<pid>`` is created on that server, migrated,
-  and dropped at the end.
+  and dropped at the end. After the mirror the bench runs ANALYZE, as autovacuum would on a production server
+  (the CI/test server here runs with autovacuum off; --no-analyze shows what the planner does without
+  statistics: a nested loop over offerings x plans, about 200 ms per marketplace query).
 
 Set-up: a real ``SampleBroker`` serves ``generate_catalog(1000, 5)`` over HTTP on 127.0.0.1; it is registered
-and mirrored with ``catalog_sync`` (what the worker runs). A user is created (not staff unless --staff) and signs
-in through the login form, over HTTP, to gunicorn:
+and mirrored with ``catalog_sync`` (what the worker runs). A user is created (not staff unless --staff, so the
+plan-visibility rules apply) and signs in through the login form, over HTTP, to gunicorn:
 
     gunicorn catalog_portal.wsgi -w 2 --threads 4 -b 127.0.0.1:<port>   (DEBUG=false, static files by whitenoise)
 
@@ -24,17 +27,23 @@ at the same rate (not counted):
 * service page     GET /services/<uuid>/                  (100 services drawn with a fixed seed, in turn)
 
 Load generator (method): open loop at a constant arrival rate. Request i is due at t0 + i/rate whatever
-happened to earlier ones; a dispatcher hands it to a pool of 64 sender threads, each holding a keep-alive
-connection (http.client). Latency is measured from the request's *due* time to the last byte of the answer,
-so time spent waiting for a free sender (client-side queueing) counts against the server, and a slow answer
-cannot slow the arrivals down (no coordinated omission). Errors: any exception, non-200 status, or a body
-without the page's marker. Reported per scenario: p50, p90, p99, max, achieved requests/s (completed / span
-from the first due time to the last answer), errors; goals p50 <= 30 ms and p99 <= 150 ms at 50 requests/s.
+happened to earlier ones; a dispatcher hands it to a pool of 64 sender threads (http.client). Latency is
+measured from the request's *due* time to the last byte of the answer, so time spent waiting for a free sender
+(client-side queueing) counts against the server, and a slow answer cannot slow the arrivals down (no
+coordinated omission). Each request uses its own connection, as behind a reverse proxy: gunicorn's workers
+share one listening socket and a keep-alive connection stays with the worker that accepted it, so a client
+holding a few dozen keep-alive connections can pin most of them to one worker, which (one process, one GIL)
+then uses one core of two (--keep-alive shows it). Errors: any exception, non-200 status, a body without the
+page's marker, or no answer 30 s after the last request was due. Reported per scenario: p50, p90, p99, max,
+achieved requests/s (completed / span from the first due time to the last answer), errors; the CPU time the
+portal's processes used per request, and the cores used by the portal, by this load generator and by every
+other process on the machine while measuring (from /proc). Goals: p50 <= 30 ms and p99 <= 150 ms at 50
+requests/s, no errors.
 
 --hey also runs Debian's ``hey`` (apt-get install hey) on the first URL of each scenario as a cross-check:
-``hey -z <duration>s -c 5 -q <rate/5>``. hey is closed loop per worker (5 workers, each at most rate/5 per
-second, ticking together), so it sends small bursts rather than a smooth stream, and a slow answer delays
-the next request of its worker. Its numbers are printed separately.
+``hey -z <duration>s -c 5 -q <rate/5> -disable-keepalive``. hey is closed loop per worker (5 workers, each at
+most rate/5 per second, ticking together), so it sends small bursts rather than a smooth stream, and a slow
+answer delays the next request of its worker (its latency leaves out that wait). Printed separately.
 
 --profile: in this process, with Django's test client as the same user, the SQL statements (count, time) and
 a cProfile of one request of each scenario.
@@ -59,14 +68,15 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
+
+from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -78,67 +88,6 @@ GOAL_P99_MS = 150.0
 BROKER_USER, BROKER_PASSWORD = "bench", "bench-broker-pass"
 USERNAME, PASSWORD = "shopper", "bench-shopper-pass-1"
 SENDERS = 64
-
-
-# --- throwaway database ---------------------------------------------------------------------------
-
-
-class ThrowawayDatabase:
-    """Points DATABASE_URL / PORTAL_DATA_DIR at a fresh, empty database; `drop()` removes it."""
-
-    def __init__(self) -> None:
-        self.data_dir = tempfile.mkdtemp(prefix="bench_mkt_")
-        self.server_url = os.environ.get("DATABASE_URL") or ""
-        self.pg_name: str | None = None
-        self.pg_params: dict[str, Any] = {}
-        self.label = ""
-
-    def create(self) -> None:
-        # Settings read these at import: set them before django.setup().
-        os.environ["PORTAL_DATA_DIR"] = self.data_dir  # secret key, static root, SQLite file, Celery folder
-        os.environ.pop("CELERY_BROKER_URL", None)  # no worker here: the sync that registering queues stays a file
-        if not self.server_url:
-            os.environ.pop("DATABASE_URL", None)
-            self.label = f"sqlite (temp file {self.data_dir}/portal.sqlite3)"
-            return
-        import dj_database_url
-        import psycopg
-        from psycopg import sql
-
-        config = dj_database_url.parse(self.server_url)
-        if "postgresql" not in config["ENGINE"]:
-            raise SystemExit(f"bench: only SQLite (no DATABASE_URL) and Postgres are supported, not {config['ENGINE']}")
-        self.pg_params = {
-            "dbname": config["NAME"] or "postgres",
-            "user": config.get("USER") or None,
-            "password": config.get("PASSWORD") or None,
-            "host": config.get("HOST") or None,
-            "port": config.get("PORT") or None,
-        }
-        self.pg_name = f"bench_mkt_{os.getpid()}"
-        with psycopg.connect(**self.pg_params, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.pg_name)))
-            row = conn.execute("SHOW server_version").fetchone()
-        parts = urlsplit(self.server_url)
-        os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + self.pg_name))
-        version = row[0] if row else "?"
-        self.label = f"postgres {version} (temp database {self.pg_name} on {parts.hostname}:{parts.port or 5432})"
-
-    def drop(self) -> None:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:
-            pass
-        if self.pg_name:
-            import psycopg
-            from psycopg import sql
-
-            with psycopg.connect(**self.pg_params, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.pg_name)))
-            self.pg_name = None
-        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 # --- set-up -----------------------------------------------------------------------------------------
@@ -277,9 +226,12 @@ class Sample:
 class OpenLoop:
     """Requests at fixed due times (t0 + i/rate) from a pool of keep-alive sender threads."""
 
-    def __init__(self, port: int, cookie: str, senders: int = SENDERS) -> None:
+    def __init__(self, port: int, cookie: str, senders: int = SENDERS, keep_alive: bool = False) -> None:
         self.port = port
+        self.keep_alive = keep_alive
         self.headers = {"Cookie": f"sessionid={cookie}", "Accept": "text/html", "User-Agent": "bench/marketplace"}
+        if not keep_alive:
+            self.headers["Connection"] = "close"
         self.jobs: queue.Queue[tuple[float, str, bytes] | None] = queue.Queue()
         self.samples: list[Sample] = []
         self.lock = threading.Lock()
@@ -320,7 +272,7 @@ class OpenLoop:
             body = response.read()
             ok = response.status == 200 and marker in body
             error = "" if ok else f"status {response.status}" + (", no marker" if response.status == 200 else "")
-            if response.will_close:
+            if response.will_close or not self.keep_alive:
                 connection.close()
                 connection = None
         except (OSError, http.client.HTTPException) as exc:
@@ -403,13 +355,15 @@ def meets(result: dict[str, Any], rate: float) -> bool:
 # --- hey (Debian's package) as a cross-check ------------------------------------------------------------
 
 
-def run_hey(port: int, cookie: str, scenario: Scenario, rate: float, seconds: float) -> dict[str, Any] | None:
+def run_hey(port: int, cookie: str, scenario: Scenario, rate: float, seconds: float,
+            keep_alive: bool) -> dict[str, Any] | None:
     hey = shutil.which("hey")
     if hey is None:
         print("  hey: not installed (apt-get install hey); skipped")
         return None
     workers = 5
     command = [hey, "-z", f"{seconds:g}s", "-c", str(workers), "-q", f"{rate / workers:g}", "-o", "csv",
+               *([] if keep_alive else ["-disable-keepalive"]),
                "-H", f"Cookie: sessionid={cookie}", f"http://127.0.0.1:{port}{scenario.urls[0]}"]
     output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, check=False).stdout
     rows = list(csv.DictReader(io.StringIO(output)))
@@ -521,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds at the same rate before measuring")
     parser.add_argument("--gunicorn-workers", type=int, default=2)
     parser.add_argument("--gunicorn-threads", type=int, default=4)
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="senders keep their connections open (default: one connection per request)")
     parser.add_argument("--staff", action="store_true", help="sign in as a platform admin instead of a shopper")
     parser.add_argument("--hey", action="store_true", help="also run Debian's hey on each scenario")
     parser.add_argument("--profile", action="store_true", help="SQL and cProfile of one request per scenario")
@@ -533,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.WARNING)
-    database = ThrowawayDatabase()
+    database = ThrowawayDatabase(prefix="bench_mkt")
     database.create()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog_portal.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -576,8 +532,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"portal: gunicorn -w {args.gunicorn_workers} --threads {args.gunicorn_threads} on 127.0.0.1:{port}, "
               f"DEBUG=false; signed in as {USERNAME!r} ({'staff' if args.staff else 'not staff'})")
         print(f"load: open loop, {args.rate:g} requests/s, {args.warmup:g} s warm-up + {args.duration:g} s "
-              f"measured per scenario, {SENDERS} keep-alive senders; latency from each request's due time\n")
-        loader = OpenLoop(port, cookie)
+              f"measured per scenario, {SENDERS} senders, "
+              f"{'keep-alive connections' if args.keep_alive else 'one connection per request'}; "
+              f"latency from each request's due time\n")
+        loader = OpenLoop(port, cookie, keep_alive=args.keep_alive)
         header = f"{'scenario':<16} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7} {'req/s':>7} {'errors':>6}  goals"
         print(header + "\n" + "-" * len(header))
         for scenario in chosen:
@@ -605,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nhey cross-check: -c 5 -q {args.rate / 5:g} -z {args.duration:g}s, first URL of each scenario")
             for scenario in chosen:
                 loader.run(scenario, args.rate, min(args.warmup, 2))
-                hey = run_hey(port, cookie, scenario, args.rate, args.duration)
+                hey = run_hey(port, cookie, scenario, args.rate, args.duration, args.keep_alive)
                 if hey:
                     print(f"{scenario.name:<16} {fmt(hey['p50']):>7} {fmt(hey['p90']):>7} {fmt(hey['p99']):>7} "
                           f"{fmt(hey['max']):>7} {fmt(hey['rps']):>7} {hey['errors']:>6}")

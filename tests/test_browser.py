@@ -80,8 +80,13 @@ def broker(osb_broker: SampleBroker) -> Iterator[SampleBroker]:
 
 
 @pytest.fixture
-def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    sync_api = _require_browser()
+def sync_api() -> Any:
+    """Playwright's sync API; asked for first, so a missing browser skips before any server or worker starts."""
+    return _require_browser()
+
+
+@pytest.fixture
+def browser_page(sync_api: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     # Playwright's sync API keeps an event loop running in this thread; the ORM calls the test makes between
     # browser steps are plain synchronous code all the same.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -128,13 +133,11 @@ def worker(kube: KubeStandIn, workers: Workers) -> Any:
 
 
 def test_a_person_provisions_binds_and_deprovisions_in_the_browser(
-    live_server: Any, admin_user: Any, catalog: Broker, worker: Any, kube: KubeStandIn, broker: SampleBroker,
-    browser_page: Any,
+    sync_api: Any, live_server: Any, admin_user: Any, catalog: Broker, worker: Any, kube: KubeStandIn,
+    broker: SampleBroker, browser_page: Any,
 ) -> None:
     """All database work (user, catalog mirror) is done before the browser starts; the test only drives it."""
-    from playwright.sync_api import expect
-
-    page, base = browser_page, live_server.url
+    page, base, expect = browser_page, live_server.url, sync_api.expect
     shot = Shots(page)
     try:
         _walk_through(page, base, shot, expect, kube, broker)
@@ -167,7 +170,7 @@ def _walk_through(page: Any, base: str, shot: Shots, expect: Any, kube: KubeStan
         expect(results.get_by_role("link", name=name, exact=True)).to_be_visible()
     shot("marketplace")
 
-    # --- filter and search (both live, through htmx) ---------------------------------------------------------
+    # --- filter and search (both live, through htmx) --------------------------------------------------------
     chips = results.get_by_role("list", name="Active filters")
     price = results.get_by_role("group", name="Price")
     price.get_by_role("checkbox", name=re.compile(r"^Free\s*\d+$")).check()
@@ -187,7 +190,7 @@ def _walk_through(page: Any, base: str, shot: Shots, expect: Any, kube: KubeStan
     expect(price.get_by_role("checkbox", name=re.compile(r"^Free\s*\d+$"))).to_be_checked()
     shot("filter-and-search")
 
-    # --- open the service and compare its plans ---------------------------------------------------------------
+    # --- open the service and compare its plans -------------------------------------------------------------
     results.get_by_role("link", name="Redis Cache", exact=True).click()
     expect(page.get_by_role("heading", name="Redis Cache", level=1)).to_be_visible()
     expect(page.get_by_role("navigation", name="Breadcrumb")).to_contain_text("Marketplace")
@@ -203,7 +206,7 @@ def _walk_through(page: Any, base: str, shot: Shots, expect: Any, kube: KubeStan
     comparison.scroll_into_view_if_needed()
     shot("compare-plans", full_page=False)
 
-    # --- provision with the generated form --------------------------------------------------------------------
+    # --- provision with the generated form ------------------------------------------------------------------
     free_plan.get_by_role("link", name="Provision").click()
     expect(page.get_by_role("heading", name="New Redis Cache instance")).to_be_visible()
     form = page.locator("#provision-form")
@@ -219,7 +222,7 @@ def _walk_through(page: Any, base: str, shot: Shots, expect: Any, kube: KubeStan
     shot("provision-form")
     page.get_by_role("button", name="Provision Free 25 MB").click()
 
-    # --- watch the instance become ready --------------------------------------------------------------------------
+    # --- watch the instance become ready --------------------------------------------------------------------
     expect(page).to_have_url(re.compile(r"/instances/[0-9a-f-]{36}/$"))
     instance_id = page.url.rstrip("/").rsplit("/", 1)[1]
     header = page.locator("#instance-status .inst-head")
@@ -238,7 +241,7 @@ def _walk_through(page: Any, base: str, shot: Shots, expect: Any, kube: KubeStan
     assert put and put[-1].json["parameters"]["maxmemory_policy"] == "volatile-lru", put
     assert put[-1].json["parameters"]["databases"] == 4 and put[-1].json["parameters"]["persistence"] is True
 
-    # --- bind; see the publication and the credentials -------------------------------------------------------------
+    # --- bind; see the publication and the credentials ------------------------------------------------------
     bindings.get_by_text("New binding").click()
     binding_form = page.locator("#binding-form")
     binding_form.get_by_label("Name", exact=True).fill("app-cache")
@@ -261,7 +264,7 @@ def _walk_through(page: Any, base: str, shot: Shots, expect: Any, kube: KubeStan
     assert shown["password"] == secret["password"] and shown["host"] == secret["host"], (shown, secret)
     shot("credentials")
 
-    # --- unbind -----------------------------------------------------------------------------------------------------
+    # --- unbind ---------------------------------------------------------------------------------------------
     row.get_by_text("Unbind app-cache").first.click()  # opens the inline confirmation
     row.get_by_role("button", name="Unbind app-cache").click()
     expect(bindings.locator("tr.binding-row")).to_have_count(0, timeout=WORK_MS)
@@ -269,7 +272,7 @@ def _walk_through(page: Any, base: str, shot: Shots, expect: Any, kube: KubeStan
     assert kube.get_secret("team-a", "app-cache") is None
     shot("unbound")
 
-    # --- deprovision, with the typed-name confirmation -------------------------------------------------------------
+    # --- deprovision, with the typed-name confirmation ------------------------------------------------------
     danger = page.get_by_role("region", name="Danger zone")
     confirm = danger.get_by_label("Type cache-e2e to confirm")
     button = danger.get_by_role("button", name="Deprovision cache-e2e")
