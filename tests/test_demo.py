@@ -23,6 +23,8 @@ def test_demo_starts_a_portal_with_the_sample_catalog(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     env.update(PORTAL_DATA_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="catalog_portal.settings",
                PYTHONUNBUFFERED="1", SWEEP_INTERVAL_SECONDS="2")
+    # A generated password may start with "-": the broker's command line must still take it.
+    (tmp_path / "sample-broker.password").write_text("-starts-with-a-dash\n")
     log_path = tmp_path / "demo.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -48,7 +48,8 @@ class Command(BaseCommand):
             if not options["setup_only"]:
                 children.append(self._spawn(
                     [sys.executable, "-m", "brokers.sample_broker", "--port", str(options["broker_port"]),
-                     "--username", "portal", "--password", broker_password, "--quiet"]))
+                     # "=" form: a generated password may start with "-"
+                     "--username=portal", f"--password={broker_password}", "--quiet"]))
                 self._wait_for_broker(broker_url)
             self._register_sample_broker(broker_url, broker_password)
             if options["setup_only"]:
