@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +15,9 @@ from brokers.sample_broker import SampleBroker
 from catalog_portal.models import AuditRecord
 from instances.models import Operation
 from tests.conftest import _token_client
-from tests.instances.helpers import mirrored_broker, plan, run_operations, step_once
+from tests.instances.helpers import plan, run_operations, step_once
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs")]
 
 BINDING_KEYS = {"id", "instance", "name", "namespace", "secret_name", "parameters", "state", "last_operation",
                 "publication", "created_at", "updated_at"}
@@ -29,19 +28,6 @@ BINDING_PATH = r"/v2/service_instances/[^/]+/service_bindings/[^/]+"
 REVEAL = "binding.credentials.reveal"
 
 
-@pytest.fixture(autouse=True)
-def broker_knobs(osb_broker: SampleBroker) -> Iterator[SampleBroker]:
-    saved = (osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome)
-    osb_broker.async_seconds = 0.0
-    yield osb_broker
-    osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome = saved
-
-
-@pytest.fixture
-def broker(osb_url: str, osb_broker: SampleBroker) -> Broker:
-    mirrored = mirrored_broker(osb_url)
-    osb_broker.clear_requests()
-    return mirrored
 
 
 @pytest.fixture
@@ -289,12 +275,6 @@ def test_credentials_include_what_the_broker_returned_with_them(direct: Any, osb
     response = admin_api.get(f"/api/v1/bindings/{binding['id']}/credentials/")
     assert response.status_code == 200 and response.json() == returned
 
-
-@pytest.fixture
-def direct(osb_broker: SampleBroker) -> Broker:
-    mirrored = mirrored_broker(osb_broker.url, name="direct-broker")
-    osb_broker.clear_requests()
-    return mirrored
 
 
 # --- operations and instances --------------------------------------------------------------------

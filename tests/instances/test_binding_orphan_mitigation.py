@@ -23,7 +23,6 @@ cleanup succeeds. The instance is never affected.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -36,9 +35,9 @@ from instances.models import Operation, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_delete
 from instances.services.instances import instance_deprovision, instance_provision
 from instances.states import BindingState, InstanceState, OpState, OpType, Phase
-from tests.instances.helpers import mirrored_broker, plan, run_operations, step_once
+from tests.instances.helpers import plan, run_operations, step_once
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs")]
 
 BINDING_PATH = r"/v2/service_instances/[^/]+/service_bindings/[^/]+"
 BINDING_LAST_OPERATION = BINDING_PATH + "/last_operation"
@@ -47,20 +46,6 @@ WHAT = {OpType.BIND: "binding create", OpType.UNBIND: "binding delete"}
 BOTH = [OpType.BIND, OpType.UNBIND]
 
 
-@pytest.fixture(autouse=True)
-def broker_knobs(osb_broker: SampleBroker) -> Iterator[SampleBroker]:
-    saved = (osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome)
-    osb_broker.async_seconds = 0.0
-    yield osb_broker
-    osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome = saved
-
-
-@pytest.fixture
-def direct(osb_broker: SampleBroker) -> Broker:
-    """Talks to the test broker directly: these tests script answers a contract proxy would refuse."""
-    mirrored = mirrored_broker(osb_broker.url, name="direct-broker")
-    osb_broker.clear_requests()
-    return mirrored
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import base64
 import inspect
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,9 +23,9 @@ from instances.models import Operation, OperationCall, ServiceBinding, ServiceIn
 from instances.services.bindings import binding_create, binding_credentials, binding_delete
 from instances.services.instances import instance_deprovision, instance_provision
 from instances.states import BindingState, InstanceState, OpState, OpType, Phase
-from tests.instances.helpers import mirrored_broker, plan, run_operations, step_once
+from tests.instances.helpers import plan, run_operations, step_once
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs")]
 
 BINDING_PATH = r"/v2/service_instances/[^/]+/service_bindings/[^/]+"
 BINDING_LAST_OPERATION = BINDING_PATH + "/last_operation"
@@ -35,29 +34,7 @@ BINDING_LAST_OPERATION = BINDING_PATH + "/last_operation"
 # --- fixtures and helpers ----------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def broker_knobs(osb_broker: SampleBroker) -> Iterator[SampleBroker]:
-    """Asynchronous operations finish at once unless a test says otherwise; knobs restored afterwards."""
-    saved = (osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome)
-    osb_broker.async_seconds = 0.0
-    yield osb_broker
-    osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome = saved
 
-
-@pytest.fixture
-def broker(osb_url: str, osb_broker: SampleBroker) -> Broker:
-    """The portal's mirror of the test broker (through the contract proxy when installed)."""
-    mirrored = mirrored_broker(osb_url)
-    osb_broker.clear_requests()
-    return mirrored
-
-
-@pytest.fixture
-def direct(osb_broker: SampleBroker) -> Broker:
-    """The mirror talking to the test broker directly: for scripted answers a contract proxy would refuse."""
-    mirrored = mirrored_broker(osb_broker.url, name="direct-broker")
-    osb_broker.clear_requests()
-    return mirrored
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ run as its own operation (type orphan_mitigation, parent = the failed operation)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -35,9 +34,9 @@ from brokers.sample_broker import SampleBroker
 from instances.models import Operation, ServiceInstance
 from instances.services.instances import instance_deprovision, instance_provision, instance_update
 from instances.states import InstanceState, OpState, OpType, Phase
-from tests.instances.helpers import mirrored_broker, plan, run_operations, step_once
+from tests.instances.helpers import plan, run_operations, step_once
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs")]
 
 INSTANCE_PATH = r"/v2/service_instances/[^/]+"
 LAST_OPERATION = INSTANCE_PATH + "/last_operation"
@@ -45,20 +44,6 @@ METHOD = {OpType.PROVISION: "PUT", OpType.UPDATE: "PATCH", OpType.DEPROVISION: "
 WHAT = {OpType.PROVISION: "create", OpType.DEPROVISION: "delete"}
 
 
-@pytest.fixture(autouse=True)
-def broker_knobs(osb_broker: SampleBroker) -> Iterator[SampleBroker]:
-    saved = (osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome)
-    osb_broker.async_seconds = 0.0
-    yield osb_broker
-    osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome = saved
-
-
-@pytest.fixture
-def direct(osb_broker: SampleBroker) -> Broker:
-    """Talks to the test broker directly: these tests script answers a contract proxy would refuse."""
-    mirrored = mirrored_broker(osb_broker.url, name="direct-broker")
-    osb_broker.clear_requests()
-    return mirrored
 
 
 @pytest.fixture

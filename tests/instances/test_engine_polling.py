@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,35 +15,15 @@ from instances.models import Operation, ServiceInstance
 from instances.services.instances import instance_deprovision, instance_provision, instance_update
 from instances.services.operations import _claim, operation_step, operations_due
 from instances.states import InstanceState, OpState, OpType, Phase
-from tests.instances.helpers import mirrored_broker, plan, run_operations, step_once
+from tests.instances.helpers import plan, run_operations, step_once
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs")]
 
 INSTANCE_PATH = r"/v2/service_instances/[^/]+"
 LAST_OPERATION = INSTANCE_PATH + "/last_operation"
 
 
-@pytest.fixture(autouse=True)
-def broker_knobs(osb_broker: SampleBroker) -> Iterator[SampleBroker]:
-    saved = (osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome)
-    osb_broker.async_seconds = 0.0
-    yield osb_broker
-    osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome = saved
 
-
-@pytest.fixture
-def broker(osb_url: str, osb_broker: SampleBroker) -> Broker:
-    mirrored = mirrored_broker(osb_url)
-    osb_broker.clear_requests()
-    return mirrored
-
-
-@pytest.fixture
-def direct(osb_broker: SampleBroker) -> Broker:
-    """Talks to the test broker directly, for scripted answers a contract proxy would refuse."""
-    mirrored = mirrored_broker(osb_broker.url, name="direct-broker")
-    osb_broker.clear_requests()
-    return mirrored
 
 
 def step(op: Operation) -> Operation:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -30,9 +29,9 @@ from instances.services.instances import (
 )
 from instances.states import InstanceState, OpState, OpType, Phase
 from tests.conftest import BROKER_PASSWORD, free_port
-from tests.instances.helpers import mirrored_broker, plan, run_operations, step_once
+from tests.instances.helpers import plan, run_operations, step_once
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs")]
 
 INSTANCE_PATH = r"/v2/service_instances/[^/]+"
 
@@ -40,29 +39,7 @@ INSTANCE_PATH = r"/v2/service_instances/[^/]+"
 # --- fixtures and helpers ----------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def broker_knobs(osb_broker: SampleBroker) -> Iterator[SampleBroker]:
-    """Asynchronous operations finish at once unless a test says otherwise; knobs restored afterwards."""
-    saved = (osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome)
-    osb_broker.async_seconds = 0.0
-    yield osb_broker
-    osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome = saved
 
-
-@pytest.fixture
-def broker(osb_url: str, osb_broker: SampleBroker) -> Broker:
-    """The portal's mirror of the test broker (through the contract proxy when installed)."""
-    mirrored = mirrored_broker(osb_url)
-    osb_broker.clear_requests()
-    return mirrored
-
-
-@pytest.fixture
-def direct(osb_broker: SampleBroker) -> Broker:
-    """The mirror talking to the test broker directly: for scripted answers a contract proxy would refuse."""
-    mirrored = mirrored_broker(osb_broker.url, name="direct-broker")
-    osb_broker.clear_requests()
-    return mirrored
 
 
 def instance_requests(osb_broker: SampleBroker, instance: ServiceInstance, method: str | None = None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -14,9 +13,9 @@ from brokers.models import Broker, ServicePlan
 from brokers.sample_broker import SampleBroker
 from instances.models import Operation, ServiceInstance
 from instances.states import OpType
-from tests.instances.helpers import mirrored_broker, plan, run_operations, step_once
+from tests.instances.helpers import plan, run_operations, step_once
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs")]
 
 INSTANCE_KEYS = {"id", "name", "namespace", "service", "plan", "parameters", "dashboard_url", "state",
                  "last_operation", "created_at", "updated_at"}
@@ -26,19 +25,6 @@ OPERATION_KEYS = {"id", "type", "state", "instance", "binding", "description", "
 CALL_KEYS = {"method", "path", "status", "duration_ms", "request_id", "at", "error"}
 
 
-@pytest.fixture(autouse=True)
-def broker_knobs(osb_broker: SampleBroker) -> Iterator[SampleBroker]:
-    saved = (osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome)
-    osb_broker.async_seconds = 0.0
-    yield osb_broker
-    osb_broker.async_seconds, osb_broker.async_mode, osb_broker.async_outcome = saved
-
-
-@pytest.fixture
-def broker(osb_url: str, osb_broker: SampleBroker) -> Broker:
-    mirrored = mirrored_broker(osb_url)
-    osb_broker.clear_requests()
-    return mirrored
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from instances.services.kubernetes import (
     bindings_due,
 )
 from instances.states import BindingState, PublicationState
-from tests.instances.helpers import mirrored_broker, plan, run_operations
+from tests.instances.helpers import plan, run_operations
 
 pytestmark = pytest.mark.django_db
 
@@ -61,12 +61,6 @@ def no_cluster_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 
-
-@pytest.fixture
-def broker(osb_url: str, osb_broker: SampleBroker) -> Broker:
-    mirrored = mirrored_broker(osb_url)
-    osb_broker.clear_requests()
-    return mirrored
 
 
 @pytest.fixture
