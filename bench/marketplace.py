@@ -3,15 +3,15 @@
 
     python bench/marketplace.py [--rate 50] [--duration 20] [--warmup 5] [--services 1000 --plans 5]
                                 [--gunicorn-workers 2 --gunicorn-threads 4] [--staff] [--keep-alive] [--hey]
-                                [--profile] [--no-analyze] [--only SCENARIO] [--check]
+                                [--profile] [--no-cache] [--only SCENARIO] [--check]
 
 Runs against whatever database DATABASE_URL names, but never touches the data in it:
 
 * DATABASE_URL unset  -> a fresh SQLite file in a temporary PORTAL_DATA_DIR (removed at the end);
 * DATABASE_URL=postgres://... -> a temporary database ``bench_mkt_<pid>`` is created on that server, migrated,
-  and dropped at the end. After the mirror the bench runs ANALYZE, as autovacuum would on a production server
-  (the CI/test server here runs with autovacuum off; --no-analyze shows what the planner does without
-  statistics: a nested loop over offerings x plans, about 200 ms per marketplace query).
+  and dropped at the end. The mirror itself runs ANALYZE on the catalog tables (catalog_sync does after a
+  mirror that wrote 500 rows or more; without statistics the planner chose a nested loop over offerings x plans,
+  about 200 ms per marketplace query).
 
 Set-up: a real ``SampleBroker`` serves ``generate_catalog(1000, 5)`` over HTTP on 127.0.0.1; it is registered
 and mirrored with ``catalog_sync`` (what the worker runs). A user is created (not staff unless --staff, so the
@@ -25,6 +25,11 @@ at the same rate (not counted):
 * marketplace      GET /                                  (the grid, page 1, and every facet count)
 * filtered search  GET /?q=<word>&tag=<tag>               (10 word/tag pairs that match, in turn)
 * service page     GET /services/<uuid>/                  (100 services drawn with a fixed seed, in turn)
+
+The marketplace's page cache is on, as in production: each gunicorn worker computes the results of `/` and of
+each of the 10 searches once (in the warm-up), then serves them from memory after one small query that says
+the catalog has not changed. --no-cache turns it off, so every request computes its page: what a search
+nobody made before costs.
 
 Load generator (method): open loop at a constant arrival rate. Request i is due at t0 + i/rate whatever
 happened to earlier ones; a dispatcher hands it to a pool of 64 sender threads (http.client). Latency is
@@ -152,8 +157,10 @@ def create_user(staff: bool) -> None:
         user.save(update_fields=["is_staff"])
 
 
-def start_gunicorn(tmp: Path, port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
+def start_gunicorn(tmp: Path, port: int, workers: int, threads: int, *, cache: bool) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
+    if not cache:
+        env["STORE_CACHE_SECONDS"] = "0"
     env.update(DJANGO_SETTINGS_MODULE="catalog_portal.settings", DEBUG="false", LOG_LEVEL="WARNING",
                SECURE_COOKIES="false",  # plain HTTP on loopback: the session cookie must come back
                PYTHONUNBUFFERED="1")
@@ -480,8 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--staff", action="store_true", help="sign in as a platform admin instead of a shopper")
     parser.add_argument("--hey", action="store_true", help="also run Debian's hey on each scenario")
     parser.add_argument("--profile", action="store_true", help="SQL and cProfile of one request per scenario")
-    parser.add_argument("--no-analyze", action="store_true",
-                        help="Postgres: skip ANALYZE after the mirror (what a server without autovacuum would see)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="turn the marketplace's page cache off (STORE_CACHE_SECONDS=0): every page computed")
     parser.add_argument("--only", choices=["marketplace", "filtered search", "service page"], action="append")
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     args = parser.parse_args(argv)
@@ -493,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     database.create()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog_portal.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    if args.no_cache:
+        os.environ["STORE_CACHE_SECONDS"] = "0"  # for --profile's requests in this process too
     broker = gunicorn = loader = None
     all_met = True
     try:
@@ -516,10 +525,7 @@ def main(argv: list[str] | None = None) -> int:
             with connection.cursor() as cursor:
                 cursor.execute("SHOW autovacuum")
                 autovacuum = cursor.fetchone()[0]
-                if not args.no_analyze:
-                    cursor.execute("ANALYZE")
-            print(f"planner statistics: {'not gathered (--no-analyze)' if args.no_analyze else 'ANALYZE run'}; "
-                  f"this server's autovacuum is {autovacuum}")
+            print(f"planner statistics: gathered by catalog_sync; this server's autovacuum is {autovacuum}")
         create_user(args.staff)
         chosen = [s for s in scenarios(document) if not args.only or s.name in args.only]
         from django.db import connections
@@ -527,10 +533,12 @@ def main(argv: list[str] | None = None) -> int:
         connections.close_all()
 
         port = free_port()
-        gunicorn = start_gunicorn(Path(database.data_dir), port, args.gunicorn_workers, args.gunicorn_threads)
+        gunicorn = start_gunicorn(Path(database.data_dir), port, args.gunicorn_workers, args.gunicorn_threads,
+                                  cache=not args.no_cache)
         cookie = log_in(port)
         print(f"portal: gunicorn -w {args.gunicorn_workers} --threads {args.gunicorn_threads} on 127.0.0.1:{port}, "
-              f"DEBUG=false; signed in as {USERNAME!r} ({'staff' if args.staff else 'not staff'})")
+              f"DEBUG=false, page cache {'off' if args.no_cache else 'on'}; "
+              f"signed in as {USERNAME!r} ({'staff' if args.staff else 'not staff'})")
         print(f"load: open loop, {args.rate:g} requests/s, {args.warmup:g} s warm-up + {args.duration:g} s "
               f"measured per scenario, {SENDERS} senders, "
               f"{'keep-alive connections' if args.keep_alive else 'one connection per request'}; "

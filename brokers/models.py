@@ -47,6 +47,9 @@ class Broker(models.Model):
     catalog_last_modified = models.CharField(max_length=100, blank=True)
     # Digest of the last catalog mirrored: an identical document is neither validated nor diffed again.
     catalog_digest = models.CharField(max_length=80, blank=True, editable=False)
+    # Bumped whenever what the store shows of this broker's catalog changes (a mirror that wrote rows, a plan's
+    # visibility): the marketplace's page cache is keyed by it (brokers.selectors.store_state).
+    catalog_revision = models.PositiveBigIntegerField(default=0, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -163,6 +166,11 @@ class ServicePlan(models.Model):
         ordering = ["offering_id", "position"]
         constraints = [
             models.UniqueConstraint(fields=["broker", "catalog_id"], name="plan_unique_catalog_id"),
+        ]
+        indexes = [
+            # The store's per-service plan probes (a visible plan? a free one?) read this index instead of the
+            # wide rows, which carry the schemas.
+            models.Index(fields=["offering", "active", "free", "visibility"], name="plan_store_probe"),
         ]
 
     def __str__(self) -> str:

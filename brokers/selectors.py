@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -145,6 +146,18 @@ def store_offering_list(
     return query.only(*CARD_FIELDS).order_by(*STORE_SORTS.get(sort, STORE_SORTS["name"]))
 
 
+# What the service page shows: the catalog's raw documents, schemas and search columns stay in the database.
+SERVICE_PAGE_DEFERRED = ("raw", "metadata", "requires", "dashboard_client", "search_text", "tag_index")
+SERVICE_PAGE_PLAN_FIELDS = ("id", "offering_id", "name", "display_name", "description", "free", "bindable",
+                            "plan_updateable", "bullets", "costs", "maintenance_info", "position")
+
+
+def store_offering(*, service_id: Any, user: Any) -> ServiceOffering | None:
+    """One offering (active or not) for the service page, with the plans `user` may see; None if they see none."""
+    query = offering_list(active=None, user=user, plan_fields=SERVICE_PAGE_PLAN_FIELDS)
+    return query.defer(*SERVICE_PAGE_DEFERRED).filter(pk=service_id).first()
+
+
 @dataclass(frozen=True)
 class StoreFacets:
     """Counts per facet value. Each facet is counted with every *other* facet applied (so the values
@@ -226,11 +239,34 @@ def store_facets(
     )
 
 
-def failed_broker_list() -> list[Broker]:
-    """Enabled brokers whose last catalog sync failed (their previous mirror stays in the store)."""
-    return list(
-        Broker.objects.filter(status=Broker.Status.FAILED, enabled=True).only("id", "name", "status_message")
+@dataclass(frozen=True)
+class StoreState:
+    """What the marketplace shows depends on, besides its query string, in one small query over the brokers.
+
+    `version` changes whenever the page could: a mirror that wrote rows or a plan-visibility edit (each bumps its
+    broker's `catalog_revision`), a broker added, removed, renamed, enabled or disabled, failing or recovering;
+    and it differs between people who may see different plans (their teams; platform admins see all).
+    """
+
+    version: str
+    failed_brokers: list[Broker]  # enabled brokers whose last sync failed (their previous mirror stays shown)
+
+
+def store_state(user: Any) -> StoreState:
+    rows = Broker.objects.order_by("pk").values_list(
+        "pk", "catalog_revision", "name", "enabled", "status", "status_message"
     )
+    parts: list[Any] = []
+    failed: list[Broker] = []
+    for pk, revision, name, enabled, status, message in rows:
+        down = enabled and status == Broker.Status.FAILED
+        parts.append((str(pk), revision, name, enabled, message if down else None))
+        if down:
+            failed.append(Broker(pk=pk, name=name, status=status, status_message=message, enabled=enabled))
+    teams = access.team_ids_for(user)
+    parts.append(("scope", "all" if teams is None else sorted(str(t) for t in teams), bool(user and user.is_staff)))
+    version = hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+    return StoreState(version=version, failed_brokers=failed)
 
 
 def _active_count(model: type[ServiceOffering] | type[ServicePlan]) -> Coalesce:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from django.contrib import messages
+from django.core.cache import caches
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
@@ -15,6 +20,7 @@ from brokers.forms import MarketplaceForm
 from brokers.models import Broker
 
 PAGE_SIZE = 24
+T = TypeVar("T")
 
 
 def _fragment(request: HttpRequest) -> bool:
@@ -25,39 +31,63 @@ def _fragment(request: HttpRequest) -> bool:
     return not htmx.boosted and not htmx.history_restore_request
 
 
+def _cached(request: HttpRequest, what: str, compute: Callable[[selectors.StoreState], T]) -> T:
+    """`compute(state)`, or its value from the store cache. The key holds the catalog's version (read from the
+    database on every request, so a cached value is never stale) and who may see what; `what` names the page.
+    Rendered HTML stays a SafeString through the cache (pickled with its type)."""
+    state = selectors.store_state(request.user)
+    key = f"store:{state.version}:{what}"
+    return caches["store"].get_or_set(key, lambda: compute(state))
+
+
 @require_GET
 def marketplace(request: HttpRequest) -> HttpResponse:
     form = MarketplaceForm(request.GET)
+    # The results (facets, grid, pager) are the same for everyone who sees the same catalog the same way.
+    what = request.path + form.querystring(page=form.page_number)
+    results_html, page_number = _cached(request, what, lambda state: _marketplace_results(request, form, state))
+    if _fragment(request):
+        response = HttpResponse(results_html)
+        push_url(response, request.path + form.querystring(page=page_number))
+    else:
+        response = render(request, "brokers/marketplace.html",
+                          {"form": form, "q": form.values["q"], "results": results_html})
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _marketplace_results(request: HttpRequest, form: MarketplaceForm, state: selectors.StoreState) -> tuple[str, int]:
     offerings = selectors.store_offering_list(**form.filters(), sort=form.values["sort"], user=request.user)
     facets = selectors.store_facets(**form.filters(), user=request.user)
     paginator = Paginator(offerings, PAGE_SIZE)
     if facets.total is not None:
         paginator.count = facets.total  # the facets counted the same filtered set: no COUNT query of its own
     page = paginator.get_page(form.page_number)
-    failed = selectors.failed_broker_list()
+    failed = state.failed_brokers
     context = {
         "form": form,
-        "q": form.values["q"],
         "page": page,
         "facet_groups": form.facet_groups(facets),
         "failed_brokers": failed if request.user.is_staff else [],
         # Nothing to show and a broker is down: say so rather than "no services".
         "catalog_unavailable": bool(failed) and not page.paginator.count and not form.is_filtered,
     }
-    if not _fragment(request):
-        response = render(request, "brokers/marketplace.html", context)
-    else:
-        response = render(request, "brokers/_marketplace_results.html", context)
-        push_url(response, request.path + form.querystring(page=page.number))
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    return render_to_string("brokers/_marketplace_results.html", context, request), page.number
 
 
 @require_GET
 def service_detail(request: HttpRequest, service_id: str) -> HttpResponse:
-    offering = get_object_or_404(selectors.offering_list(active=None, user=request.user), pk=service_id)
+    title, body = _cached(request, f"service:{service_id}", lambda state: _service_body(request, service_id))
+    return render(request, "brokers/service_detail.html", {"title": title, "body": body})
+
+
+def _service_body(request: HttpRequest, service_id: str) -> tuple[str, str]:
+    offering = selectors.store_offering(service_id=service_id, user=request.user)
+    if offering is None:
+        raise Http404("No such service.")
     plans = pricing.plans_by_price(offering.active_plans)
-    return render(request, "brokers/service_detail.html", {"offering": offering, "plans": plans})
+    body = render_to_string("brokers/_service_detail.html", {"offering": offering, "plans": plans}, request)
+    return offering.title, body
 
 
 def _staff_only(request: HttpRequest) -> None:

@@ -216,3 +216,14 @@ class OperationCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} → {self.status}"
+
+    @property
+    def is_gone(self) -> bool:
+        """410 Gone to a DELETE or to a last_operation poll: the resource is already removed, which the spec
+        counts as a successful deprovision or unbind."""
+        return self.status == 410 and (self.method == "DELETE" or "/last_operation" in self.path)
+
+    @property
+    def is_failure(self) -> bool:
+        """No answer, or an error status that is not an expected 410 Gone (drawn as failed in the timeline)."""
+        return not self.is_gone and (bool(self.error) or not self.status or self.status >= 400)

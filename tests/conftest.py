@@ -45,6 +45,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_store_cache() -> Iterator[None]:
+    """Each test starts with an empty page cache (a process-wide one, like each web process's)."""
+    from django.core.cache import caches
+
+    caches["store"].clear()
+    yield
+
+
 # --- personas ------------------------------------------------------------------------------------
 
 

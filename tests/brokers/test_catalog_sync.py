@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from brokers import services
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
-from brokers.sample_broker import SampleBroker, build_catalog
+from brokers.sample_broker import SampleBroker, build_catalog, generate_catalog
 from tests.conftest import BROKER_PASSWORD, BROKER_USER
 
 pytestmark = pytest.mark.django_db
@@ -115,6 +115,38 @@ def test_unchanged_relist_writes_no_catalog_rows(osb_url: str, catalog: dict[str
     assert record.outcome == CatalogSync.Outcome.UNCHANGED
     assert (record.added, record.changed, record.deactivated) == (0, 0, 0)
     assert broker.last_synced_at > first_synced
+
+
+def test_only_a_mirror_that_wrote_rows_changes_the_catalog_revision(
+    osb_url: str, osb_broker: SampleBroker, catalog: dict[str, Any]
+) -> None:
+    broker = register(osb_url)
+    sync(broker)
+    first = broker.catalog_revision
+    assert first > 0
+    sync(broker)
+    assert broker.catalog_revision == first  # unchanged relist: the store's cached pages stay valid
+
+    catalog["services"][0]["description"] = "Changed."
+    osb_broker.catalog = catalog
+    sync(broker)
+    assert broker.catalog_revision == first + 1
+
+
+def plan_table_rows_estimate() -> float:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [ServicePlan._meta.db_table])
+        return float(cursor.fetchone()[0])
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="planner statistics are Postgres's")
+def test_a_large_mirror_refreshes_the_planner_statistics(osb_url: str, osb_broker: SampleBroker) -> None:
+    assert plan_table_rows_estimate() <= 0  # never analyzed (-1) or empty
+    osb_broker.catalog = generate_catalog(services=120, plans_per_service=4)
+    sync(register(osb_url))
+
+    assert ServicePlan.objects.count() == 480
+    assert plan_table_rows_estimate() == 480  # ANALYZE ran: the planner knows the table is no longer empty
 
 
 def test_a_changed_plan_rewrites_only_that_row(osb_url: str, osb_broker: SampleBroker, catalog: dict[str, Any]) -> None:

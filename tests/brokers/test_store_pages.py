@@ -23,7 +23,7 @@ from brokers.sample_broker.catalog import (
     SEARCH_ID,
     STATUS_PAGE_ID,
 )
-from tests.conftest import BROKER_PASSWORD, BROKER_USER, free_port
+from tests.conftest import BROKER_PASSWORD, BROKER_USER, free_port, join
 
 pytestmark = pytest.mark.django_db
 
@@ -82,8 +82,8 @@ def client_admin(admin_user: Any) -> Client:
     return client
 
 
-def page(client: Client, path: str = "/", **params: Any) -> str:
-    response = client.get(path, params)
+def page(client: Client, path: str = "/", headers: dict[str, str] | None = None, **params: Any) -> str:
+    response = client.get(path, params, headers=headers)
     assert response.status_code == 200, response.content[:500]
     return response.content.decode()
 
@@ -331,6 +331,122 @@ def test_query_counts_do_not_grow_with_the_catalog(
             )
         )
     assert counts[0] == counts[1], counts
+
+
+# --- the page cache: repeated pages skip the catalog queries, and a change shows at once -----------------
+
+
+def results(html: str) -> str:
+    """The marketplace's results part (what is cached): the page around it carries a fresh CSRF token."""
+    return html.split('<div id="store-results"')[1].split('<div id="store-announcer"')[0]
+
+
+def catalog_queries(client: Client, path: str = "/", headers: dict[str, str] | None = None,
+                    **params: Any) -> tuple[str, list[str]]:
+    """The page, and those of its SQL statements that read the mirrored catalog."""
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(path, params, headers=headers)
+    assert response.status_code == 200
+    sql = [q["sql"] for q in captured.captured_queries]
+    return response.content.decode(), [q for q in sql if "brokers_serviceoffering" in q or "brokers_serviceplan" in q]
+
+
+@pytest.fixture
+def client_carol(carol: Any) -> Client:
+    client = Client()
+    client.force_login(carol)
+    return client
+
+
+@pytest.mark.parametrize("headers", [None, {"HX-Request": "true"}], ids=["page", "htmx"])
+def test_a_repeated_page_does_not_query_the_catalog(
+    client_alice: Client, broker: Broker, headers: dict[str, str] | None
+) -> None:
+    first, first_sql = catalog_queries(client_alice, headers=headers, q="sql", sort="provider")
+    again, again_sql = catalog_queries(client_alice, headers=headers, q="sql", sort="provider")
+
+    assert first_sql and not again_sql
+    assert again == first if headers else results(again) == results(first)
+    assert "PostgreSQL" in again
+
+
+def test_a_repeated_service_page_does_not_query_the_catalog_and_follows_changes(
+    client_alice: Client, client_carol: Client, team_a: Any, broker: Broker
+) -> None:
+    postgres = ServiceOffering.objects.get(catalog_id=POSTGRES_ID)
+    path = f"/services/{postgres.pk}/"
+    _, first_sql = catalog_queries(client_alice, path)
+    again, again_sql = catalog_queries(client_alice, path)
+    assert first_sql and not again_sql
+    assert "<h1>PostgreSQL</h1>" in again and "<title>PostgreSQL · Catalog Portal</title>" in again
+    assert again.count(">Provision</a>") == 4
+    assert client_carol.get(path).status_code == 200
+
+    hobby = ServicePlan.objects.get(catalog_id=plan_id("postgresql", "hobby"))
+    services.plan_set_visibility(plan=hobby, visibility="teams", teams=[team_a])
+    assert page(client_alice, path).count(">Provision</a>") == 4
+    assert page(client_carol, path).count(">Provision</a>") == 3
+    for plan in ServicePlan.objects.filter(offering=postgres):
+        services.plan_set_visibility(plan=plan, visibility="teams", teams=[team_a])
+    assert client_carol.get(path).status_code == 404
+
+
+def test_people_who_see_the_same_plans_share_pages_and_others_do_not(
+    client_alice: Client, client_carol: Client, django_user_model: Any, team_a: Any, broker: Broker
+) -> None:
+    catalog_queries(client_alice)
+    dave = join(django_user_model.objects.create_user("dave", "dave@example.com", "dave-pass-123"), team_a, "viewer")
+    client_dave = Client()
+    client_dave.force_login(dave)
+    assert not catalog_queries(client_dave)[1]  # same team as alice: her page
+    assert catalog_queries(client_carol)[1]  # team B may see other plans: its own page
+
+
+def test_a_catalog_change_shows_at_once(
+    client_alice: Client, broker: Broker, catalog: dict[str, Any], osb_broker: SampleBroker
+) -> None:
+    for headers in (None, {"HX-Request": "true"}):
+        assert REDIS_ID in catalog_ids(page(client_alice, headers=headers))
+    catalog["services"] = [s for s in catalog["services"] if s["id"] != REDIS_ID]
+    service_doc(catalog, POSTGRES_ID)["description"] = "Now with more quokkas."
+    osb_broker.catalog = catalog
+    sync(broker)
+
+    for headers in (None, {"HX-Request": "true"}):
+        html = page(client_alice, headers=headers)
+        assert set(catalog_ids(html)) == ALL - {REDIS_ID}
+        assert "Now with more quokkas." in card(html, "PostgreSQL") and "6 services" in html
+
+
+def test_plan_visibility_and_team_membership_changes_show_at_once(
+    client_alice: Client, client_carol: Client, admin_user: Any, team_a: Any, broker: Broker
+) -> None:
+    from catalog_portal import teams
+
+    assert POSTGRES_ID in catalog_ids(page(client_carol)) and POSTGRES_ID in catalog_ids(page(client_alice))
+    for plan in ServicePlan.objects.filter(offering__catalog_id=POSTGRES_ID):
+        services.plan_set_visibility(plan=plan, visibility="teams", teams=[team_a])
+
+    assert POSTGRES_ID not in catalog_ids(page(client_carol))  # team B: no plan of it left to see
+    assert POSTGRES_ID in catalog_ids(page(client_alice))
+
+    teams.team_member_set(team=team_a, username="carol", role="viewer", requested_by=admin_user)
+    assert POSTGRES_ID in catalog_ids(page(client_carol))
+
+
+def test_broker_rename_and_failure_show_at_once(
+    client_admin: Client, broker: Broker
+) -> None:
+    assert ">sample<" in page(client_admin) and "failed to sync" not in page(client_admin)
+    services.broker_update(broker=broker, name="renamed", url=f"http://127.0.0.1:{free_port()}")
+    html = page(client_admin)
+    assert ">renamed<" in html and ">sample<" not in html
+
+    sync(broker)
+    assert broker.status == Broker.Status.FAILED
+    html = page(client_admin)
+    assert "1 broker failed to sync" in html and "<strong>renamed</strong>" in html
+    assert len(catalog_ids(html)) == 7
 
 
 # --- service page -------------------------------------------------------------------------------------

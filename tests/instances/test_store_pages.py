@@ -341,6 +341,26 @@ def test_a_deleted_instance_keeps_its_page_without_actions(
     assert alice_client.get(reverse("instances:list")).content.decode().count("orders-db") == 0
 
 
+def test_gone_while_polling_a_deprovision_is_shown_as_done_not_failed(
+    alice_client: Client, alice: Any, small: ServicePlan, osb_broker: SampleBroker
+) -> None:
+    instance = ready_instance(small, alice)
+    osb_broker.set_response("DELETE", r"/v2/service_instances/[^/]+", 202, times=1, body={"operation": "bye"})
+    osb_broker.set_response("GET", r"/v2/service_instances/[^/]+/last_operation", 410, body={"error": "Gone"})
+    alice_client.post(reverse("instances:deprovision", args=[instance.pk]), {"confirm": "orders-db"})
+    run_operations()
+
+    html = alice_client.get(instance.get_absolute_url()).content.decode()
+    assert "This instance was deleted" in html
+    gone = re.search(r'<tr class="([^"]*)">\s*<td><span class="http-method">GET</span> <code class="path">'
+                     r'[^<]*/last_operation[^<]*</code>.*?</tr>', html, re.S)
+    assert gone, html
+    assert gone.group(1) == "", gone.group(0)
+    assert '<span class="http-status">410</span>' in gone.group(0)
+    assert "already gone" in gone.group(0)
+    assert '<tr class="failed">' not in html
+
+
 # --- update and deprovision ---------------------------------------------------------------------------------
 
 
