@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+from django.db.models import Model
 from django.utils import timezone
 
 from brokers import services as broker_services
@@ -11,7 +14,7 @@ from brokers.models import Broker, ServicePlan
 from brokers.sample_broker import SampleBroker
 from instances.models import Operation
 from instances.services.operations import operation_step
-from instances.states import ACTIVE
+from instances.states import ACTIVE, OpState, Phase
 from tests.conftest import BROKER_PASSWORD, BROKER_USER
 
 
@@ -51,3 +54,37 @@ def step_once(op: Operation) -> float | None:
 
 def broker_calls(broker: SampleBroker, method: str, path: str = r"/v2/service_instances/[^/]+") -> list[Any]:
     return broker.requests_for(method, path)
+
+
+def step(op: Operation) -> Operation:
+    """One engine step of `op`, now; `op` reloaded."""
+    step_once(op)
+    op.refresh_from_db()
+    return op
+
+
+def assert_cleanup_retries_until_confirmed(osb_broker: SampleBroker, cleanup: Operation, *, resource: Model,
+                                           delete_path: str, what: str, sent: Callable[[], list[Any]],
+                                           p: ServicePlan) -> Operation:
+    """An orphan-mitigation operation whose first DELETE the broker answers 500 and whose second it confirms: it
+    retries after about 2 s, `resource` (instance or binding) stays failed meanwhile, and each DELETE carries the
+    service and plan ids. `sent()`: the DELETEs the broker received for `resource`."""
+    before = len(sent())
+    osb_broker.set_response("DELETE", delete_path, 200, times=1, body={})
+    osb_broker.set_response("DELETE", delete_path, 500, times=1, body={"description": "try later"})
+    cleanup = step(cleanup)
+    assert cleanup.state == OpState.IN_PROGRESS and cleanup.phase == Phase.SUBMIT
+    assert cleanup.attempts == 1
+    assert cleanup.next_step.startswith(f"Cleaning up at the broker after a failed {what}, attempt 1")
+    assert (cleanup.next_poll_at - timezone.now()).total_seconds() == pytest.approx(2, abs=1.5)
+    resource.refresh_from_db()
+    assert resource.state == "failed"  # type: ignore[attr-defined]
+
+    cleanup = step(cleanup)
+    assert cleanup.state == OpState.SUCCEEDED and cleanup.attempts == 2
+    requests = sent()[before:]
+    assert len(requests) == 2
+    for request in requests:
+        assert request.query == {"service_id": p.offering.catalog_id, "plan_id": p.catalog_id,
+                                 "accepts_incomplete": "true"}
+    return cleanup

@@ -35,7 +35,12 @@ from instances.models import Operation, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_delete
 from instances.services.instances import instance_deprovision, instance_provision
 from instances.states import BindingState, InstanceState, OpState, OpType, Phase
-from tests.instances.helpers import plan, run_operations, step_once
+from tests.instances.helpers import (
+    assert_cleanup_retries_until_confirmed,
+    plan,
+    run_operations,
+    step,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs")]
 
@@ -61,12 +66,6 @@ def instance(cache: ServicePlan, osb_broker: SampleBroker) -> ServiceInstance:
     assert created.state == InstanceState.READY
     osb_broker.clear_requests()
     return created
-
-
-def step(op: Operation) -> Operation:
-    step_once(op)
-    op.refresh_from_db()
-    return op
 
 
 def ready_binding(instance: ServiceInstance, osb_broker: SampleBroker) -> ServiceBinding:
@@ -150,26 +149,10 @@ def assert_mitigated(osb_broker: SampleBroker, binding: ServiceBinding, instance
     assert cleanup.parent_id == failed.pk
     assert cleanup.binding_id == binding.pk and cleanup.instance_id == instance.pk
     assert cleanup.state == OpState.PENDING and cleanup.next_step
-    before = len(deletes(osb_broker, binding))
-
-    # The broker's first answer to the cleanup is an error, the second a success.
-    osb_broker.set_response("DELETE", BINDING_PATH, 200, times=1, body={})
-    osb_broker.set_response("DELETE", BINDING_PATH, 500, times=1, body={"description": "try later"})
-    cleanup = step(cleanup)
-    assert cleanup.state == OpState.IN_PROGRESS and cleanup.phase == Phase.SUBMIT
-    assert cleanup.attempts == 1
-    assert cleanup.next_step.startswith(f"Cleaning up at the broker after a failed {WHAT[kind]}, attempt 1")
-    assert (cleanup.next_poll_at - timezone.now()).total_seconds() == pytest.approx(2, abs=1.5)
-    binding.refresh_from_db()
-    assert binding.state == BindingState.FAILED
-
-    cleanup = step(cleanup)
-    assert cleanup.state == OpState.SUCCEEDED and cleanup.attempts == 2
-    sent = deletes(osb_broker, binding)[before:]
-    assert len(sent) == 2
-    for request in sent:
-        assert request.query == {"service_id": p.offering.catalog_id, "plan_id": p.catalog_id,
-                                 "accepts_incomplete": "true"}
+    cleanup = assert_cleanup_retries_until_confirmed(
+        osb_broker, cleanup, resource=binding, delete_path=BINDING_PATH, what=WHAT[kind],
+        sent=lambda: deletes(osb_broker, binding), p=p,
+    )
     # Nothing more happens afterwards.
     after = received(osb_broker, binding)
     run_operations()

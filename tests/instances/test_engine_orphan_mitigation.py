@@ -34,7 +34,12 @@ from brokers.sample_broker import SampleBroker
 from instances.models import Operation, ServiceInstance
 from instances.services.instances import instance_deprovision, instance_provision, instance_update
 from instances.states import InstanceState, OpState, OpType, Phase
-from tests.instances.helpers import plan, run_operations, step_once
+from tests.instances.helpers import (
+    assert_cleanup_retries_until_confirmed,
+    plan,
+    run_operations,
+    step,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs")]
 
@@ -49,12 +54,6 @@ WHAT = {OpType.PROVISION: "create", OpType.DEPROVISION: "delete"}
 @pytest.fixture
 def basic(direct: Broker) -> ServicePlan:
     return plan(direct, "status-page", "basic")
-
-
-def step(op: Operation) -> Operation:
-    step_once(op)
-    op.refresh_from_db()
-    return op
 
 
 def ready(p: ServicePlan, osb_broker: SampleBroker) -> ServiceInstance:
@@ -123,26 +122,10 @@ def assert_mitigated(osb_broker: SampleBroker, instance: ServiceInstance, failed
     cleanup = Operation.objects.get(type=OpType.ORPHAN_MITIGATION)
     assert cleanup.parent_id == failed.pk and cleanup.instance_id == instance.pk
     assert cleanup.state == OpState.PENDING
-    before = len(deletes(osb_broker, instance))
-
-    # The broker's first answer to the cleanup is an error, the second a success.
-    osb_broker.set_response("DELETE", INSTANCE_PATH, 200, times=1, body={})
-    osb_broker.set_response("DELETE", INSTANCE_PATH, 500, times=1, body={"description": "try later"})
-    cleanup = step(cleanup)
-    assert cleanup.state == OpState.IN_PROGRESS and cleanup.phase == Phase.SUBMIT
-    assert cleanup.attempts == 1
-    assert cleanup.next_step.startswith(f"Cleaning up at the broker after a failed {WHAT[kind]}, attempt 1")
-    assert (cleanup.next_poll_at - timezone.now()).total_seconds() == pytest.approx(2, abs=1.5)
-    instance.refresh_from_db()
-    assert instance.state == InstanceState.FAILED
-
-    cleanup = step(cleanup)
-    assert cleanup.state == OpState.SUCCEEDED and cleanup.attempts == 2
-    sent = deletes(osb_broker, instance)[before:]
-    assert len(sent) == 2
-    for request in sent:
-        assert request.query == {"service_id": p.offering.catalog_id, "plan_id": p.catalog_id,
-                                 "accepts_incomplete": "true"}
+    cleanup = assert_cleanup_retries_until_confirmed(
+        osb_broker, cleanup, resource=instance, delete_path=INSTANCE_PATH, what=WHAT[kind],
+        sent=lambda: deletes(osb_broker, instance), p=p,
+    )
     # Nothing more happens afterwards.
     after = received(osb_broker, instance)
     run_operations()
