@@ -41,6 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from common import setup_django, stop_process_group  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,24 +96,10 @@ def start_worker(tmp: Path, concurrency: int) -> tuple[subprocess.Popen[bytes], 
     deadline = time.monotonic() + 120
     while b"ready." not in log_path.read_bytes():
         if process.poll() is not None or time.monotonic() > deadline:
-            stop_worker(process)
+            stop_process_group(process)
             raise SystemExit(f"bench: the worker did not start:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.05)
     return process, log_path, time.monotonic() - spawned
-
-
-def stop_worker(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the worker's own process group (started with start_new_session), then SIGKILL."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
 
 
 def wait_until(condition: Any, timeout: float, what: str) -> None:
@@ -190,7 +177,7 @@ def run(args: argparse.Namespace, tmp: Path, transport: str) -> list[str]:
         time.sleep(1.0)  # let the last publication rows be written
         watcher.stopping.set()
         watcher.join()
-        stop_worker(process)
+        stop_process_group(process)
 
         bindings = {b.pk: b for b in ServiceBinding.objects.filter(instance=instance)}
         finished = dict(Operation.objects.filter(type=OpType.BIND, binding__instance=instance, state="succeeded")
@@ -244,7 +231,7 @@ def run(args: argparse.Namespace, tmp: Path, transport: str) -> list[str]:
     finally:
         watcher.stopping.set()
         if process is not None:
-            stop_worker(process)
+            stop_process_group(process)
         kube.stop()
         server.stop()
 
@@ -269,24 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     redis_client = None
     try:
         database.create()
-        import django
-
-        django.setup()
-        from django.conf import settings
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0, interactive=False)
-        transport = settings.CELERY_BROKER_URL
-        if transport.startswith("redis"):
-            import redis
-
-            redis_client = redis.Redis.from_url(transport)
-            if redis_client.dbsize() and not args.flush_redis:
-                redis_client = None
-                raise SystemExit(f"bench: {transport} is not empty; use a dedicated Redis db or --flush-redis")
-            redis_client.flushdb()
-        elif transport == "filesystem://":
-            transport = f"filesystem:// ({settings.CELERY_BROKER_TRANSPORT_OPTIONS['data_folder_in']})"
+        transport, redis_client = setup_django(flush_redis=args.flush_redis)
         print(f"Binding publication benchmark, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
               f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
               + "/".join(f"{v:.1f}" for v in os.getloadavg()))

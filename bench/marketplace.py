@@ -81,6 +81,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from common import stop_process_group  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,19 +185,6 @@ def start_gunicorn(tmp: Path, port: int, workers: int, threads: int, *, cache: b
             pass
         time.sleep(0.1)
     raise SystemExit("bench: gunicorn did not answer /healthz within 60 s")
-
-
-def stop_gunicorn(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
 
 
 def log_in(port: int) -> str:
@@ -582,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         if loader is not None:
             loader.close()
         if gunicorn is not None:
-            stop_gunicorn(gunicorn)
+            stop_process_group(gunicorn)
         if broker is not None:
             broker.stop()
         database.drop()

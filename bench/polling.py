@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from common import setup_django, stop_process_group  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -387,20 +388,6 @@ def _proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the worker's own process group (started with start_new_session), then SIGKILL."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-
-
 def throughput_part(args: argparse.Namespace, tmp: Path) -> Throughput:
     from django.conf import settings
     from django.db import connection
@@ -464,7 +451,7 @@ def throughput_part(args: argparse.Namespace, tmp: Path) -> Throughput:
         load = os.getloadavg()
         bench_cpu = time.process_time() - bench_cpu
         time.sleep(1.5 if shim else 0)  # one more stats dump
-        _stop(process)
+        stop_process_group(process)
 
         rows = list(ops.values("instance_id", "state", "finished_at"))
         finished = [r["finished_at"].timestamp() for r in rows if r["finished_at"]]
@@ -503,7 +490,7 @@ def throughput_part(args: argparse.Namespace, tmp: Path) -> Throughput:
         return result
     finally:
         if process is not None:
-            _stop(process)
+            stop_process_group(process)
         server.stop()
 
 
@@ -638,24 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     missed: list[str] = []
     try:
         database.create()
-        import django
-
-        django.setup()
-        from django.conf import settings
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0, interactive=False)
-        transport = settings.CELERY_BROKER_URL
-        if transport.startswith("redis"):
-            import redis
-
-            redis_client = redis.Redis.from_url(transport)
-            if redis_client.dbsize() and not args.flush_redis:
-                redis_client = None
-                raise SystemExit(f"bench: {transport} is not empty; use a dedicated Redis db or --flush-redis")
-            redis_client.flushdb()
-        elif transport == "filesystem://":
-            transport = f"filesystem:// ({settings.CELERY_BROKER_TRANSPORT_OPTIONS['data_folder_in']})"
+        transport, redis_client = setup_django(flush_redis=args.flush_redis)
         print(f"Polling benchmark, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, Python {sys.version.split()[0]}, "
               f"{os.cpu_count()} CPUs")
         print("Load average at start (1/5/15 min): " + "/".join(f"{v:.1f}" for v in os.getloadavg())

@@ -1,0 +1,50 @@
+"""What the benchmarks share beside the throwaway database: Django on it, the Celery transport, subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from typing import Any
+
+
+def setup_django(*, flush_redis: bool) -> tuple[str, Any]:
+    """django.setup(), migrate the (throwaway) database, and claim the Celery transport.
+
+    A Redis transport must be an empty db (or `flush_redis`) and is emptied. Returns a label of the transport to
+    print, and the Redis client to empty at the end (None for other transports).
+    """
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    transport = settings.CELERY_BROKER_URL
+    redis_client = None
+    if transport.startswith("redis"):
+        import redis
+
+        client = redis.Redis.from_url(transport)
+        if client.dbsize() and not flush_redis:
+            raise SystemExit(f"bench: {transport} is not empty; use a dedicated Redis db or --flush-redis")
+        client.flushdb()
+        redis_client = client
+    elif transport == "filesystem://":
+        transport = f"filesystem:// ({settings.CELERY_BROKER_TRANSPORT_OPTIONS['data_folder_in']})"
+    return transport, redis_client
+
+
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process's own group (started with start_new_session), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
