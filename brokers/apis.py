@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from brokers import selectors, services
 from brokers.models import Broker, ServiceOffering, ServicePlan
-from catalog_portal.api import Pagination
+from catalog_portal.api import Pagination, paginated
 from catalog_portal.models import Team
 
 
@@ -139,9 +139,7 @@ class BrokerListApi(APIView):
 
     @extend_schema(responses=BrokerOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        paginator = Pagination()
-        page = paginator.paginate_queryset(selectors.broker_list(), request, view=self)
-        return paginator.get_paginated_response(BrokerOutputSerializer(page, many=True).data)
+        return paginated(selectors.broker_list(), request, self, BrokerOutputSerializer)
 
     @extend_schema(request=BrokerInputSerializer, responses={201: BrokerOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -307,9 +305,7 @@ class ServiceListApi(APIView):
             active=True if active is None else active,
             user=request.user,
         )
-        paginator = Pagination()
-        page = paginator.paginate_queryset(query, request, view=self)
-        return paginator.get_paginated_response(ServiceSerializer(page, many=True).data)
+        return paginated(query, request, self, ServiceSerializer)
 
 
 class ServiceDetailApi(APIView):
@@ -335,9 +331,7 @@ class PlanListApi(APIView):
             raise serializers.ValidationError({"service": ["Must be a service id (UUID)."]})
         active = _bool_param(request, "active")
         query = selectors.plan_list(service=service, active=True if active is None else active, user=request.user)
-        paginator = Pagination()
-        page = paginator.paginate_queryset(query, request, view=self)
-        return paginator.get_paginated_response(PlanSerializer(page, many=True).data)
+        return paginated(query, request, self, PlanSerializer)
 
 
 class PlanVisibilitySerializer(serializers.Serializer):

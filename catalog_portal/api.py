@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from catalog_portal.exceptions import ApplicationError
@@ -17,6 +18,13 @@ class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+
+def paginated(query: Any, request: Any, view: Any, serializer: type[BaseSerializer]) -> Response:
+    """One page of `query` (?page, ?page_size) through `serializer`, with count, next and previous."""
+    paginator = Pagination()
+    page = paginator.paginate_queryset(query, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

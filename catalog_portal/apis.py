@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog_portal import access, selectors, teams
-from catalog_portal.api import Pagination
+from catalog_portal.api import Pagination, paginated
 from catalog_portal.exceptions import Forbidden
 from catalog_portal.models import AuditRecord, Membership, Team
 
@@ -50,9 +50,7 @@ class TeamListApi(APIView):
 
     @extend_schema(responses=TeamSerializer(many=True))
     def get(self, request: Request) -> Response:
-        paginator = Pagination()
-        page = paginator.paginate_queryset(teams.team_list_for_user(user=request.user), request, view=self)
-        return paginator.get_paginated_response(TeamSerializer(page, many=True).data)
+        return paginated(teams.team_list_for_user(user=request.user), request, self, TeamSerializer)
 
     @extend_schema(request=TeamInputSerializer, responses={201: TeamSerializer})
     def post(self, request: Request) -> Response:
@@ -169,6 +167,4 @@ class AuditListApi(APIView):
             since=selectors.parse_moment(params.get("since"), field="since"),
             until=selectors.parse_moment(params.get("until"), field="until", end_of_day=True),
         )
-        paginator = Pagination()
-        page = paginator.paginate_queryset(query, request, view=self)
-        return paginator.get_paginated_response(AuditRecordSerializer(page, many=True).data)
+        return paginated(query, request, self, AuditRecordSerializer)

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from brokers.models import ServicePlan
 from brokers.selectors import visible_plans
-from catalog_portal.api import Pagination
+from catalog_portal.api import paginated
 from instances import selectors
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_credentials, binding_delete
@@ -100,10 +100,8 @@ class InstanceListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        paginator = Pagination()
         query = selectors.instance_list(user=request.user, **filters.validated_data)
-        page = paginator.paginate_queryset(query, request, view=self)
-        return paginator.get_paginated_response(InstanceSerializer(page, many=True).data)
+        return paginated(query, request, self, InstanceSerializer)
 
     @extend_schema(request=InputSerializer, responses={202: InstanceSerializer})
     def post(self, request: Request) -> Response:
@@ -153,9 +151,7 @@ class InstanceOperationsApi(APIView):
     @extend_schema(responses=OperationSerializer(many=True))
     def get(self, request: Request, instance_id: Any) -> Response:
         instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
-        paginator = Pagination()
-        page = paginator.paginate_queryset(selectors.operation_list(instance=str(instance.pk)), request, view=self)
-        return paginator.get_paginated_response(OperationSerializer(page, many=True).data)
+        return paginated(selectors.operation_list(instance=str(instance.pk)), request, self, OperationSerializer)
 
 
 class OperationListApi(APIView):
@@ -171,9 +167,7 @@ class OperationListApi(APIView):
         values = filters.validated_data
         query = selectors.operation_list(user=request.user, instance=values.get("instance"),
                                          binding=values.get("binding"), state=values.get("state"))
-        paginator = Pagination()
-        page = paginator.paginate_queryset(query, request, view=self)
-        return paginator.get_paginated_response(OperationSerializer(page, many=True).data)
+        return paginated(query, request, self, OperationSerializer)
 
 
 class OperationDetailApi(APIView):
@@ -252,10 +246,8 @@ class BindingListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        paginator = Pagination()
         query = selectors.binding_list(user=request.user, **filters.validated_data)
-        page = paginator.paginate_queryset(query, request, view=self)
-        return paginator.get_paginated_response(BindingSerializer(page, many=True).data)
+        return paginated(query, request, self, BindingSerializer)
 
     @extend_schema(request=InputSerializer, responses={202: BindingSerializer})
     def post(self, request: Request) -> Response:
