@@ -54,6 +54,15 @@ def _fresh_store_cache() -> Iterator[None]:
     yield
 
 
+def signed_in(user: Any, **client_options: Any) -> Any:
+    """A Django test client with `user` signed in (a session, as a browser has)."""
+    from django.test import Client
+
+    client = Client(**client_options)
+    client.force_login(user)
+    return client
+
+
 # --- personas ------------------------------------------------------------------------------------
 
 

@@ -8,13 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from brokers.services import catalog_sync, catalog_sync_due
 from catalog_portal.models import AuditRecord
-from tests.conftest import BROKER_PASSWORD, BROKER_USER
+from tests.conftest import BROKER_PASSWORD, BROKER_USER, signed_in
 from tests.instances.helpers import run_operations
 
 NEW_USER_PASSWORD = "correct-horse-battery-9"
@@ -233,8 +232,7 @@ def test_audit_api_is_for_platform_admins(admin_api: APIClient, alice_api: APICl
 
 
 def test_audit_page_and_admin(admin_user: Any, alice: Any, records: dict[str, AuditRecord]) -> None:
-    client = Client()
-    client.force_login(admin_user)
+    client = signed_in(admin_user)
     html = client.get("/audit/").content.decode()
     assert "binding.credentials.reveal" in html and "instance.update" in html and "broker.catalog.sync" in html
     html = client.get("/audit/", {"action": "instance"}).content.decode()
@@ -245,14 +243,12 @@ def test_audit_page_and_admin(admin_user: Any, alice: Any, records: dict[str, Au
     record = records["reveal"]
     assert client.get(f"/admin/catalog_portal/auditrecord/{record.pk}/change/").status_code == 200
     assert client.post(f"/admin/catalog_portal/auditrecord/{record.pk}/delete/").status_code == 403
-    other = Client()
-    other.force_login(alice)
+    other = signed_in(alice)
     assert other.get("/audit/").status_code == 404
 
 
 def test_changes_made_in_the_ui_and_the_admin_are_audited(admin_user: Any, alice: Any, bob: Any, team_a: Any) -> None:
-    client = Client()
-    client.force_login(admin_user)
+    client = signed_in(admin_user)
     response = client.post(f"/teams/{team_a.pk}/", {"action": "set_role", "member-username": "bob",
                                                     "member-role": "developer"}, HTTP_X_REQUEST_ID="ui-1")
     assert response.status_code == 302

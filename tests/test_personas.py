@@ -21,7 +21,7 @@ from brokers.services import plan_set_visibility
 from instances.models import Operation, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create
 from instances.services.instances import instance_provision
-from tests.conftest import _token_client
+from tests.conftest import _token_client, signed_in
 from tests.instances.helpers import mirrored_broker, plan, run_operations
 
 PERSONAS = ("admin", "alice", "bob", "carol")
@@ -80,8 +80,7 @@ def world(osb_url: str, admin_user: Any, alice: Any, bob: Any, carol: Any, team_
               bb=_bound(b, carol, "app-b"), team_a=team_a, team_b=team_b, users=users)
     for name, user in users.items():
         w.api[name] = _token_client(user)
-        w.web[name] = Client()
-        w.web[name].force_login(user)
+        w.web[name] = signed_in(user)
     return w
 
 

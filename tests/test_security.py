@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.test import Client, RequestFactory
 
 from catalog_portal import views
+from tests.conftest import signed_in
 
 
 @pytest.fixture(autouse=True)
@@ -22,9 +23,7 @@ def _fresh_cache() -> Any:
 
 @pytest.fixture
 def admin_client_(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
+    return signed_in(admin_user)
 
 
 @pytest.mark.parametrize("url", ["/", "/login/", "/api/v1/brokers/", "/teams/", "/nothing-here/"])
@@ -103,8 +102,7 @@ def test_a_successful_sign_in_resets_the_count(alice: Any) -> None:
 
 
 def test_forms_need_the_csrf_token(admin_user: Any, team_a: Any) -> None:
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(admin_user)
+    client = signed_in(admin_user, enforce_csrf_checks=True)
     response = client.post(f"/teams/{team_a.pk}/", {"action": "delete"})
     assert response.status_code == 403
     assert client.get(f"/teams/{team_a.pk}/").status_code == 200  # still there

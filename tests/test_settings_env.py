@@ -16,6 +16,7 @@ from django.test import Client, override_settings
 
 from catalog_portal import crypto
 from catalog_portal.env import env_bool, env_int, env_list, env_str, secret_from_file
+from tests.conftest import signed_in
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = "PORTAL_TEST_SETTING"
@@ -249,6 +250,5 @@ def test_login_page_and_health_check_are_public() -> None:
 
 @pytest.mark.django_db
 def test_a_logged_in_user_sees_the_marketplace(alice: Any) -> None:
-    client = Client()
-    client.force_login(alice)
+    client = signed_in(alice)
     assert client.get("/").status_code == 200

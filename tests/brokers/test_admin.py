@@ -14,7 +14,7 @@ from django.utils import timezone
 from brokers import services
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
 from brokers.sample_broker import SampleBroker
-from tests.conftest import BROKER_PASSWORD, BROKER_USER
+from tests.conftest import BROKER_PASSWORD, BROKER_USER, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -41,9 +41,7 @@ def sync(broker: Broker) -> CatalogSync:
 
 @pytest.fixture
 def admin_client(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
+    return signed_in(admin_user)
 
 
 @pytest.fixture
@@ -340,8 +338,7 @@ def test_anonymous_and_non_staff_are_sent_to_the_admin_login(alice: Any) -> None
     broker = register()
     Broker.objects.filter(pk=broker.pk).update(next_sync_at=None)
     anonymous = Client()
-    non_staff = Client()
-    non_staff.force_login(alice)
+    non_staff = signed_in(alice)
     for client, login in ((anonymous, ("/login/", "/admin/login/")), (non_staff, ("/admin/login/",))):
         for url in (CHANGELIST, change_url(broker), ADD):
             response = client.get(url)

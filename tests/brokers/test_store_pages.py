@@ -23,7 +23,7 @@ from brokers.sample_broker.catalog import (
     SEARCH_ID,
     STATUS_PAGE_ID,
 )
-from tests.conftest import BROKER_PASSWORD, BROKER_USER, free_port, join
+from tests.conftest import BROKER_PASSWORD, BROKER_USER, free_port, join, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -70,16 +70,12 @@ def broker(catalog: dict[str, Any], osb_url: str) -> Broker:
 
 @pytest.fixture
 def client_alice(alice: Any) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
+    return signed_in(alice)
 
 
 @pytest.fixture
 def client_admin(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
+    return signed_in(admin_user)
 
 
 def page(client: Client, path: str = "/", headers: dict[str, str] | None = None, **params: Any) -> str:
@@ -353,9 +349,7 @@ def catalog_queries(client: Client, path: str = "/", headers: dict[str, str] | N
 
 @pytest.fixture
 def client_carol(carol: Any) -> Client:
-    client = Client()
-    client.force_login(carol)
-    return client
+    return signed_in(carol)
 
 
 @pytest.mark.parametrize("headers", [None, {"HX-Request": "true"}], ids=["page", "htmx"])
@@ -396,8 +390,7 @@ def test_people_who_see_the_same_plans_share_pages_and_others_do_not(
 ) -> None:
     catalog_queries(client_alice)
     dave = join(django_user_model.objects.create_user("dave", "dave@example.com", "dave-pass-123"), team_a, "viewer")
-    client_dave = Client()
-    client_dave.force_login(dave)
+    client_dave = signed_in(dave)
     assert not catalog_queries(client_dave)[1]  # same team as alice: her page
     assert catalog_queries(client_carol)[1]  # team B may see other plans: its own page
 
@@ -526,8 +519,7 @@ def test_broker_health_lists_status_counts_and_errors(client_admin: Client, brok
 def test_sync_now_requests_a_sync_with_csrf(
     admin_user: Any, broker: Broker, django_capture_on_commit_callbacks: Any
 ) -> None:
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(admin_user)
+    client = signed_in(admin_user, enforce_csrf_checks=True)
     assert client.post(f"/brokers/{broker.pk}/sync/").status_code == 403  # no token
 
     html = page(client, "/brokers/")

@@ -24,7 +24,7 @@ from instances.schema_form import MASK
 from instances.services.bindings import binding_create
 from instances.services.instances import instance_provision, instance_update
 from instances.states import BindingState, InstanceState, OpType
-from tests.conftest import join
+from tests.conftest import join, signed_in
 from tests.instances.helpers import plan, run_operations
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs")]
@@ -36,16 +36,12 @@ HX = {"HTTP_HX_REQUEST": "true"}
 
 @pytest.fixture
 def alice_client(alice: Any) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
+    return signed_in(alice)
 
 
 @pytest.fixture
 def bob_client(bob: Any) -> Client:
-    client = Client()
-    client.force_login(bob)
-    return client
+    return signed_in(bob)
 
 
 @pytest.fixture
