@@ -26,10 +26,8 @@ when the broker's success was recorded; same host clock). Reported: p50, p95, ma
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import setup_django, stop_process_group  # bench/common.py
+from common import prepare_process, setup_django, stop_process_group  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,11 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when the goal is not met")
     args = parser.parse_args(argv)
 
-    os.environ["DJANGO_SETTINGS_MODULE"] = "catalog_portal.settings"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    logging.getLogger("kombu").setLevel(logging.ERROR)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+    prepare_process()
 
     database = ThrowawayDatabase(prefix="bench_bind")
     redis_client = None

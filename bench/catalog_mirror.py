@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
 import os
 import random
 import re
-import signal
 import sys
 import time
 from collections import Counter
@@ -38,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import prepare_process  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,15 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
     args = parser.parse_args(argv)
 
-    os.environ["DJANGO_SETTINGS_MODULE"] = "catalog_portal.settings"
+    prepare_process()
     # Registration queues a Celery nudge after commit: send it to the embedded file queue inside the
     # temporary PORTAL_DATA_DIR, so no real worker (e.g. one on a Redis CELERY_BROKER_URL) ever sees it.
     os.environ["CELERY_BROKER_URL"] = "filesystem://"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    logging.getLogger("kombu").setLevel(logging.ERROR)  # "No hostname was supplied" (file transport)
-    # SIGTERM/SIGHUP -> SystemExit, so the throwaway database is dropped on the way out.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
 
     database = ThrowawayDatabase(prefix="bench_catalog")
     broker_server = None

@@ -69,7 +69,6 @@ import queue
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -81,7 +80,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from common import stop_process_group  # bench/common.py
+from common import prepare_process, stop_process_group  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -481,13 +480,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     args = parser.parse_args(argv)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+    prepare_process()
     logging.basicConfig(level=logging.WARNING)
     database = ThrowawayDatabase(prefix="bench_mkt")
     database.create()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog_portal.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
     if args.no_cache:
         os.environ["STORE_CACHE_SECONDS"] = "0"  # for --profile's requests in this process too
     broker = gunicorn = loader = None

@@ -38,11 +38,9 @@ import argparse
 import cProfile
 import io
 import json
-import logging
 import os
 import pstats
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -55,7 +53,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from common import setup_django, stop_process_group  # bench/common.py
+from common import prepare_process, setup_django, stop_process_group  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -613,11 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown --what-if {', '.join(unknown)}; choose from {', '.join(WHAT_IFS)}")
 
-    os.environ["DJANGO_SETTINGS_MODULE"] = "catalog_portal.settings"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    logging.getLogger("kombu").setLevel(logging.ERROR)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+    prepare_process()
 
     database = ThrowawayDatabase(prefix="bench_poll")
     schedule_server = None
