@@ -95,7 +95,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Caches ------------------------------------------------------------------------------------
-# "store": rendered marketplace results, per process. Never stale: the key holds the catalog's version
+# "store": rendered marketplace results and service pages, per process. Never stale: the key holds the catalog's version
 # (brokers.selectors.store_state), read from the database on every request; the timeout only frees memory.
 # STORE_CACHE_SECONDS=0 turns it off.
 STORE_CACHE_SECONDS = env_int("STORE_CACHE_SECONDS", 600, minimum=0)

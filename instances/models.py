@@ -14,6 +14,7 @@ from brokers.models import Broker, ServicePlan
 from catalog_portal import crypto
 from instances.states import (
     ACTIVE,
+    DELETES,
     TERMINAL,
     BindingState,
     InstanceState,
@@ -219,9 +220,9 @@ class OperationCall(models.Model):
 
     @property
     def is_gone(self) -> bool:
-        """410 Gone to a DELETE or to a last_operation poll: the resource is already removed, which the spec
-        counts as a successful deprovision or unbind."""
-        return self.status == 410 and (self.method == "DELETE" or "/last_operation" in self.path)
+        """410 Gone that the engine counts as success: the answer to a DELETE (deprovision, unbind, cleanup), or to
+        a deprovision's or an unbind's last_operation poll. To a create or an update poll it is not."""
+        return self.status == 410 and (self.method == "DELETE" or self.operation.type in DELETES)
 
     @property
     def is_failure(self) -> bool:

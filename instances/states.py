@@ -30,6 +30,8 @@ class OpType(models.TextChoices):
 
 
 BINDING_TYPES = frozenset({OpType.BIND, OpType.UNBIND})
+CREATES = (OpType.PROVISION, OpType.BIND)
+DELETES = (OpType.DEPROVISION, OpType.UNBIND)
 
 
 class Phase(models.TextChoices):

@@ -38,6 +38,8 @@ from instances.models import Operation, OperationCall, ServiceInstance
 from instances.services.identity import originating_identity
 from instances.states import (
     ACTIVE,
+    CREATES,
+    DELETES,
     BindingState,
     InstanceState,
     OpState,
@@ -117,10 +119,6 @@ def operation_step(*, operation_id: Any) -> float | None:
         logger.exception("Operation %s step crashed", op.pk)
         decision = _retry(op, f"An internal error interrupted this step ({type(exc).__name__}); retrying")
     return _apply(op, decision, calls)
-
-
-CREATES = (OpType.PROVISION, OpType.BIND)
-DELETES = (OpType.DEPROVISION, OpType.UNBIND)
 
 
 def _decide(op: Operation, client: OSBClient) -> Decision:

@@ -19,7 +19,7 @@ from django.utils.html import escape
 from brokers.models import Broker, ServicePlan
 from brokers.sample_broker import SampleBroker
 from catalog_portal.models import AuditRecord
-from instances.models import Operation, ServiceBinding, ServiceInstance
+from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.schema_form import MASK
 from instances.services.bindings import binding_create
 from instances.services.instances import instance_provision, instance_update
@@ -355,6 +355,22 @@ def test_gone_while_polling_a_deprovision_is_shown_as_done_not_failed(
     assert '<span class="http-status">410</span>' in gone.group(0)
     assert "already gone" in gone.group(0)
     assert '<tr class="failed">' not in html
+
+
+@pytest.mark.parametrize(("op_type", "method", "path", "gone"), [
+    (OpType.DEPROVISION, "DELETE", "/v2/service_instances/i", True),
+    (OpType.DEPROVISION, "GET", "/v2/service_instances/i/last_operation?operation=x", True),
+    (OpType.UNBIND, "GET", "/v2/service_instances/i/service_bindings/b/last_operation", True),
+    (OpType.ORPHAN_MITIGATION, "DELETE", "/v2/service_instances/i/service_bindings/b", True),
+    (OpType.PROVISION, "GET", "/v2/service_instances/i/last_operation", False),  # the engine keeps polling
+    (OpType.BIND, "GET", "/v2/service_instances/i/service_bindings/b/last_operation", False),
+    (OpType.PROVISION, "PUT", "/v2/service_instances/i", False),  # a failed create
+])
+def test_only_a_410_that_finishes_a_removal_is_drawn_as_gone(op_type: str, method: str, path: str,
+                                                           gone: bool) -> None:
+    call = OperationCall(operation=Operation(type=op_type), method=method, path=path, status=410,
+                         error="Broker answered 410 Gone (Gone)")
+    assert (call.is_gone, call.is_failure) == (gone, not gone)
 
 
 # --- update and deprovision ---------------------------------------------------------------------------------
