@@ -27,15 +27,18 @@ OPENAPI = SHARED / "osb-spec" / "openapi.yaml"
 BROKER_USER, BROKER_PASSWORD = "portal", "s3cret-broker-pass"
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+def wait_for(condition: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05, what: str = "",
+             explain: Callable[[], Any] | None = None) -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds, with what `explain()`
+    says of the state at that moment (for a failure that shows up only on a busy machine)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"Timed out after {timeout} s waiting for {what or condition}")
+            state = f"\n{explain()}" if explain is not None else ""
+            pytest.fail(f"Timed out after {timeout} s waiting for {what or condition}{state}")
         time.sleep(interval)
 
 

@@ -166,7 +166,8 @@ def test_cascade_deprovision_deletes_both_secrets_and_the_instance(
     assert response.status_code == 202, response.content
 
     wait_for(lambda: admin_api.get(f"/api/v1/instances/{instance['id']}/").status_code == 404, timeout=TIMEOUT,
-             interval=0.2, what="the cascade deprovision to finish")
+             interval=0.2, what="the cascade deprovision to finish",
+             explain=lambda: admin_api.get(f"/api/v1/operations/?instance={instance['id']}").json())
     for body in (first, second):
         assert admin_api.get(f"/api/v1/bindings/{body['id']}/").status_code == 404
     wait_for(lambda: kube.get_secret("team-a", "first") is None and kube.get_secret("team-b", "second") is None,
