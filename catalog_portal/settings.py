@@ -21,6 +21,7 @@ SECRET_KEY = env_str("SECRET_KEY") or secret_from_file(
 )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+CSRF_FAILURE_VIEW = "catalog_portal.views.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

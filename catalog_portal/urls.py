@@ -33,5 +33,6 @@ urlpatterns = [
     path("", include("brokers.urls")),
 ]
 
+handler403 = "catalog_portal.views.permission_denied"
 handler404 = "catalog_portal.views.not_found"
 handler500 = "catalog_portal.views.server_error"

@@ -44,6 +44,28 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return page_not_found(request, exception)
 
 
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """403 in the portal's frame: what was refused, the role that would allow it, and who can grant that role.
+    JSON under /api/. A view passes the service's Forbidden as the PermissionDenied's argument."""
+    refusal = exception.args[0] if exception.args else None
+    message = getattr(refusal, "message", None) or (str(refusal) if refusal else "")
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": message or "You do not have permission to do this."}, status=403)
+    namespace, role = getattr(refusal, "namespace", None), getattr(refusal, "role", None)
+    team, admins = access.who_can_grant(namespace)
+    context = {"message": message, "namespace": namespace, "role": role, "team": team, "admins": admins}
+    return render(request, "403.html", context, status=403)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A form sent without a valid CSRF token (an old tab, cookies blocked, signed out meanwhile): in the frame,
+    with what to do next."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "CSRF check failed; send the X-CSRFToken header or use a token.",
+                             "code": "csrf_failed"}, status=403)
+    return render(request, "403_csrf.html", {"reason": reason}, status=403)
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     """500: JSON under /api/, a plain page elsewhere; never the error itself (it may hold a secret)."""
     if request.path.startswith("/api/"):

@@ -41,6 +41,7 @@ from instances.forms import (
     UpdateForm,
     apply_service_error,
     default_namespace,
+    error_summary,
     is_uuid,
     known_namespaces,
     provision_request,
@@ -174,7 +175,8 @@ def _render_provision(request: HttpRequest, plan: ServicePlan, form: ProvisionFo
                 if plan.offering.active else [])
     context = {"plan": plan, "offering": plan.offering, "form": form, "params": params, "preview": preview,
                "sibling_plans": siblings, "namespaces": known_namespaces(request.user),
-               "offered": plan.active and plan.offering.active}
+               "offered": plan.active and plan.offering.active,
+               "summary": error_summary(form, params) if status >= 400 else []}
     template = "instances/_provision_form.html" if _is_partial(request) else "instances/instance_provision.html"
     return render(request, template, context, status=status)
 
@@ -272,6 +274,8 @@ def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: An
         "binding_params": forms.get("binding_params") or ParametersForm(plan.binding_create_schema,
                                                                         prefix=BIND_PREFIX),
         "can_deprovision": not instance.is_deleted and instance.state != InstanceState.DEPROVISIONING,
+        "update_summary": forms.get("update_summary", []),
+        "binding_summary": forms.get("binding_summary", []),
     })
     return context
 
@@ -329,7 +333,8 @@ def instance_update_view(request: HttpRequest, instance_id: Any) -> HttpResponse
 def _render_update(request: HttpRequest, instance: ServiceInstance, form: UpdateForm, params: ParametersForm, *,
                    status: int) -> HttpResponse:
     return _render_detail_part(request, instance, "instances/_update_form.html", status=status,
-                               update_form=form, update_params=params)
+                               update_form=form, update_params=params,
+                               update_summary=error_summary(form, params) if status >= 400 else [])
 
 
 @require_POST
@@ -374,7 +379,8 @@ def binding_create_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
                 return _done(request, instance.get_absolute_url() + "#bindings",
                              f"Binding {binding.name} has been requested; its credentials follow.")
     return _render_detail_part(request, instance, "instances/_binding_form.html", status=status,
-                               binding_form=form, binding_params=params)
+                               binding_form=form, binding_params=params,
+                               binding_summary=error_summary(form, params) if status >= 400 else [])
 
 
 def _binding_or_404(request: HttpRequest, binding_id: Any) -> ServiceBinding:
@@ -418,7 +424,7 @@ def binding_delete_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
     try:
         binding_delete(binding=binding, requested_by=request.user, request=request)
     except (Forbidden, NotFound) as exc:
-        raise PermissionDenied(exc.message) from None
+        raise PermissionDenied(exc) from None
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return HttpResponseClientRedirect(url) if _is_partial(request) else HttpResponseRedirect(url)

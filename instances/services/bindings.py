@@ -80,7 +80,8 @@ def _require_binding(user: Any, action: str, binding: ServiceBinding) -> None:
     if not any(access.can(user, "view", ns) for ns in namespaces):
         raise NotFound("No such binding.")
     if not any(access.can(user, action, ns) for ns in namespaces):
-        raise Forbidden(f"You cannot {action} binding '{binding}': that needs the developer role in its namespace.")
+        raise Forbidden(f"You cannot {action} binding '{binding}': that needs the developer role in namespace "
+                        f"'{binding.namespace}'.", namespace=binding.namespace, role=access.ACTION_ROLES[action])
 
 
 def binding_delete(*, binding: ServiceBinding, requested_by: Any = None, request: Any = None) -> ServiceBinding:
@@ -105,7 +106,8 @@ def binding_credentials(*, binding: ServiceBinding, user: Any, request: Any = No
     _require_binding(user, "view", binding)
     if not can_reveal_credentials(binding=binding, user=user):
         raise Forbidden("You are not allowed to see these credentials: that needs the developer role in the "
-                        f"binding's namespace '{binding.namespace}'.")
+                        f"binding's namespace '{binding.namespace}'.", namespace=binding.namespace,
+                        role=access.ACTION_ROLES["reveal"])
     if binding.state != BindingState.READY:
         raise Conflict("The binding has no credentials yet." if binding.state == BindingState.BINDING
                        else f"The binding is {binding.get_state_display().lower()}.")

@@ -153,10 +153,19 @@ def test_validation_errors_are_shown_beside_the_fields_and_nothing_is_sent(
     response = alice_client.post(provision_url(small), data)
     html = response.content.decode()
     assert response.status_code == 422
-    assert "Must match the pattern ^[a-z_][a-z0-9_]*$" in error_list(html, "id_p-database_name")
+    # A pattern is said in words (never the raw regex)
+    assert ("Not in the expected format. Start with a lowercase letter or “_”, then use only lowercase letters, "
+            "digits or “_”.") in error_list(html, "id_p-database_name")
     assert "Must be at most 100." in error_list(html, "id_p-storage_gb")
     assert "Enter a whole number." in error_list(html, "id_p-backup-retention_days")
-    assert "Must match the pattern" in error_list(html, "id_p-backup-window")
+    assert "Not in the expected format: Backup window start (UTC, HH:MM)." in error_list(html, "id_p-backup-window")
+    assert "^[" not in html.split("<form", 1)[1].split("</form>")[0].split("The plan's schema")[0]
+    # The summary at the top links every problem to its field, and takes the focus (autofocus without JS)
+    summary = re.search(r'<div class="error-summary" id="provision-errors"[^>]*>(.*?)</div>', html, re.S)
+    assert summary and "autofocus" in summary.group(0) and "5 things to fix" in summary.group(1)
+    for target in ("id_name", "id_p-database_name", "id_p-storage_gb", "id_p-backup-retention_days",
+                   "id_p-backup-window"):
+        assert f'href="#{target}"' in summary.group(1), target
     assert re.search(r'id="id_name_error">.*lowercase letters', html, re.S)
     assert 'value="two weeks"' in html and 'value="Bad-Name"' in html  # what was typed comes back
     assert ServiceInstance.objects.count() == 0 and Operation.objects.count() == 0
