@@ -197,6 +197,13 @@ class Operation(models.Model):
     def is_terminal(self) -> bool:
         return self.state in TERMINAL
 
+    @property
+    def title(self) -> str:
+        """What people read ("Cleaning up at the broker", not "Orphan mitigation")."""
+        from instances.timeline import title
+
+        return title(self.type)
+
 
 class OperationCall(models.Model):
     """One OSB request made for an operation: what was sent and what came back (secrets redacted)."""

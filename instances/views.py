@@ -31,7 +31,7 @@ from brokers.models import ServiceOffering, ServicePlan
 from brokers.selectors import visible_plans
 from catalog_portal import access
 from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, NotFound
-from instances import schema_form, selectors
+from instances import schema_form, selectors, timeline
 from instances.forms import (
     BindingForm,
     DeprovisionForm,
@@ -55,8 +55,14 @@ from instances.services.bindings import (
     binding_delete,
     can_reveal_credentials,
 )
-from instances.services.instances import instance_deprovision, instance_provision, instance_update
-from instances.states import ACTIVE, InstanceState
+from instances.services.instances import (
+    instance_deprovision,
+    instance_provision,
+    instance_retry,
+    instance_update,
+    retry_refusal,
+)
+from instances.states import ACTIVE, InstanceState, OpType
 
 PROVISION_PREFIX, UPDATE_PREFIX, BIND_PREFIX = "p.", "u.", "b."
 TIMELINE_LENGTH = 20
@@ -196,23 +202,43 @@ def _instance_or_404(request: HttpRequest, instance_id: Any, *, visible: bool = 
     return instance
 
 
-def _status_context(instance: ServiceInstance, *, all_operations: bool = False) -> dict[str, Any]:
-    """The live part of the page: state, what is happening, the timeline of operations with their calls."""
-    operations = selectors.operation_list(instance=str(instance.pk))
-    operations = list(operations if all_operations else operations[:TIMELINE_LENGTH + 1])
+def _status_context(request: HttpRequest, instance: ServiceInstance, *, all_operations: bool = False
+                    ) -> dict[str, Any]:
+    """The live part of the page: state, what is happening, the timeline of operations with their calls.
+
+    Header and timeline come from one reading: if a worker changed the instance while its operations were
+    read, both are read again (on Postgres the whole request is one snapshot anyway)."""
+    for _ in range(3):
+        operations = selectors.operation_list(instance=str(instance.pk))
+        operations = list(operations if all_operations else operations[:TIMELINE_LENGTH + 1])
+        fresh = ServiceInstance.objects.filter(pk=instance.pk).values_list("state", "updated_at").first()
+        if fresh == (instance.state, instance.updated_at):
+            break
+        instance = _instance_or_404(request, instance.pk, visible=False)
     more = not all_operations and len(operations) > TIMELINE_LENGTH
     operations = operations[:TIMELINE_LENGTH] if more else operations
     _name_binding_operations(instance, operations)
     for op in operations:
         op.took = _duration(op.finished_at - op.started_at) if op.finished_at else ""
+        op.call_groups = timeline.group_calls(list(op.calls.all()))
+    own = [op for op in operations if op.binding_id is None]
+    current = next((op for op in own if op.type in selectors.INSTANCE_OPERATION_TYPES), None)
     active = [op for op in operations if op.state in ACTIVE]
     parameters = schema_form.mask_secrets(instance.plan.instance_create_schema, instance.parameters)
+    failed = current is not None and current.state == "failed" and not instance.is_deleted
+    can_write = access.can(request.user, "update", instance.namespace)
     return {
-        "instance": instance, "current": selectors.last_operation(instance),
-        "cleanup": selectors.active_cleanup(instance), "operations": operations, "more_operations": more,
+        "instance": instance, "current": current,
+        "cleanup": own[0] if own and own[0].type == OpType.ORPHAN_MITIGATION else None,
+        "operations": operations, "more_operations": more,
         "binding_operations": [op for op in active if op.binding_id is not None],
-        "live": bool(active) and not instance.is_deleted, "dashboard_url": _safe_url(instance.dashboard_url),
+        "live": bool(active) and not instance.is_deleted,
+        "dashboard_url": _safe_url(instance.dashboard_url) if instance.state == InstanceState.READY else "",
         "parameters_text": json.dumps(parameters, indent=2, ensure_ascii=False) if parameters else "",
+        "failed": failed, "can_write": can_write,
+        "retry_refusal": retry_refusal(instance) if failed and can_write else None,
+        # The broker's words are shown once: not again inside the portal's error that quotes them.
+        "same_error": bool(current and current.description.strip() and current.description.strip() in current.error),
     }
 
 
@@ -243,7 +269,8 @@ def _safe_url(url: str) -> str:
 
 
 def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: Any) -> dict[str, Any]:
-    context = _status_context(instance, all_operations=request.GET.get("operations") == "all")
+    context = _status_context(request, instance, all_operations=request.GET.get("operations") == "all")
+    instance = context["instance"]
     bindings = (list(selectors.binding_list(user=request.user, instance=str(instance.pk)))
                 if not instance.is_deleted else [])
     revealed = forms.pop("revealed", None)
@@ -270,10 +297,12 @@ def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: An
             instance=instance, binding_count=len(bindings)),
         "binding_form": forms.get("binding_form") or BindingForm(
             instance=instance, namespaces=writable_namespaces(request.user)),
-        "can_write": access.can(request.user, "update", instance.namespace),
         "binding_params": forms.get("binding_params") or ParametersForm(plan.binding_create_schema,
                                                                         prefix=BIND_PREFIX),
         "can_deprovision": not instance.is_deleted and instance.state != InstanceState.DEPROVISIONING,
+        "successor": (selectors.instance_list(user=request.user).filter(namespace=instance.namespace,
+                                                                         name=instance.name).first()
+                      if instance.is_deleted else None),
         "update_summary": forms.get("update_summary", []),
         "binding_summary": forms.get("binding_summary", []),
     })
@@ -290,7 +319,7 @@ def instance_detail(request: HttpRequest, instance_id: Any) -> HttpResponse:
 def instance_status(request: HttpRequest, instance_id: Any) -> HttpResponse:
     """The polled fragment; 286 (stop polling) once nothing runs, with an event so the page refreshes its forms."""
     instance = _instance_or_404(request, instance_id, visible=False)
-    context = _status_context(instance, all_operations=request.GET.get("operations") == "all")
+    context = _status_context(request, instance, all_operations=request.GET.get("operations") == "all")
     content = render_to_string("instances/_operation_status.html", context, request=request)
     if context["live"]:
         return HttpResponse(content)
@@ -354,6 +383,22 @@ def instance_deprovision_view(request: HttpRequest, instance_id: Any) -> HttpRes
             return _done(request, instance.get_absolute_url(), f"Deprovisioning {instance.name} has started.")
     return _render_detail_part(request, instance, "instances/_deprovision_form.html", status=status,
                                deprovision_form=form)
+
+
+@require_POST
+def instance_retry_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
+    """Retry the failed operation (a failed provision becomes a new instance: go to its page)."""
+    instance = _instance_or_404(request, instance_id)
+    try:
+        retried = instance_retry(instance=instance, requested_by=request.user, request=request)
+    except (Forbidden, NotFound) as exc:
+        raise PermissionDenied(exc) from None
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        url = instance.get_absolute_url()
+        return HttpResponseClientRedirect(url) if _is_partial(request) else HttpResponseRedirect(url)
+    what = "Provisioning it again" if retried.pk != instance.pk else "Trying again"
+    return _done(request, retried.get_absolute_url(), f"{what}; this page follows it.")
 
 
 # --- bindings ------------------------------------------------------------------------------------------------

@@ -306,7 +306,7 @@ def test_instance_page_follows_the_operation_live(
     html = response.content.decode()
     assert response.status_code == 286 and "hx-trigger" not in html
     assert "instance-settled" in response["HX-Trigger"]
-    assert "status-pill is-ready" in html and "Provision succeeded" in html
+    assert "status-pill is-ready" in html and "Provisioning succeeded" in html
     assert op.description and op.description in html  # the broker's own words
     for call in op.calls.all():
         assert escape(call.path) in html
@@ -330,7 +330,7 @@ def test_a_failed_call_is_shown_in_red_with_the_broker_message(
                                   parameters={"database_name": "x"})
     run_operations()
     html = alice_client.get(instance.get_absolute_url()).content.decode()
-    assert "status-pill is-failed" in html and "Provision failed" in html
+    assert "status-pill is-failed" in html and "Provisioning failed" in html
     assert "Quota of databases exceeded for team-a" in html
     assert '<tr class="failed">' in html and '<span class="http-status">400</span>' in html
 
@@ -592,7 +592,7 @@ def test_the_list_filters_by_namespace_service_and_state(
     html = alice_client.get(reverse("instances:list") + "?state=ready", **HX).content.decode()
     assert "<html" not in html and 'id="instance-table"' in html
     html = alice_client.get(reverse("instances:list")).content.decode()
-    assert "status-pill is-failed" in html and "Provision failed" in html
+    assert "status-pill is-failed" in html and "Provisioning failed" in html
 
 
 # --- constant queries ---------------------------------------------------------------------------------------
