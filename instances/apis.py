@@ -17,7 +17,12 @@ from catalog_portal.api import paginated
 from instances import selectors
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_credentials, binding_delete
-from instances.services.instances import instance_deprovision, instance_provision, instance_retry, instance_update
+from instances.services.instances import (
+    instance_deprovision,
+    instance_provision,
+    instance_retry,
+    instance_update,
+)
 from instances.states import InstanceState, OpState
 
 
