@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit
+import re
+from urllib.parse import urlsplit, urlunsplit
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -279,8 +280,8 @@ def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: An
     for binding in bindings:
         binding.last_op = selectors.binding_last_operation(binding)
         binding.can_reveal = revealable is None or binding.namespace in revealable
-        binding.revealed = revealed["credentials"] if revealed and revealed["binding"] == binding.pk else None
-        binding.reveal_error = revealed["error"] if revealed and revealed["binding"] == binding.pk else None
+        mine = revealed if revealed and revealed["binding"] == binding.pk else {}
+        _prepare_credentials(binding, mine.get("values") or {}, mine.get("error"))
     ready = instance.state == InstanceState.READY
     plan = instance.plan
     plans = update_plans(instance)
@@ -434,22 +435,29 @@ def _binding_or_404(request: HttpRequest, binding_id: Any) -> ServiceBinding:
 
 @require_POST
 def binding_credentials_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
-    """Reveal a binding's credentials: only through the service, which checks who may and audits it."""
+    """Reveal one value of a binding's credentials (`key`): only through the service, which checks who may and
+    audits it. htmx swaps that value's row; without JavaScript the whole page comes back with it shown."""
     binding = _binding_or_404(request, binding_id)
-    status, credentials, error = 200, None, None
+    key = request.POST.get("key")
+    status, revealed, error = 200, {}, None
     try:
-        credentials = _credential_items(binding_credentials(binding=binding, user=request.user, request=request))
+        revealed = dict(_credential_items(binding_credentials(binding=binding, user=request.user, request=request,
+                                                              key=key)))
     except ApplicationError as exc:
         status, error = _error_status(exc), exc.message
-    revealed = {"binding": binding.pk, "credentials": credentials, "error": error}
     if _is_partial(request):
-        binding.can_reveal = can_reveal_credentials(binding=binding, user=request.user)
-        binding.revealed, binding.reveal_error = credentials, error
-        response = render(request, "instances/_credentials.html", {"binding": binding}, status=status)
+        if error or key is None:
+            binding.can_reveal = can_reveal_credentials(binding=binding, user=request.user)
+            _prepare_credentials(binding, revealed, error)
+            response = render(request, "instances/_credentials.html", {"binding": binding}, status=status)
+        else:
+            row = next(r for r in _credential_rows(binding, revealed) if r["key"] == key)
+            response = render(request, "instances/_credential_value.html", {"binding": binding, "row": row})
     else:
         instance = _instance_or_404(request, binding.instance_id)
         response = render(request, "instances/instance_detail.html",
-                          _detail_context(request, instance, revealed=revealed), status=status)
+                          _detail_context(request, instance, revealed={"binding": binding.pk, "values": revealed,
+                                                                       "error": error}), status=status)
     add_never_cache_headers(response)  # never keep credentials in a cache or the back/forward history
     return response
 
@@ -460,6 +468,40 @@ def _credential_items(result: dict[str, Any]) -> list[tuple[str, str]]:
     items += [(key, str(result[key])) for key in ("syslog_drain_url", "route_service_url") if result.get(key)]
     items += [(key, json.dumps(result[key])) for key in ("volume_mounts", "endpoints") if result.get(key)]
     return items
+
+
+def _credential_rows(binding: ServiceBinding, revealed: dict[str, str]) -> list[dict[str, Any]]:
+    """Each credential's name (not secret) and, if it was just revealed, its value."""
+    names = [name for name, _ in _credential_items(binding.secrets)] if binding.state == "ready" else []
+    return [{"key": name, "index": i, "value": revealed.get(name), "env": _env_name(name)}
+            for i, name in enumerate(names, start=1)]
+
+
+def _env_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_").upper() or "VALUE"
+
+
+def _prepare_credentials(binding: ServiceBinding, revealed: dict[str, str], error: str | None) -> None:
+    """What the credentials block shows: every name (values masked unless revealed), the error of a refused
+    reveal, and the snippets of "Use in your app" (a connection string only with its password masked)."""
+    binding.credential_rows = _credential_rows(binding, revealed)
+    binding.reveal_error = error
+    uri = (binding.secrets.get("credentials") or {}).get("uri") if binding.state == "ready" else None
+    binding.connection_string = _masked_uri(uri) if isinstance(uri, str) else ""
+
+
+def _masked_uri(uri: str) -> str:
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return ""
+    if not parts.scheme or not parts.netloc:
+        return ""
+    if parts.password:
+        user = parts.username or ""
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{user}:{schema_form.MASK}@{host}")
+    return urlunsplit(parts)
 
 
 @require_POST

@@ -517,27 +517,49 @@ def test_binding_errors_are_shown_beside_the_fields(alice_client: Client, alice:
     assert not ServiceBinding.objects.exists()
 
 
-def test_credentials_are_masked_and_revealed_to_the_creator_with_an_audit_record(
+def test_credentials_are_masked_and_revealed_one_value_at_a_time_with_an_audit_record(
     alice_client: Client, alice: Any, small: ServicePlan
 ) -> None:
     instance = ready_instance(small, alice)
     binding = ready_binding(instance, alice)
-    password = binding.secrets["credentials"]["password"]
+    password, host = binding.secrets["credentials"]["password"], binding.secrets["credentials"]["host"]
     html = alice_client.get(instance.get_absolute_url()).content.decode()
-    assert password not in html and "Show credentials" in html and "••••" in html
+    assert password not in html and host not in html.split('id="creds-')[1] and "••••" in html
+    assert html.count("Reveal<span") >= 3 and '<input type="hidden" name="key" value="password">' in html
     assert not AuditRecord.objects.filter(action="binding.credentials.reveal").exists()
 
     url = reverse("instances:binding-credentials", args=[binding.pk])
-    response = alice_client.post(url, **HX)
+    response = alice_client.post(url, {"key": "password"}, **HX)
     html = response.content.decode()
-    assert response.status_code == 200 and "<html" not in html
-    assert password in html and 'data-copy="cred-' in html and "no-store" in response["Cache-Control"]
+    assert response.status_code == 200 and "<html" not in html and html.strip().startswith('<div class="cred"')
+    assert password in html and host not in html  # only the value asked for
+    assert 'data-copy="credv-' in html and "no-store" in response["Cache-Control"]
     record = AuditRecord.objects.get(action="binding.credentials.reveal")
     assert record.actor == alice and record.target_id == str(binding.pk) and password not in record.summary
+    assert "'password'" in record.summary
 
-    page = alice_client.post(url)  # without JavaScript: the whole page, credentials shown in place
-    assert page.status_code == 200 and password in page.content.decode() and "Hide credentials" in page.content.decode()
+    page = alice_client.post(url, {"key": "host"})  # without JavaScript: the whole page, that value shown in place
+    body = page.content.decode()
+    assert page.status_code == 200 and host in body and password not in body
     assert AuditRecord.objects.filter(action="binding.credentials.reveal").count() == 2
+    assert alice_client.post(url, {"key": "nope"}, **HX).status_code == 404
+
+
+def test_use_in_your_app_shows_the_secret_key_refs_and_a_masked_connection_string(
+    alice_client: Client, alice: Any, small: ServicePlan
+) -> None:
+    instance = ready_instance(small, alice)
+    binding = ready_binding(instance, alice)
+    creds = binding.secrets["credentials"]
+    html = alice_client.get(instance.get_absolute_url()).content.decode()
+    use = html.split(f'id="creds-{binding.pk}-use"')[1].split("</section>")[0]
+    for key in creds:
+        assert f"key: {key}" in use
+    assert "secretKeyRef:\n        name: app\n        key: password" in use and "- name: PASSWORD" in use
+    assert "envFrom:\n  - secretRef:\n      name: app" in use
+    if "uri" in creds:
+        assert creds["password"] not in use and "Connection string" in use and MASK in use
+    assert AuditRecord.objects.filter(action="binding.credentials.reveal").count() == 0
 
 
 def test_credentials_are_refused_to_another_user(
@@ -547,8 +569,8 @@ def test_credentials_are_refused_to_another_user(
     instance = ready_instance(small, alice)
     binding = ready_binding(instance, alice)
     html = bob_client.get(instance.get_absolute_url()).content.decode()
-    assert "Show credentials" not in html and "Only admins and developers of namespace team-a" in html
-    response = bob_client.post(reverse("instances:binding-credentials", args=[binding.pk]), **HX)
+    assert "Reveal<span" not in html and "Only admins and developers of namespace team-a" in html
+    response = bob_client.post(reverse("instances:binding-credentials", args=[binding.pk]), {"key": "password"}, **HX)
     assert response.status_code == 403
     assert binding.secrets["credentials"]["password"] not in response.content.decode()
     assert "not allowed" in response.content.decode()
