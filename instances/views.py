@@ -8,8 +8,8 @@ runs; the last poll answers 286 so htmx stops.
 from __future__ import annotations
 
 import json
-from typing import Any
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.contrib import messages
