@@ -11,7 +11,7 @@ from django import forms
 
 from brokers.selectors import STORE_SORTS, StoreFacets
 
-SORT_CHOICES = [("name", "Name"), ("provider", "Provider"), ("newest", "Newest")]
+SORT_CHOICES = [("relevance", "Best match"), ("name", "Name"), ("provider", "Provider"), ("newest", "Newest")]
 PRICE_CHOICES = [("free", "Free"), ("paid", "Paid")]
 MAX_VALUES = 20
 
@@ -73,8 +73,25 @@ class MarketplaceForm(forms.Form):
             "broker": self.cleaned_data.get("broker") or [],
             "provider": self.cleaned_data.get("provider") or [],
             "price": [p for p, _ in PRICE_CHOICES if p in (self.cleaned_data.get("price") or [])],
-            "sort": self.cleaned_data.get("sort") if self.cleaned_data.get("sort") in STORE_SORTS else "name",
         }
+        # Searching, the best matches come first unless another order is asked for.
+        asked = self.cleaned_data.get("sort")
+        self.values["sort"] = asked if asked in (*STORE_SORTS, "relevance") else self.default_sort
+        if self.values["sort"] == "relevance" and not self.values["q"]:
+            self.values["sort"] = "name"
+
+    @property
+    def default_sort(self) -> str:
+        return "relevance" if self.values["q"] else "name"
+
+    @property
+    def sort_choices(self) -> list[tuple[str, str]]:
+        return [(v, label) for v, label in SORT_CHOICES if v != "relevance" or self.values["q"]]
+
+    @property
+    def is_landing(self) -> bool:
+        """The marketplace as it first opens (nothing chosen): it leads with categories, new and popular services."""
+        return not self.is_filtered and self.page_number == 1 and self.values["sort"] == "name"
 
     # --- what the selectors take ----------------------------------------------------------------
 
@@ -112,7 +129,8 @@ class MarketplaceForm(forms.Form):
             pairs += (
                 [(key, item) for item in value] if isinstance(value, list) else [(key, value)] * bool(value)
             )
-        if values.get("sort") and values["sort"] != "name":
+        default = "relevance" if values.get("q") else "name"
+        if values.get("sort") and values["sort"] != default and (values["sort"] != "relevance" or values.get("q")):
             pairs.append(("sort", values["sort"]))
         if values.get("page") and values["page"] != 1:
             pairs.append(("page", values["page"]))
