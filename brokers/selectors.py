@@ -196,7 +196,8 @@ def store_offering_list(
 # What the service page shows: the catalog's raw documents, schemas and search columns stay in the database.
 SERVICE_PAGE_DEFERRED = ("raw", "metadata", "requires", "dashboard_client", "search_text", "tag_index")
 SERVICE_PAGE_PLAN_FIELDS = ("id", "offering_id", "name", "display_name", "description", "free", "bindable",
-                            "plan_updateable", "bullets", "costs", "maintenance_info", "position")
+                            "plan_updateable", "bullets", "costs", "maintenance_info", "position",
+                            "maximum_polling_duration", "schemas")
 
 
 def store_offering(*, service_id: Any, user: Any) -> ServiceOffering | None:

@@ -510,6 +510,25 @@ def test_service_page_header_description_and_plans(client_alice: Client, broker:
     assert re.search(r"<dt>Version</dt><dd>1\.2\.0</dd>", html)
 
 
+def test_plans_say_when_they_are_asynchronous_and_preview_their_parameters(
+    client_alice: Client, broker: Broker
+) -> None:
+    postgres = ServiceOffering.objects.get(catalog_id=POSTGRES_ID)
+    html = page(client_alice, f"/services/{postgres.pk}/")
+    plans = dict(re.findall(r'<h3 id="plan-[^"]+">([^<]+)</h3>(.*?)</article>', html, re.S))
+    slow = [name for name, body in plans.items() if "In the background, up to" in body]
+    for plan in ServicePlan.objects.filter(offering=postgres, active=True):
+        body = plans[plan.title]
+        if plan.maximum_polling_duration:
+            assert f"up to {plan.maximum_polling_duration // 60} min" in body, plan.title
+        else:
+            assert "Time not stated" in body
+    assert slow  # the sample catalog has asynchronous PostgreSQL plans
+    first = next(iter(plans.values()))
+    assert "Database name" in first and "required" in first and "parameter" in first
+    assert "featured" not in html  # no plan looks chosen before anyone chose
+
+
 def test_broker_text_is_escaped_and_only_http_links_are_made(client_alice: Client, broker: Broker) -> None:
     postgres = ServiceOffering.objects.get(catalog_id=POSTGRES_ID)
     html = page(client_alice, f"/services/{postgres.pk}/")
