@@ -32,8 +32,10 @@ class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, help_text="A username; '-' for the portal itself.")
     action = forms.CharField(required=False, help_text="e.g. instance.create, or instance for all of them.")
     target = forms.CharField(required=False, help_text="An id, or type:id.")
-    since = forms.CharField(required=False, help_text="Date or ISO timestamp.")
-    until = forms.CharField(required=False, help_text="Date or ISO timestamp.")
+    since = forms.CharField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}),
+                            help_text="On or after this day.")
+    until = forms.CharField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}),
+                            help_text="Up to the end of this day.")
 
     def filters(self) -> dict[str, Any]:
         if not self.is_valid():

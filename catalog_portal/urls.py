@@ -27,6 +27,8 @@ urlpatterns = [
     path("teams/<uuid:team_id>/", views.team_detail, name="team-detail"),
     path("audit/", views.audit_list, name="audit-list"),
     path("healthz", login_not_required(views.healthz), name="healthz"),
+    # Browsers ask for /favicon.ico on every site, whatever the pages link: the portal's logo.
+    path("favicon.ico", login_not_required(views.favicon), name="favicon"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("", include("instances.urls")),

@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.defaults import page_not_found
 from rest_framework.authtoken.models import Token
@@ -34,7 +35,13 @@ def account(request: HttpRequest) -> HttpResponse:
             token.delete()
         token = Token.objects.create(user=request.user)
         new_key = token.key
-    return render(request, "account.html", {"has_token": token is not None, "new_key": new_key})
+    return render(request, "account.html", {"has_token": token is not None, "new_key": new_key,
+                                            "token_created": token.created if token is not None else None})
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on every site, whatever the pages link: the portal's logo."""
+    return redirect(static("img/logo.svg"), permanent=True)
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -111,8 +118,10 @@ def team_list(request: HttpRequest) -> HttpResponse:
                 return redirect("team-detail", team.pk)
         else:
             status = 422
-    rows = [{"team": team, "role": _my_role(team, request.user)} for team in teams.team_list_for_user(user=request.user)]
-    return render(request, "teams/team_list.html", {"rows": rows, "form": form, "is_admin": admin}, status=status)
+    page = Paginator(teams.team_list_for_user(user=request.user), 25).get_page(request.GET.get("page"))
+    rows = [{"team": team, "role": _my_role(team, request.user)} for team in page]
+    return render(request, "teams/team_list.html", {"rows": rows, "form": form, "is_admin": admin, "page": page,
+                                                     "query": ""}, status=status)
 
 
 def _my_role(team: Any, user: Any) -> str | None:
