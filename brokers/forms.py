@@ -14,6 +14,9 @@ from brokers.selectors import STORE_SORTS, StoreFacets
 SORT_CHOICES = [("relevance", "Best match"), ("name", "Name"), ("provider", "Provider"), ("newest", "Newest")]
 PRICE_CHOICES = [("free", "Free"), ("paid", "Paid")]
 MAX_VALUES = 20
+# Values listed per facet (the chosen ones always are): enough to browse, few enough to render quickly; search
+# narrows the rest.
+FACET_LIMIT = 40
 
 
 class StringListField(forms.Field):
@@ -178,4 +181,5 @@ class MarketplaceForm(forms.Form):
         listed = {option.value.lower() for option in options}
         # A chosen value with no results left stays listed, so it can be unticked.
         missing = [FacetOption(param, v, v, 0, True) for k, v in chosen.items() if k not in listed]
-        return sorted(options + missing, key=lambda o: not o.selected)
+        chosen_first = sorted(options + missing, key=lambda o: not o.selected)
+        return chosen_first[: max(FACET_LIMIT, len(chosen))]

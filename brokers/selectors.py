@@ -79,6 +79,21 @@ def offering_list(
     With `user`, only what they may see: the plans visible to them, and the services that have one.
     `plan_fields`: load only these columns of the prefetched plans (all when empty).
     """
+    query = _faceted(_searched(user=user, active=active, search=search), user=user, tags=tags, brokers=brokers,
+                     providers=providers, free=free, any_tag=any_tag)
+    plans = visible_plans(user).filter(active=True).order_by("position")
+    if plan_fields:
+        plans = plans.only(*plan_fields)
+    # Ordered by the name people see: display_name, or name when the broker gave none.
+    shown_name = Coalesce(NullIf("display_name", Value("")), "name")
+    return query.prefetch_related(Prefetch("plans", queryset=plans, to_attr="active_plans")).order_by(
+        shown_name, "name", "pk"
+    )
+
+
+def _searched(*, user: Any, active: bool | None, search: str | None) -> QuerySet[ServiceOffering]:
+    """What `user` may see, active or not, matching every word of `search`: the part of the filters that the
+    facets share (built once when the facets are counted)."""
     query = ServiceOffering.objects.select_related("broker")
     if plan_visibility_q(user) is not None:
         query = query.filter(Exists(visible_plans(user).filter(offering=OuterRef("pk"))))
@@ -88,6 +103,12 @@ def offering_list(
         # Each word somewhere: name, display name, description or tags (search_text), provider, or broker name.
         query = query.filter(Q(search_text__contains=word) | Q(provider__icontains=word)
                              | Q(broker__name__icontains=word))
+    return query
+
+
+def _faceted(query: QuerySet[ServiceOffering], *, user: Any, tags: list[str] | None = None,
+             brokers: list[str] | None = None, providers: list[str] | None = None, free: bool | None = None,
+             any_tag: bool = False) -> QuerySet[ServiceOffering]:
     if tags and any_tag:
         query = query.filter(reduce(operator.or_, (Q(tag_index__contains=f"|{tag.lower()}|") for tag in tags)))
     for tag in tags if tags and not any_tag else []:
@@ -100,14 +121,7 @@ def offering_list(
         query = query.filter(_free_plan(True, user))
     elif free is False:
         query = query.filter(~_free_plan(True, user))
-    plans = visible_plans(user).filter(active=True).order_by("position")
-    if plan_fields:
-        plans = plans.only(*plan_fields)
-    # Ordered by the name people see: display_name, or name when the broker gave none.
-    shown_name = Coalesce(NullIf("display_name", Value("")), "name")
-    return query.prefetch_related(Prefetch("plans", queryset=plans, to_attr="active_plans")).order_by(
-        shown_name, "name", "pk"
-    )
+    return query
 
 
 def search_words(search: str | None) -> list[str]:
@@ -230,18 +244,12 @@ def store_facets(
 ) -> StoreFacets:
     """Facet counts of the marketplace, whatever the catalog size: one query over the filtered services counts
     every facet, plus one query for each of the tag, provider, broker and price facets that is in use."""
-    filters: dict[str, Any] = {
-        "user": user,
-        "search": search,
-        "tags": tags,
-        "brokers": brokers,
-        "providers": providers,
-        "free": free,
-    }
+    facets: dict[str, Any] = {"tags": tags, "brokers": brokers, "providers": providers, "free": free}
+    searched = _searched(user=user, active=True, search=search)
 
     def without(name: str | None) -> QuerySet[ServiceOffering]:
-        kept = {key: value for key, value in filters.items() if key != name}
-        return offering_list(**kept, any_tag=True).prefetch_related(None).order_by()
+        kept = {key: value for key, value in facets.items() if key != name}
+        return _faceted(searched, user=user, any_tag=True, **kept).order_by()
 
     # One pass over the filtered set (one query, a few columns, no JSON but the tags) counts the tags, and the
     # providers, brokers and prices too when that facet is not in use: then its "others applied" set is this one.
@@ -273,9 +281,12 @@ def store_facets(
         price = without("free").aggregate(total=Count("pk"), free=Count("pk", filter=_free_plan(True, user)))
 
     if tags:
-        tag_counts, labels = Counter(), {}
-        for (offering_tags,) in without("tags").values_list("tags"):
-            _tally_tags(offering_tags, tag_counts, labels)
+        # Counted again without the tag filter (its siblings stay visible), from the lower-cased tag_index: no
+        # JSON to decode. Labels keep the broker's spelling where the first pass saw the tag.
+        tag_counts = Counter()
+        for (index,) in without("tags").values_list("tag_index"):
+            tag_counts.update(key for key in set((index or "").split("|")) if key.strip())
+        labels = {key: labels.get(key, key) for key in tag_counts}
 
     def ranked(pairs: Any) -> list[tuple[str, int]]:
         return sorted(pairs, key=lambda pair: (-pair[1], pair[0].lower()))
@@ -299,7 +310,7 @@ def _tally_tags(offering_tags: Any, counts: Counter[str], labels: dict[str, str]
 
 # --- The marketplace's landing view (nothing searched or ticked yet) --------------------------------------------
 
-LANDING_SIZE = 6
+LANDING_SIZE = 4
 
 
 @dataclass(frozen=True)
@@ -324,9 +335,13 @@ def store_landing(*, user: Any, facets: StoreFacets) -> StoreLanding:
     """Categories (from the facet counts already made), the newest services and the most provisioned ones
     that `user` may see: two small queries."""
     recent = list(store_offering_list(sort="newest", user=user)[:LANDING_SIZE])
-    counts = (_instance_model().objects.values_list("plan__offering_id").annotate(n=Count("pk"))
-              .order_by("-n", "plan__offering_id")[: LANDING_SIZE * 4])
-    ranked = dict(counts)
+    # Counted per plan on the instances table alone (no join: the planner would walk every plan), then summed
+    # per service.
+    per_plan = dict(_instance_model().objects.order_by().values_list("plan_id").annotate(n=Count("pk")))
+    ranked: Counter[Any] = Counter()
+    for plan_id, offering_id in ServicePlan.objects.filter(pk__in=list(per_plan)).values_list("pk", "offering_id"):
+        ranked[offering_id] += per_plan[plan_id]
+    ranked = Counter(dict(sorted(ranked.items(), key=lambda item: (-item[1], str(item[0])))[: LANDING_SIZE * 4]))
     shown = {o.pk: o for o in store_offering_list(user=user).filter(pk__in=list(ranked))}
     popular = [(shown[pk], n) for pk, n in ranked.items() if pk in shown][:LANDING_SIZE]
     return StoreLanding(categories=facets.tags[:12], recent=recent, popular=popular)
