@@ -89,7 +89,16 @@ class MarketplaceForm(forms.Form):
 
     @property
     def sort_choices(self) -> list[tuple[str, str]]:
-        return [(v, label) for v, label in SORT_CHOICES if v != "relevance" or self.values["q"]]
+        """The order choices; the default one posts "" so that it stays the default when a search starts or
+        ends (best match while searching, name otherwise)."""
+        default = self.default_sort
+        labels = dict(SORT_CHOICES)
+        others = [(v, label) for v, label in SORT_CHOICES if v not in (default, "relevance")]
+        return [("", labels[default]), *others]
+
+    @property
+    def sort_value(self) -> str:
+        return "" if self.values["sort"] == self.default_sort else self.values["sort"]
 
     @property
     def is_landing(self) -> bool:

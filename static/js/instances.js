@@ -63,7 +63,7 @@
     var list = document.createElement("div");
     list.className = "tablist";
     list.setAttribute("role", "tablist");
-    if (box.getAttribute("aria-label")) list.setAttribute("aria-label", box.getAttribute("aria-label"));
+    if (box.dataset.tabsLabel) list.setAttribute("aria-label", box.dataset.tabsLabel);
     var tabs = panels.map(function (panel, i) {
       var title = panel.querySelector(".tab-title");
       var tab = document.createElement("button");

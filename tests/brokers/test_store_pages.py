@@ -214,7 +214,7 @@ def test_search_finds_services_by_provider_and_broker_name_best_matches_first(
     assert set(catalog_ids(page(client_alice, q="sample"))) == ALL  # the broker's name
     # Best match first: the service named "Redis Cache" before services that only mention caching
     html = page(client_alice, q="redis")
-    assert catalog_ids(html)[0] == REDIS_ID and 'value="relevance" selected' in html
+    assert catalog_ids(html)[0] == REDIS_ID and '<option value="" selected>Best match</option>' in html
     assert "sort=" not in html.split('class="chip"')[0].split("results-count")[0]
     by_name = page(client_alice, q="redis", sort="name")
     assert 'value="name" selected' in by_name
