@@ -17,22 +17,20 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.utils import timezone
 
 from brokers.models import Broker
 from brokers.sample_broker import SampleBroker, generate_catalog
 from instances.kube_standin import KubeStandIn
-from instances.models import Operation, OperationCall, ServiceInstance
+from instances.models import Operation, ServiceInstance
 from instances.services.bindings import binding_create
 from instances.services.instances import instance_provision
 from instances.states import OpType
 from tests.browser import ARTIFACTS, LAUNCH_ARGS, PHONE, WIDE, Checker, require_browser, watch_problems
 from tests.conftest import BROKER_PASSWORD, BROKER_USER, Workers, join, make_team
-from tests.instances.helpers import mirrored_broker, plan, run_operations
+from tests.instances.helpers import mirrored_broker, plan, record_polls, run_operations
 
 pytestmark = [pytest.mark.e2e]
 
@@ -98,7 +96,7 @@ def _failure_shot(page: Any) -> None:
     try:
         page.set_viewport_size(WIDE)
         page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
-    except Exception:  # noqa: BLE001 - the original failure matters more
+    except Exception:
         pass
 
 
@@ -322,14 +320,7 @@ def portal(transactional_db: Any, osb_broker: SampleBroker, osb_url: str, big_br
                                 parameters={"database_name": "broken"})
     run_operations()
     # A provision the broker took 90 polls to finish (recorded calls, as the engine writes them)
-    op = Operation.objects.get(instance=slow, type=OpType.PROVISION)
-    start = timezone.now() - timedelta(minutes=3)
-    path = f"/v2/service_instances/{slow.pk}/last_operation?operation=task-1"
-    OperationCall.objects.bulk_create([
-        OperationCall(operation=op, method="GET", path=path, status=200, duration_ms=4 + i % 5, request_id=f"r{i}",
-                      at=start + timedelta(seconds=i), response_excerpt='{"state":"in progress"}')
-        for i in range(90)
-    ])
+    record_polls(Operation.objects.get(instance=slow, type=OpType.PROVISION), 90)
     return {"people": people, "ready": ready, "slow": slow, "broken": broken}
 
 

@@ -5,7 +5,6 @@ however long an operation polled."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from instances.services.instances import instance_provision, instance_retry, ins
 from instances.states import InstanceState, OpState, OpType, Phase
 from instances.timeline import group_calls
 from tests.conftest import signed_in
-from tests.instances.helpers import plan, run_operations
+from tests.instances.helpers import plan, record_polls, run_operations
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs")]
 
@@ -157,14 +156,9 @@ def test_a_long_poll_is_one_row_and_finished_operations_are_folded(
                                   parameters={"database_name": "orders"})
     run_operations()
     op = Operation.objects.get(instance=instance, type=OpType.PROVISION)
-    start = timezone.now() - timedelta(minutes=5)
-    path = f"/v2/service_instances/{instance.pk}/last_operation?operation=x"
-    OperationCall.objects.bulk_create([
-        OperationCall(operation=op, method="GET", path=path, status=200, duration_ms=3 + i % 4, request_id=str(i),
-                      at=start + timedelta(seconds=i), response_excerpt='{"state":"in progress"}')
-        for i in range(88)
-    ] + [OperationCall(operation=op, method="GET", path=path, status=503, duration_ms=9, request_id="x",
-                       at=start + timedelta(seconds=100), error="Service Unavailable")])
+    path = record_polls(op, 88)
+    OperationCall.objects.create(operation=op, method="GET", path=path, status=503, duration_ms=9, request_id="x",
+                                 at=timezone.now(), error="Service Unavailable")
     groups = group_calls(list(op.calls.order_by("at", "id")))
     counts = [(g.first.method, g.count, g.state) for g in groups]
     assert ("GET", 88, "in progress") in counts and counts[-1] == ("GET", 1, "")  # the failure stands alone
