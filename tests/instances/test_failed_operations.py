@@ -199,3 +199,33 @@ def test_a_form_without_a_valid_csrf_token_gets_a_page_in_the_frame(alice: Any) 
     assert '<nav class="mainnav" aria-label="Main">' in html
     api = client.post("/api/v1/teams/", {"name": "x"})
     assert api.status_code == 403 and api["Content-Type"].startswith("application/json")
+
+
+def test_header_and_timeline_come_from_one_reading(
+    alice: Any, small: ServicePlan, osb_broker: SampleBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker finishing the deprovision between the page's reads (made to happen exactly there): the header
+    does not say "Deprovisioning" above a finished timeline."""
+    from instances import views
+    from instances.services.instances import instance_deprovision
+
+    instance = instance_provision(plan=small, name="orders-db", namespace="team-a", requested_by=alice,
+                                  parameters={"database_name": "orders"})
+    run_operations()
+    instance.refresh_from_db()
+    instance_deprovision(instance=instance, requested_by=alice)
+    real = views.selectors.operation_list
+    calls = []
+
+    def worker_commits_meanwhile(**kwargs: Any) -> Any:
+        if not calls:
+            run_operations()  # the deprovision finishes: instance deleted, operation succeeded
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(views.selectors, "operation_list", worker_commits_meanwhile)
+    html = signed_in(alice).get(instance.get_absolute_url()).content.decode()
+    header = html.split('class="inst-head"')[1].split("</header>")[0]
+    assert "status-pill is-deleted" in header, header
+    assert "Deprovisioning succeeded" in html and "Waiting for a worker" not in html
+    assert len(calls) == 2  # read again once the instance was seen to change
