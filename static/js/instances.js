@@ -34,6 +34,18 @@
     }
   });
 
+  // A link of the error summary puts the cursor in its field (without script it only scrolls there).
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest(".error-summary a[href^='#']");
+    if (!link) return;
+    var field = document.getElementById(link.getAttribute("href").slice(1));
+    if (!field) return;
+    event.preventDefault();
+    if (field.tabIndex < 0 && !/^(INPUT|SELECT|TEXTAREA|BUTTON)$/.test(field.tagName)) field.tabIndex = -1;
+    field.focus({ preventScroll: true });
+    field.scrollIntoView({ block: "center" });
+  });
+
   function copyText(text, button) {
     var done = function () {
       var label = button.firstChild.nodeValue;
