@@ -406,7 +406,7 @@ def _developer_states(dev: Session, expect: Any, portal: dict[str, Any]) -> None
         expect(form.locator(field)).to_have_attribute("aria-invalid", "true")
         expect(form.locator(field)).to_have_css("border-top-color", RED)
     check("provision-errors")
-    links.nth(1).click()
+    links.filter(has_text="Database name").click()
     expect(form.locator("#id_p-database_name")).to_be_focused()
 
     # --- instance pages: a long poll stays short; a failure says so plainly and offers Retry ------------------
