@@ -285,7 +285,8 @@ class ServiceListApi(APIView):
     @extend_schema(
         responses=ServiceSerializer(many=True),
         parameters=[
-            _query("search", "Words matched in name, display name, description and tags (all must match)."),
+            _query("search", "Words matched in name, display name, description, tags, provider and broker name "
+                             "(every word must match somewhere)."),
             _query("tag", "Only services with this tag (repeatable: all must match).", many=True),
             _query("broker", "Only services of this broker id (repeatable).", many=True),
             _query("provider", "Only services of this provider (repeatable).", many=True),
