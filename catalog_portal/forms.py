@@ -14,7 +14,15 @@ from django.core.cache import cache
 from catalog_portal.models import Membership
 
 
-class TeamForm(forms.Form):
+class PlainForm(forms.Form):
+    """Labels without Django's trailing colon, as on the other pages."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class TeamForm(PlainForm):
     name = forms.CharField(max_length=100)
     namespaces = forms.CharField(required=False, help_text="Separated by spaces or commas. A namespace belongs to "
                                  "at most one team.", widget=forms.TextInput(attrs={"autocomplete": "off"}))
@@ -23,12 +31,12 @@ class TeamForm(forms.Form):
         return [ns for ns in re.split(r"[\s,]+", self.cleaned_data.get("namespaces") or "") if ns]
 
 
-class MemberForm(forms.Form):
+class MemberForm(PlainForm):
     username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autocomplete": "off"}))
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.DEVELOPER)
 
 
-class AuditFilterForm(forms.Form):
+class AuditFilterForm(PlainForm):
     actor = forms.CharField(required=False, help_text="A username; '-' for the portal itself.")
     action = forms.CharField(required=False, help_text="e.g. instance.create, or instance for all of them.")
     target = forms.CharField(required=False, help_text="An id, or type:id.")

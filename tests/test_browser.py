@@ -512,6 +512,11 @@ def _admin_states(admin: Session, expect: Any) -> None:
     page.goto(admin.base + "/brokers/")
     expect(page.get_by_role("heading", name="Brokers", level=1)).to_be_visible()
     admin.check("brokers")
+    page.goto(admin.base + "/teams/")
+    expect(page.get_by_role("heading", name="New team")).to_be_visible()
+    page.get_by_role("link", name="team-a", exact=True).click()
+    expect(page.get_by_role("button", name="Add member")).to_be_visible()  # a team's managers see its forms
+    admin.check("team-managed")
     page.goto(admin.base + "/audit/")
     expect(page.locator("input[type=date][name=since]")).to_be_visible()
     admin.check("audit")
