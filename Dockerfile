@@ -5,6 +5,7 @@ COPY pyproject.toml README.md manage.py ./
 COPY catalog_portal catalog_portal
 COPY brokers brokers
 COPY instances instances
+COPY devtools devtools
 COPY templates templates
 COPY static static
 RUN pip install --no-cache-dir -e . && mkdir -p /data

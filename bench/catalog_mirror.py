@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0, interactive=False)
 
         from brokers import services
-        from brokers.sample_broker import SampleBroker, generate_catalog
+        from devtools.sample_broker import SampleBroker, generate_catalog
 
         catalog = generate_catalog(
             args.services, args.plans, seed=args.seed, with_schemas=not args.no_schemas

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "catalog_portal",
     "brokers",
     "instances",
+    "devtools",  # development tools: only the `demo` management command lives in an app
 ]
 
 MIDDLEWARE = [

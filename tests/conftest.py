@@ -19,7 +19,7 @@ from django.conf import settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from brokers.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -290,7 +290,7 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     Worker processes started afterwards inherit KUBECONFIG from the environment.
     """
-    from instances.kube_standin import KubeStandIn
+    from devtools.kube_standin import KubeStandIn
 
     server = KubeStandIn(namespaces=("default", "team-a", "team-b")).start()
     path = tmp_path / "kubeconfig"

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from brokers import services
 from brokers.models import Broker, ServiceOffering, ServicePlan
-from brokers.sample_broker import SampleBroker, build_catalog
+from devtools.sample_broker import SampleBroker, build_catalog
 from tests.conftest import BROKER_PASSWORD, BROKER_USER
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker
 from catalog_portal.models import AuditRecord
 from instances.models import Operation
 from tests.conftest import _token_client

@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker
 from catalog_portal.exceptions import ApplicationError, Conflict
 from instances import tasks
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from brokers import services as broker_services
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker
-from brokers.sample_broker.catalog import build_catalog
+from devtools.sample_broker import SampleBroker
+from devtools.sample_broker.catalog import build_catalog
 from catalog_portal.exceptions import ApplicationError, Conflict
 from catalog_portal.models import TeamNamespace
 from instances.models import Operation, OperationCall, ServiceInstance

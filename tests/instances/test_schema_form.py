@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from brokers.sample_broker.catalog import build_catalog
+from devtools.sample_broker.catalog import build_catalog
 from instances import schema_form as sf
 from instances.services.validation import schema_errors
 

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker
 from catalog_portal.models import AuditRecord
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.schema_form import MASK

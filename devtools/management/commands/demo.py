@@ -47,7 +47,7 @@ class Command(BaseCommand):
                                                lambda: secrets.token_urlsafe(16))
             if not options["setup_only"]:
                 children.append(self._spawn(
-                    [sys.executable, "-m", "brokers.sample_broker", "--port", str(options["broker_port"]),
+                    [sys.executable, "-m", "devtools.sample_broker", "--port", str(options["broker_port"]),
                      # "=" form: a generated password may start with "-"
                      "--username=portal", f"--password={broker_password}", "--quiet"]))
                 self._wait_for_broker(broker_url)
