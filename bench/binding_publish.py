@@ -114,8 +114,8 @@ def run(args: argparse.Namespace, tmp: Path, transport: str) -> list[str]:
 
     from brokers import services as broker_services
     from brokers.models import ServicePlan
-    from devtools.sample_broker import SampleBroker
     from devtools.kube_standin import KubeStandIn
+    from devtools.sample_broker import SampleBroker
     from instances.models import Operation, ServiceBinding, ServiceInstance
     from instances.services.bindings import binding_create
     from instances.services.instances import instance_provision

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from brokers import selectors, services
 from brokers.models import Broker, ServiceOffering, ServicePlan
 from catalog_portal.api import Pagination, paginated
-from catalog_portal.models import Team
+from teams.models import Team
 
 
 class IsAdminOrReadOnly(BasePermission):

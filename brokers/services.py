@@ -20,10 +20,10 @@ from django.utils import timezone
 from brokers.catalog import CatalogInvalid, OfferingEntry, parse_catalog
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
 from brokers.osb import BasicAuth, BearerAuth, CallRecord, OSBClient, OSBError, ReadTimeouts
-from catalog_portal.audit import audit
 from catalog_portal.exceptions import ApplicationError, Conflict
-from catalog_portal.models import Team
 from catalog_portal.tasks import enqueue_on_commit
+from teams.audit import audit
+from teams.models import Team
 
 logger = logging.getLogger(__name__)
 

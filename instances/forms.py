@@ -12,14 +12,14 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from brokers.models import ServicePlan
-from catalog_portal import access
 from catalog_portal.exceptions import ApplicationError
-from catalog_portal.models import TeamNamespace
 from instances import schema_form
 from instances.models import ServiceInstance
 from instances.services.identity import identity_for, instance_context, legacy_guids, originating_identity
 from instances.services.validation import check_dns_label, schema_errors
 from instances.states import InstanceState
+from teams import access
+from teams.models import TeamNamespace
 
 DNS_HELP = "Lowercase letters, digits and '-', at most 63 characters."
 

@@ -29,7 +29,6 @@ from django_htmx.http import (
 
 from brokers.models import ServiceOffering, ServicePlan
 from brokers.selectors import visible_plans
-from catalog_portal import access
 from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, NotFound
 from instances import schema_form, selectors
 from instances.forms import (
@@ -56,6 +55,7 @@ from instances.services.bindings import (
 )
 from instances.services.instances import instance_deprovision, instance_provision, instance_update
 from instances.states import ACTIVE, InstanceState
+from teams import access
 
 PROVISION_PREFIX, UPDATE_PREFIX, BIND_PREFIX = "p.", "u.", "b."
 TIMELINE_LENGTH = 20

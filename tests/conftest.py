@@ -75,7 +75,7 @@ def admin_user(django_user_model: Any) -> Any:
 
 
 def make_team(name: str, *namespaces: str) -> Any:
-    from catalog_portal.models import Team, TeamNamespace
+    from teams.models import Team, TeamNamespace
 
     team = Team.objects.create(name=name)
     for namespace in namespaces:
@@ -84,7 +84,7 @@ def make_team(name: str, *namespaces: str) -> Any:
 
 
 def join(user: Any, team: Any, role: str) -> Any:
-    from catalog_portal.models import Membership
+    from teams.models import Membership
 
     Membership.objects.update_or_create(team=team, user=user, defaults={"role": role})
     return user

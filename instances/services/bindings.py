@@ -7,14 +7,14 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from catalog_portal import access
-from catalog_portal.audit import audit
 from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, NotFound
 from instances.models import Operation, ServiceBinding, ServiceInstance
 from instances.services.identity import identity_for
 from instances.services.instances import start_operation
 from instances.services.validation import check_dns_label, check_parameters
 from instances.states import BindingState, InstanceState, OpType, PublicationState
+from teams import access
+from teams.audit import audit
 
 
 def binding_create(

@@ -11,14 +11,14 @@ from django.utils import timezone
 
 from brokers.models import ServicePlan
 from brokers.selectors import visible_plans
-from catalog_portal import access
-from catalog_portal.audit import audit
 from catalog_portal.exceptions import ApplicationError, Conflict
 from catalog_portal.tasks import enqueue_on_commit
 from instances.models import Operation, ServiceInstance
 from instances.services.identity import identity_for, instance_context, legacy_guids
 from instances.services.validation import check_dns_label, check_parameters
 from instances.states import InstanceState, OpType
+from teams import access
+from teams.audit import audit
 
 
 def _plan_is_visible(plan: ServicePlan, user: Any) -> None:

@@ -16,10 +16,9 @@ from django.utils import timezone
 
 from brokers import services as broker_services
 from brokers.models import Broker, ServicePlan
+from catalog_portal.exceptions import ApplicationError, Conflict
 from devtools.sample_broker import SampleBroker
 from devtools.sample_broker.catalog import build_catalog
-from catalog_portal.exceptions import ApplicationError, Conflict
-from catalog_portal.models import TeamNamespace
 from instances.models import Operation, OperationCall, ServiceInstance
 from instances.services.instances import (
     instance_deprovision,
@@ -28,6 +27,7 @@ from instances.services.instances import (
     start_operation,
 )
 from instances.states import InstanceState, OpState, OpType, Phase
+from teams.models import TeamNamespace
 from tests.conftest import BROKER_PASSWORD, free_port
 from tests.instances.helpers import plan, run_operations, step_once
 

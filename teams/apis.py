@@ -11,10 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog_portal import access, selectors, teams
 from catalog_portal.api import Pagination, paginated
 from catalog_portal.exceptions import Forbidden
-from catalog_portal.models import AuditRecord, Membership, Team
+from teams import access, selectors, services
+from teams.models import AuditRecord, Membership, Team
 
 # --- teams ---------------------------------------------------------------------------------------------
 
@@ -42,7 +42,7 @@ class TeamInputSerializer(serializers.Serializer):
 
 
 def _team_body(team: Team) -> dict[str, Any]:
-    return TeamSerializer(teams.team_list_for_user(user=None).get(pk=team.pk)).data
+    return TeamSerializer(selectors.team_list_for_user(user=None).get(pk=team.pk)).data
 
 
 class TeamListApi(APIView):
@@ -50,7 +50,7 @@ class TeamListApi(APIView):
 
     @extend_schema(responses=TeamSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return paginated(teams.team_list_for_user(user=request.user), request, self, TeamSerializer)
+        return paginated(selectors.team_list_for_user(user=request.user), request, self, TeamSerializer)
 
     @extend_schema(request=TeamInputSerializer, responses={201: TeamSerializer})
     def post(self, request: Request) -> Response:
@@ -58,27 +58,27 @@ class TeamListApi(APIView):
             raise Forbidden("Only platform admins create teams.")
         data = TeamInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        team = teams.team_create(requested_by=request.user, request=request, **data.validated_data)
+        team = services.team_create(requested_by=request.user, request=request, **data.validated_data)
         return Response(_team_body(team), status=status.HTTP_201_CREATED)
 
 
 class TeamDetailApi(APIView):
     @extend_schema(responses=TeamSerializer)
     def get(self, request: Request, team_id: Any) -> Response:
-        return Response(TeamSerializer(teams.team_get_for_user(user=request.user, team_id=team_id)).data)
+        return Response(TeamSerializer(selectors.team_get_for_user(user=request.user, team_id=team_id)).data)
 
     @extend_schema(request=TeamInputSerializer(partial=True), responses=TeamSerializer)
     def patch(self, request: Request, team_id: Any) -> Response:
-        team = teams.team_get_for_user(user=request.user, team_id=team_id)
+        team = selectors.team_get_for_user(user=request.user, team_id=team_id)
         data = TeamInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        team = teams.team_update(team=team, requested_by=request.user, request=request, **data.validated_data)
+        team = services.team_update(team=team, requested_by=request.user, request=request, **data.validated_data)
         return Response(_team_body(team))
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, team_id: Any) -> Response:
-        team = teams.team_get_for_user(user=request.user, team_id=team_id)
-        teams.team_delete(team=team, requested_by=request.user, request=request)
+        team = selectors.team_get_for_user(user=request.user, team_id=team_id)
+        services.team_delete(team=team, requested_by=request.user, request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -89,19 +89,19 @@ class TeamMembersApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: TeamSerializer, 200: TeamSerializer})
     def post(self, request: Request, team_id: Any) -> Response:
-        team = teams.team_get_for_user(user=request.user, team_id=team_id)
+        team = selectors.team_get_for_user(user=request.user, team_id=team_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         existed = Membership.objects.filter(team=team, user__username=data.validated_data["username"]).exists()
-        teams.team_member_set(team=team, requested_by=request.user, request=request, **data.validated_data)
+        services.team_member_set(team=team, requested_by=request.user, request=request, **data.validated_data)
         return Response(_team_body(team), status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
 
 
 class TeamMemberDetailApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, team_id: Any, username: str) -> Response:
-        team = teams.team_get_for_user(user=request.user, team_id=team_id)
-        teams.team_member_remove(team=team, username=username, requested_by=request.user, request=request)
+        team = selectors.team_get_for_user(user=request.user, team_id=team_id)
+        services.team_member_remove(team=team, username=username, requested_by=request.user, request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -125,7 +125,7 @@ class UserCreateApi(APIView):
             raise Forbidden("Only platform admins create users.")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = teams.user_create(requested_by=request.user, request=request, **data.validated_data)
+        user = services.user_create(requested_by=request.user, request=request, **data.validated_data)
         return Response(self.OutputSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
