@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from brokers.catalog import CatalogInvalid, OfferingEntry, parse_catalog
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
-from brokers.osb import BasicAuth, BearerAuth, CallRecord, OSBClient, OSBError, ReadTimeouts
+from brokers.osb import BasicAuth, BearerAuth, CallRecord, CatalogRequest, OSBClient, OSBError, ReadTimeouts
 from catalog_portal.exceptions import ApplicationError, Conflict
 from catalog_portal.tasks import enqueue_on_commit
 from teams.audit import audit
@@ -301,9 +301,9 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
     calls: list[dict[str, Any]] = []
     try:
         with broker_client(broker=broker, recorder=lambda record: calls.append(call_record_json(record))) as client:
-            response = client.get_catalog(
+            response = client.send(CatalogRequest(
                 etag=broker.catalog_etag or None, if_modified_since=broker.catalog_last_modified or None
-            )
+            ))
     finally:
         sync.calls = calls
     if response.not_modified:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -42,7 +42,6 @@ from instances.forms import (
     default_namespace,
     is_uuid,
     known_namespaces,
-    provision_request,
     update_plans,
     writable_namespaces,
 )
@@ -53,7 +52,13 @@ from instances.services.bindings import (
     binding_delete,
     can_reveal_credentials,
 )
-from instances.services.instances import instance_deprovision, instance_provision, instance_update
+from instances.services.instances import (
+    PREVIEW_INSTANCE_ID,
+    instance_deprovision,
+    instance_provision,
+    instance_update,
+    provision_preview,
+)
 from instances.states import ACTIVE, InstanceState
 from teams import access
 
@@ -160,9 +165,14 @@ def _preview(request: HttpRequest, plan: ServicePlan, form: ProvisionForm, param
     form.is_valid()
     valid = params.is_valid()
     typed = params.parameters if valid else params.typed_parameters()
+    prepared = provision_preview(plan=plan, name=form.data.get("name", ""), namespace=form.data.get("namespace", ""),
+                                 parameters=params.masked(typed) or {}, user=request.user, mask=schema_form.MASK)
     return {
-        **provision_request(plan=plan, name=form.data.get("name", ""), namespace=form.data.get("namespace", ""),
-                            parameters=params.masked(typed), user=request.user),
+        "method": prepared.method,
+        # The placeholder is percent-encoded in the URL; shown as typed.
+        "url": prepared.url.replace(quote(PREVIEW_INSTANCE_ID, safe=""), PREVIEW_INSTANCE_ID),
+        "headers": prepared.headers,
+        "body": (prepared.body or b"").decode(),
         "complete": typed is not None,
         "valid": valid and form.is_valid(),
     }

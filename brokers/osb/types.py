@@ -207,3 +207,13 @@ class CallRecord:
     error: str | None
     request_excerpt: str
     response_excerpt: str
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """What the client would send for a request (``OSBClient.prepare``): secrets in headers masked, the body exact."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None
