@@ -68,6 +68,11 @@ def encode_body(body: JSONObject) -> bytes:
     return json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
+def maintenance_info(version: str | None) -> JSONObject | None:
+    """The ``maintenance_info`` object of a request: the version only (its description is for people)."""
+    return {"version": version} if version else None
+
+
 def instance_path(instance_id: str) -> str:
     return "/v2/service_instances/" + segment(instance_id, "instance_id")
 
@@ -249,7 +254,7 @@ class ProvisionRequest(OSBRequest[ProvisionResponse]):
     organization_guid: str
     space_guid: str
     parameters: JSONObject | None = None
-    maintenance_info: JSONObject | None = None
+    maintenance_version: str | None = None
     accepts_incomplete: bool = True
 
     def path(self) -> str:
@@ -262,7 +267,7 @@ class ProvisionRequest(OSBRequest[ProvisionResponse]):
         return compact({
             "service_id": self.service_id, "plan_id": self.plan_id, "context": self.context,
             "organization_guid": self.organization_guid, "space_guid": self.space_guid,
-            "parameters": self.parameters, "maintenance_info": self.maintenance_info,
+            "parameters": self.parameters, "maintenance_info": maintenance_info(self.maintenance_version),
         })
 
     def last_operation(self, operation: str | None) -> LastOperationRequest:
@@ -279,7 +284,8 @@ class ProvisionRequest(OSBRequest[ProvisionResponse]):
 
 @dataclass(frozen=True, kw_only=True)
 class UpdateRequest(OSBRequest[UpdateResponse]):
-    """``PATCH /v2/service_instances/:instance_id``: only what changes is given (plus service_id)."""
+    """``PATCH /v2/service_instances/:instance_id``: what changes (a plan, parameters, a maintenance version), and
+    what the instance has now (``previous_values``)."""
 
     kind: ClassVar[CallKind] = "update"
     method: ClassVar[str] = "PATCH"
@@ -288,8 +294,9 @@ class UpdateRequest(OSBRequest[UpdateResponse]):
     plan_id: str | None = None
     context: JSONObject | None = None
     parameters: JSONObject | None = None
-    previous_values: JSONObject | None = None
-    maintenance_info: JSONObject | None = None
+    maintenance_version: str | None = None
+    previous_plan_id: str | None = None
+    previous_maintenance_version: str | None = None
     accepts_incomplete: bool = True
 
     def path(self) -> str:
@@ -299,15 +306,17 @@ class UpdateRequest(OSBRequest[UpdateResponse]):
         return query_params(accepts_incomplete=self.accepts_incomplete)
 
     def body(self) -> JSONObject:
-        previous = compact(self.previous_values) if self.previous_values is not None else None
+        previous = compact({"service_id": self.service_id, "plan_id": self.previous_plan_id,
+                            "maintenance_info": maintenance_info(self.previous_maintenance_version)})
         return compact({
             "service_id": self.service_id, "plan_id": self.plan_id, "context": self.context,
-            "parameters": self.parameters, "previous_values": previous, "maintenance_info": self.maintenance_info,
+            "parameters": self.parameters, "previous_values": previous,
+            "maintenance_info": maintenance_info(self.maintenance_version),
         })
 
     def last_operation(self, operation: str | None) -> LastOperationRequest:
         # While a plan change runs, the broker is asked about the plan before the update (spec: last_operation).
-        plan_id = (self.previous_values or {}).get("plan_id") or self.plan_id
+        plan_id = self.previous_plan_id or self.plan_id
         return LastOperationRequest(instance_id=self.instance_id, service_id=self.service_id, plan_id=plan_id,
                                     operation=operation)
 

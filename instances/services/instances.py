@@ -69,7 +69,7 @@ def provision_request(
         instance_id=instance_id, service_id=plan.offering.catalog_id, plan_id=plan.catalog_id,
         context=instance_context(namespace=namespace, name=name), organization_guid=org_guid,
         space_guid=space_guid, parameters=parameters,
-        maintenance_info={"version": plan.maintenance_info["version"]} if plan.maintenance_info else None,
+        maintenance_version=(plan.maintenance_info or {}).get("version"),
     )
 
 
@@ -167,19 +167,17 @@ def instance_update(
         old_version = (instance.maintenance_info or {}).get("version")
         if not new_version or new_version == old_version:
             raise ApplicationError("There is no newer maintenance version for this instance.")
-        maintenance = {"version": new_version}
+        maintenance = new_version
     elif plan_id is not None and target.maintenance_info:
-        maintenance = {"version": target.maintenance_info["version"]}
+        maintenance = target.maintenance_info["version"]
     changed = [what for what, value in (("plan", plan_id), ("parameters", params), ("maintenance version", maintenance))
                if value is not None]
     if not changed:
         raise ApplicationError("Nothing to change: give a new plan, parameters, or ask for the upgrade.")
-    previous: dict[str, Any] = {"service_id": current.offering.catalog_id, "plan_id": current.catalog_id}
-    if instance.maintenance_info:
-        previous["maintenance_info"] = {"version": instance.maintenance_info["version"]}
     patch = UpdateRequest(instance_id=str(instance.pk), service_id=current.offering.catalog_id, plan_id=plan_id,
-                          context=instance.context, parameters=params, previous_values=previous,
-                          maintenance_info=maintenance)
+                          context=instance.context, parameters=params, maintenance_version=maintenance,
+                          previous_plan_id=current.catalog_id,
+                          previous_maintenance_version=(instance.maintenance_info or {}).get("version"))
     with transaction.atomic():
         start_operation(Operation(type=OpType.UPDATE, instance=instance, request=patch.to_json(),
                                   requested_by=requested_by, identity=identity_for(requested_by)))

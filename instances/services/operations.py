@@ -538,8 +538,8 @@ def _update_instance(op: Operation, decision: Decision, now: Any) -> None:
         if update.parameters is not None:
             # The broker was sent each changed top-level key whole (parameters_for_update): this is what it holds.
             instance_fields["parameters"] = {**op.instance.parameters, **update.parameters}
-        if update.maintenance_info is not None:
-            instance_fields["maintenance_info"] = update.maintenance_info
+        if update.maintenance_version is not None:
+            instance_fields["maintenance_info"] = {"version": update.maintenance_version}
     ServiceInstance.objects.filter(pk=op.instance_id).update(**instance_fields)
 
 

@@ -228,6 +228,26 @@ def test_headers_on_every_call(client: OSBClient, broker: Broker) -> None:
     assert len(ids) == 10  # fresh per request
 
 
+def test_prepare_shows_what_send_puts_on_the_wire_with_secrets_masked(client: OSBClient, broker: Broker) -> None:
+    request = ProvisionRequest(instance_id="i1", service_id="s", plan_id="p", context=CONTEXT, organization_guid="o",
+                               space_guid="sp", parameters={"size": 2, "name": "ünïcode"})
+    prepared = client.prepare(request, identity=IDENTITY, mask="•••")
+    assert broker.received == []  # nothing sent
+    broker.reply(201, {})
+    client.send(request, identity=IDENTITY)
+    sent = broker.last
+    assert prepared.method == sent.method == "PUT"
+    assert prepared.url == broker.url + sent.raw_path
+    assert prepared.body == sent.body == request.content()
+    assert prepared.headers["Authorization"] == "Basic •••" and "s3cr3t" not in str(prepared)
+    for name, value in prepared.headers.items():
+        if name not in ("Authorization", "X-Broker-API-Request-Identity"):  # the identity is fresh per call
+            assert sent.headers[name.lower()] == value, name
+    assert {name.lower() for name in prepared.headers} | {"host", "content-length", "accept-encoding",
+                                                          "connection"} == set(sent.headers)
+    assert client.prepare(DeprovisionRequest(instance_id="i1", service_id="s", plan_id="p")).body is None
+
+
 def test_bearer_auth_and_no_auth(broker: Broker) -> None:
     with OSBClient(broker.url, auth=BearerAuth("tok-123")) as c:
         broker.reply(200, CATALOG)
