@@ -45,9 +45,11 @@ from instances.states import (
     DELETES,
     BindingState,
     InstanceState,
+    InvalidTransition,
     OpState,
     OpType,
     Phase,
+    can_transition,
     describe_wait,
     poll_delay,
     retry_delay,
@@ -90,11 +92,15 @@ EARLY_TOLERANCE = timedelta(seconds=0.5)
 MIN_RETRY_AFTER = 1.0
 
 
+# The states from which a worker may take an operation on (to in_progress): the active ones.
+CLAIMABLE = frozenset(state for state in OpState if can_transition(state, OpState.IN_PROGRESS))
+
+
 def _claim(operation_id: Any) -> Operation | None:
     now = timezone.now()
     lease_until = now + timedelta(seconds=lease_seconds())
     claimed = (
-        Operation.objects.filter(pk=operation_id, state__in=ACTIVE, next_poll_at__lte=now + EARLY_TOLERANCE)
+        Operation.objects.filter(pk=operation_id, state__in=CLAIMABLE, next_poll_at__lte=now + EARLY_TOLERANCE)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .update(claimed_until=lease_until, state=OpState.IN_PROGRESS)
     )
@@ -469,7 +475,7 @@ def _retry(op: Operation, reason: str, *, retry_after: float | None = None, phas
 
 def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float | None:
     now = timezone.now()
-    fields: dict[str, Any] = {"state": decision.state, "next_step": decision.next_step, "updated_at": now,
+    fields: dict[str, Any] = {"next_step": decision.next_step, "updated_at": now,
                               "claimed_until": None}
     if decision.phase:
         fields["phase"] = decision.phase
@@ -497,8 +503,7 @@ def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float 
         fields["finished_at"] = now
     with transaction.atomic():
         OperationCall.objects.bulk_create([_call_row(op, call) for call in calls])
-        # Compare-and-set on our lease: a worker whose lease expired must not overwrite another's work.
-        if not Operation.objects.filter(pk=op.pk, claimed_until=op.claimed_until, state=op.state).update(**fields):
+        if not _transition(op, decision.state, **fields):
             logger.warning("Operation %s: lease lost before the step could be saved", op.pk)
             return None
         _update_instance(op, decision, now)
@@ -508,6 +513,15 @@ def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float 
     if decision.state == OpState.IN_PROGRESS:
         return max(decision.delay or 0.0, 0.0)
     return None
+
+
+def _transition(op: Operation, to: str, **fields: Any) -> bool:
+    """Move `op` to state `to` if the state machine allows it, by compare-and-set on the state and our lease: a
+    worker whose lease expired must not overwrite another's work (False then)."""
+    if not can_transition(op.state, to):
+        raise InvalidTransition(f"Operation {op.pk}: {op.state} -> {to} is not a transition of the state machine")
+    return Operation.objects.filter(pk=op.pk, claimed_until=op.claimed_until, state=op.state).update(
+        state=to, **fields) == 1
 
 
 def _max_polling_seconds(op: Operation) -> float:

@@ -770,3 +770,18 @@ def test_step_is_a_no_op_when_not_due_or_finished(broker: Broker, osb_broker: Sa
     run_operations()
     assert operation_step(operation_id=op.pk) is None
     assert len(osb_broker.requests_for("PUT")) == 1
+
+
+def test_the_engine_writes_only_changes_the_state_machine_allows(direct: Broker) -> None:
+    from instances.services.operations import CLAIMABLE, _transition
+    from instances.states import ACTIVE, InvalidTransition
+
+    assert CLAIMABLE == ACTIVE
+    _, op = provision(plan(direct, "postgresql", "standard-small"), parameters={"database_name": "orders"})
+    run_operations()
+    op.refresh_from_db()
+    assert op.state == OpState.SUCCEEDED
+    with pytest.raises(InvalidTransition):
+        _transition(op, OpState.IN_PROGRESS, next_step="again")
+    op.refresh_from_db()
+    assert op.state == OpState.SUCCEEDED and op.next_step == "Nothing more to do."

@@ -36,7 +36,7 @@ class FormFields(HTMLParser):
         a = {k: v or "" for k, v in attrs}
         if tag == "form":
             self.inside = a.get("id") == self.form_id
-        if not self.inside or "name" not in a and tag not in ("option",):
+        if not self.inside or ("name" not in a and tag != "option"):
             return
         if tag == "input" and a.get("type") not in ("submit", "button"):
             if a.get("type") in ("checkbox", "radio") and "checked" not in a:
