@@ -3,6 +3,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PORTAL_DATA_DIR=/data
 WORKDIR /app
 COPY pyproject.toml README.md manage.py ./
 COPY catalog_portal catalog_portal
+COPY teams teams
 COPY brokers brokers
 COPY instances instances
 COPY devtools devtools
