@@ -368,19 +368,11 @@ class OSBClient:
             )
         return CatalogResponse(document=document, etag=got_etag, last_modified=last_modified, not_modified=False)
 
-    def _provision(self, response: httpx.Response) -> ProvisionResponse:
-        b = self._object(response, "provision")
-        return ProvisionResponse(
-            status=response.status_code,
-            async_=response.status_code == 202,
-            operation=b.text("operation"),
-            dashboard_url=b.text("dashboard_url"),
-            metadata=b.object("metadata"),
-        )
-
-    def _update(self, response: httpx.Response) -> UpdateResponse:
-        b = self._object(response, "update")
-        return UpdateResponse(
+    def _instance_change(
+        self, response: httpx.Response, kind: CallKind, answer: type[ProvisionResponse] | type[UpdateResponse]
+    ) -> ProvisionResponse | UpdateResponse:
+        b = self._object(response, kind)
+        return answer(
             status=response.status_code,
             async_=response.status_code == 202,
             operation=b.text("operation"),
@@ -408,28 +400,25 @@ class OSBClient:
     def _bind(self, response: httpx.Response) -> BindResponse:
         b = self._object(response, "bind")
         return BindResponse(
-            status=response.status_code,
-            async_=response.status_code == 202,
-            operation=b.text("operation"),
-            credentials=b.object("credentials"),
-            syslog_drain_url=b.text("syslog_drain_url"),
-            route_service_url=b.text("route_service_url"),
-            volume_mounts=b.array("volume_mounts"),
-            endpoints=b.array("endpoints"),
-            metadata=b.object("metadata"),
+            status=response.status_code, async_=response.status_code == 202, operation=b.text("operation"),
+            **self._binding_fields(b),
         )
 
     def _binding_info(self, response: httpx.Response) -> BindingInfo:
         b = self._object(response, "fetch_binding")
-        return BindingInfo(
-            credentials=b.object("credentials"),
-            syslog_drain_url=b.text("syslog_drain_url"),
-            route_service_url=b.text("route_service_url"),
-            volume_mounts=b.array("volume_mounts"),
-            endpoints=b.array("endpoints"),
-            parameters=b.object("parameters"),
-            metadata=b.object("metadata"),
-        )
+        return BindingInfo(parameters=b.object("parameters"), **self._binding_fields(b))
+
+    @staticmethod
+    def _binding_fields(b: _Body) -> dict[str, Any]:
+        """What a bind answer and a fetched binding both carry."""
+        return {
+            "credentials": b.object("credentials"),
+            "syslog_drain_url": b.text("syslog_drain_url"),
+            "route_service_url": b.text("route_service_url"),
+            "volume_mounts": b.array("volume_mounts"),
+            "endpoints": b.array("endpoints"),
+            "metadata": b.object("metadata"),
+        }
 
     # -- internals
 
@@ -626,8 +615,8 @@ class OSBClient:
 # How each kind of answer is read (`send` returns what these return).
 PARSERS: dict[CallKind, Callable[[OSBClient, httpx.Response], Any]] = {
     "catalog": OSBClient._catalog,
-    "provision": OSBClient._provision,
-    "update": OSBClient._update,
+    "provision": lambda client, response: client._instance_change(response, "provision", ProvisionResponse),
+    "update": lambda client, response: client._instance_change(response, "update", UpdateResponse),
     "deprovision": lambda client, response: client._delete(response, "deprovision"),
     "last_operation": lambda client, response: client._last_operation(response, "last_operation"),
     "fetch_instance": OSBClient._instance_info,

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import quote
 
 from .types import (
@@ -115,7 +115,7 @@ class OSBRequest(Generic[R]):
         return {"format": FORMAT, "kind": self.kind, **fields}
 
 
-# --------------------------------------------------------------------------- catalog, polls and fetches
+# --------------------------------------------------------------------------- the catalog
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,126 +139,48 @@ class CatalogRequest(OSBRequest[CatalogResponse]):
         return headers
 
 
-@dataclass(frozen=True, kw_only=True)
-class LastOperationRequest(OSBRequest[LastOperation]):
-    """``GET /v2/service_instances/:instance_id/last_operation``; 410 raises OSBGone."""
-
-    kind: ClassVar[CallKind] = "last_operation"
-    method: ClassVar[str] = "GET"
-    instance_id: str
-    service_id: str | None = None
-    plan_id: str | None = None
-    operation: str | None = None
-
-    def path(self) -> str:
-        return instance_path(self.instance_id) + "/last_operation"
-
-    def query(self) -> dict[str, str]:
-        return query_params(service_id=self.service_id, plan_id=self.plan_id, operation=self.operation)
-
-
-@dataclass(frozen=True, kw_only=True)
-class FetchInstanceRequest(OSBRequest[InstanceInfo]):
-    """``GET /v2/service_instances/:instance_id``."""
-
-    kind: ClassVar[CallKind] = "fetch_instance"
-    method: ClassVar[str] = "GET"
-    instance_id: str
-    service_id: str | None = None
-    plan_id: str | None = None
-
-    def path(self) -> str:
-        return instance_path(self.instance_id)
-
-    def query(self) -> dict[str, str]:
-        return query_params(service_id=self.service_id, plan_id=self.plan_id)
-
-
-@dataclass(frozen=True, kw_only=True)
-class BindingLastOperationRequest(OSBRequest[LastOperation]):
-    """``GET .../service_bindings/:binding_id/last_operation``; 410 raises OSBGone."""
-
-    kind: ClassVar[CallKind] = "binding_last_operation"
-    method: ClassVar[str] = "GET"
-    instance_id: str
-    binding_id: str
-    service_id: str | None = None
-    plan_id: str | None = None
-    operation: str | None = None
-
-    def path(self) -> str:
-        return binding_path(self.instance_id, self.binding_id) + "/last_operation"
-
-    def query(self) -> dict[str, str]:
-        return query_params(service_id=self.service_id, plan_id=self.plan_id, operation=self.operation)
-
-
-@dataclass(frozen=True, kw_only=True)
-class FetchBindingRequest(OSBRequest[BindingInfo]):
-    """``GET /v2/service_instances/:instance_id/service_bindings/:binding_id``."""
-
-    kind: ClassVar[CallKind] = "fetch_binding"
-    method: ClassVar[str] = "GET"
-    instance_id: str
-    binding_id: str
-    service_id: str | None = None
-    plan_id: str | None = None
-
-    def path(self) -> str:
-        return binding_path(self.instance_id, self.binding_id)
-
-    def query(self) -> dict[str, str]:
-        return query_params(service_id=self.service_id, plan_id=self.plan_id)
-
-
 # --------------------------------------------------------------------------- instances
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeprovisionRequest(OSBRequest[AsyncResponse]):
-    """``DELETE /v2/service_instances/:instance_id``; 410 raises OSBGone."""
+class InstanceRequest(OSBRequest[R]):
+    """A request about one service instance, named by its id and (where the call takes them) its service's and
+    plan's ids. A subclass that requires the ids declares them `= field()`: a bare annotation would keep the None
+    default from here."""
 
-    kind: ClassVar[CallKind] = "deprovision"
-    method: ClassVar[str] = "DELETE"
     instance_id: str
-    service_id: str
-    plan_id: str
-    accepts_incomplete: bool = True
+    service_id: str | None = None
+    plan_id: str | None = None
 
     def path(self) -> str:
         return instance_path(self.instance_id)
 
-    def query(self) -> dict[str, str]:
-        return query_params(service_id=self.service_id, plan_id=self.plan_id,
-                            accepts_incomplete=self.accepts_incomplete)
+    def target(self) -> dict[str, Any]:
+        """The fields that name what this request is about: follow-up requests name the same."""
+        return {"instance_id": self.instance_id, "service_id": self.service_id, "plan_id": self.plan_id}
 
-    def last_operation(self, operation: str | None) -> LastOperationRequest:
-        return LastOperationRequest(instance_id=self.instance_id, service_id=self.service_id, plan_id=self.plan_id,
-                                    operation=operation)
+    def ids_query(self, **more: str | bool | None) -> dict[str, str]:
+        return query_params(service_id=self.service_id, plan_id=self.plan_id, **more)
 
-    def cleanup(self) -> DeprovisionRequest:
-        """A failed delete is cleaned up by deleting again."""
-        return self
+    def last_operation(self, operation: str | None) -> InstanceRequest[LastOperation]:
+        """The poll for the broker's work on this request (`operation`: the token of its 202 answer)."""
+        return LastOperationRequest(**self.target(), operation=operation)
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProvisionRequest(OSBRequest[ProvisionResponse]):
+class ProvisionRequest(InstanceRequest[ProvisionResponse]):
     """``PUT /v2/service_instances/:instance_id``."""
 
     kind: ClassVar[CallKind] = "provision"
     method: ClassVar[str] = "PUT"
-    instance_id: str
-    service_id: str
-    plan_id: str
+    service_id: str = field()
+    plan_id: str = field()
     context: JSONObject
     organization_guid: str
     space_guid: str
     parameters: JSONObject | None = None
     maintenance_version: str | None = None
     accepts_incomplete: bool = True
-
-    def path(self) -> str:
-        return instance_path(self.instance_id)
 
     def query(self) -> dict[str, str]:
         return query_params(accepts_incomplete=self.accepts_incomplete)
@@ -270,28 +192,22 @@ class ProvisionRequest(OSBRequest[ProvisionResponse]):
             "parameters": self.parameters, "maintenance_info": maintenance_info(self.maintenance_version),
         })
 
-    def last_operation(self, operation: str | None) -> LastOperationRequest:
-        return LastOperationRequest(instance_id=self.instance_id, service_id=self.service_id, plan_id=self.plan_id,
-                                    operation=operation)
-
     def fetch(self) -> FetchInstanceRequest:
-        return FetchInstanceRequest(instance_id=self.instance_id, service_id=self.service_id, plan_id=self.plan_id)
+        return FetchInstanceRequest(**self.target())
 
     def cleanup(self) -> DeprovisionRequest:
         """The delete that removes what a failed provision may have left at the broker (orphan mitigation)."""
-        return DeprovisionRequest(instance_id=self.instance_id, service_id=self.service_id, plan_id=self.plan_id)
+        return DeprovisionRequest(**self.target())
 
 
 @dataclass(frozen=True, kw_only=True)
-class UpdateRequest(OSBRequest[UpdateResponse]):
+class UpdateRequest(InstanceRequest[UpdateResponse]):
     """``PATCH /v2/service_instances/:instance_id``: what changes (a plan, parameters, a maintenance version), and
     what the instance has now (``previous_values``)."""
 
     kind: ClassVar[CallKind] = "update"
     method: ClassVar[str] = "PATCH"
-    instance_id: str
-    service_id: str
-    plan_id: str | None = None
+    service_id: str = field()
     context: JSONObject | None = None
     parameters: JSONObject | None = None
     maintenance_version: str | None = None
@@ -299,25 +215,22 @@ class UpdateRequest(OSBRequest[UpdateResponse]):
     previous_maintenance_version: str | None = None
     accepts_incomplete: bool = True
 
-    def path(self) -> str:
-        return instance_path(self.instance_id)
-
     def query(self) -> dict[str, str]:
         return query_params(accepts_incomplete=self.accepts_incomplete)
 
     def body(self) -> JSONObject:
-        previous = compact({"service_id": self.service_id, "plan_id": self.previous_plan_id,
+        previous = compact({"plan_id": self.previous_plan_id,
                             "maintenance_info": maintenance_info(self.previous_maintenance_version)})
         return compact({
             "service_id": self.service_id, "plan_id": self.plan_id, "context": self.context,
-            "parameters": self.parameters, "previous_values": previous,
+            "parameters": self.parameters,
+            "previous_values": {"service_id": self.service_id, **previous} if previous else None,
             "maintenance_info": maintenance_info(self.maintenance_version),
         })
 
     def last_operation(self, operation: str | None) -> LastOperationRequest:
         # While a plan change runs, the broker is asked about the plan before the update (spec: last_operation).
-        plan_id = self.previous_plan_id or self.plan_id
-        return LastOperationRequest(instance_id=self.instance_id, service_id=self.service_id, plan_id=plan_id,
+        return LastOperationRequest(**{**self.target(), "plan_id": self.previous_plan_id or self.plan_id},
                                     operation=operation)
 
 
@@ -325,50 +238,33 @@ class UpdateRequest(OSBRequest[UpdateResponse]):
 
 
 @dataclass(frozen=True, kw_only=True)
-class UnbindRequest(OSBRequest[AsyncResponse]):
-    """``DELETE /v2/service_instances/:instance_id/service_bindings/:binding_id``; 410 raises OSBGone."""
+class BindingRequest(InstanceRequest[R]):
+    """A request about one binding of an instance."""
 
-    kind: ClassVar[CallKind] = "unbind"
-    method: ClassVar[str] = "DELETE"
-    instance_id: str
     binding_id: str
-    service_id: str
-    plan_id: str
-    accepts_incomplete: bool = True
 
     def path(self) -> str:
         return binding_path(self.instance_id, self.binding_id)
 
-    def query(self) -> dict[str, str]:
-        return query_params(service_id=self.service_id, plan_id=self.plan_id,
-                            accepts_incomplete=self.accepts_incomplete)
+    def target(self) -> dict[str, Any]:
+        return {**super().target(), "binding_id": self.binding_id}
 
     def last_operation(self, operation: str | None) -> BindingLastOperationRequest:
-        return BindingLastOperationRequest(instance_id=self.instance_id, binding_id=self.binding_id,
-                                           service_id=self.service_id, plan_id=self.plan_id, operation=operation)
-
-    def cleanup(self) -> UnbindRequest:
-        """A failed unbind is cleaned up by unbinding again."""
-        return self
+        return BindingLastOperationRequest(**self.target(), operation=operation)
 
 
 @dataclass(frozen=True, kw_only=True)
-class BindRequest(OSBRequest[BindResponse]):
+class BindRequest(BindingRequest[BindResponse]):
     """``PUT /v2/service_instances/:instance_id/service_bindings/:binding_id``."""
 
     kind: ClassVar[CallKind] = "bind"
     method: ClassVar[str] = "PUT"
-    instance_id: str
-    binding_id: str
-    service_id: str
-    plan_id: str
+    service_id: str = field()
+    plan_id: str = field()
     context: JSONObject | None = None
     bind_resource: JSONObject | None = None
     parameters: JSONObject | None = None
     accepts_incomplete: bool = True
-
-    def path(self) -> str:
-        return binding_path(self.instance_id, self.binding_id)
 
     def query(self) -> dict[str, str]:
         return query_params(accepts_incomplete=self.accepts_incomplete)
@@ -380,18 +276,98 @@ class BindRequest(OSBRequest[BindResponse]):
             "bind_resource": bind_resource, "parameters": self.parameters,
         })
 
-    def last_operation(self, operation: str | None) -> BindingLastOperationRequest:
-        return BindingLastOperationRequest(instance_id=self.instance_id, binding_id=self.binding_id,
-                                           service_id=self.service_id, plan_id=self.plan_id, operation=operation)
-
     def fetch(self) -> FetchBindingRequest:
-        return FetchBindingRequest(instance_id=self.instance_id, binding_id=self.binding_id,
-                                   service_id=self.service_id, plan_id=self.plan_id)
+        return FetchBindingRequest(**self.target())
 
     def cleanup(self) -> UnbindRequest:
         """The unbind that removes what a failed bind may have left at the broker (orphan mitigation)."""
-        return UnbindRequest(instance_id=self.instance_id, binding_id=self.binding_id, service_id=self.service_id,
-                             plan_id=self.plan_id)
+        return UnbindRequest(**self.target())
+
+
+# --------------------------------------------------------------------------- polls, fetches, deletes
+
+
+@dataclass(frozen=True, kw_only=True)
+class Poll(InstanceRequest[LastOperation]):
+    """``GET <resource>/last_operation``; 410 raises OSBGone."""
+
+    method: ClassVar[str] = "GET"
+    operation: str | None = None
+
+    def path(self) -> str:
+        return super().path() + "/last_operation"
+
+    def query(self) -> dict[str, str]:
+        return self.ids_query(operation=self.operation)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fetch(InstanceRequest[R]):
+    """``GET <resource>``."""
+
+    method: ClassVar[str] = "GET"
+
+    def query(self) -> dict[str, str]:
+        return self.ids_query()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delete(InstanceRequest[AsyncResponse]):
+    """``DELETE <resource>``; 410 raises OSBGone."""
+
+    method: ClassVar[str] = "DELETE"
+    service_id: str = field()
+    plan_id: str = field()
+    accepts_incomplete: bool = True
+
+    def query(self) -> dict[str, str]:
+        return self.ids_query(accepts_incomplete=self.accepts_incomplete)
+
+    def cleanup(self) -> Self:
+        """A failed delete is cleaned up by deleting again."""
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
+class LastOperationRequest(Poll):
+    """``GET /v2/service_instances/:instance_id/last_operation``."""
+
+    kind: ClassVar[CallKind] = "last_operation"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchInstanceRequest(Fetch[InstanceInfo]):
+    """``GET /v2/service_instances/:instance_id``."""
+
+    kind: ClassVar[CallKind] = "fetch_instance"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeprovisionRequest(Delete):
+    """``DELETE /v2/service_instances/:instance_id``."""
+
+    kind: ClassVar[CallKind] = "deprovision"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BindingLastOperationRequest(Poll, BindingRequest[LastOperation]):
+    """``GET /v2/service_instances/:instance_id/service_bindings/:binding_id/last_operation``."""
+
+    kind: ClassVar[CallKind] = "binding_last_operation"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchBindingRequest(Fetch[BindingInfo], BindingRequest[BindingInfo]):
+    """``GET /v2/service_instances/:instance_id/service_bindings/:binding_id``."""
+
+    kind: ClassVar[CallKind] = "fetch_binding"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnbindRequest(Delete, BindingRequest[AsyncResponse]):
+    """``DELETE /v2/service_instances/:instance_id/service_bindings/:binding_id``."""
+
+    kind: ClassVar[CallKind] = "unbind"
 
 
 # --------------------------------------------------------------------------- stored requests

@@ -335,7 +335,7 @@ def test_empty_ids_are_rejected(client: OSBClient) -> None:
 
 def test_provision_full_body_and_query(client: OSBClient, broker: Broker) -> None:
     broker.reply(201, {"dashboard_url": "https://dash/x", "metadata": {"labels": {"a": "b"}}})
-    result = client.send(ProvisionRequest(instance_id="i1", service_id="s", plan_id="p", context=CONTEXT, organization_guid="o", space_guid="sp", parameters={"size": 3}, maintenance_info={"version": "2.1.1"}))
+    result = client.send(ProvisionRequest(instance_id="i1", service_id="s", plan_id="p", context=CONTEXT, organization_guid="o", space_guid="sp", parameters={"size": 3}, maintenance_version="2.1.1"))
     req = broker.last
     assert req.method == "PUT"
     assert req.path == "/v2/service_instances/i1"
@@ -373,13 +373,13 @@ def test_update_body(client: OSBClient, broker: Broker) -> None:
     assert (result.status, result.async_, result.operation, result.dashboard_url) == (200, False, None, None)
 
     broker.reply(202, {"operation": "up-1", "dashboard_url": "https://d"})
-    result = client.send(UpdateRequest(instance_id="i1", service_id="s", plan_id="p2", context=CONTEXT, parameters={"a": 1}, previous_values={"plan_id": "p1", "service_id": None}, maintenance_info={"version": "2"}))
+    result = client.send(UpdateRequest(instance_id="i1", service_id="s", plan_id="p2", context=CONTEXT, parameters={"a": 1}, previous_plan_id="p1", maintenance_version="2"))
     assert broker.last.json() == {
         "service_id": "s",
         "plan_id": "p2",
         "context": CONTEXT,
         "parameters": {"a": 1},
-        "previous_values": {"plan_id": "p1"},
+        "previous_values": {"service_id": "s", "plan_id": "p1"},
         "maintenance_info": {"version": "2"},
     }
     assert (result.async_, result.operation, result.dashboard_url) == (True, "up-1", "https://d")
