@@ -6,7 +6,7 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from brokers import selectors, services
 from brokers.models import Broker, ServiceOffering, ServicePlan
-from catalog_portal.api import Pagination, paginated
+from catalog_portal.api import Pagination, paginated, query_param
 from teams.models import Team
 
 
@@ -234,22 +234,18 @@ def _bool_param(request: Request, name: str) -> bool | None:
     raise serializers.ValidationError({name: [f"Use true or false, not '{value}'."]})
 
 
-def _query(name: str, description: str, kind: Any = OpenApiTypes.STR, many: bool = False) -> OpenApiParameter:
-    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description, many=many or None)
-
-
 class ServiceListApi(APIView):
     pagination_class = Pagination
 
     @extend_schema(
         responses=ServiceSerializer(many=True),
         parameters=[
-            _query("search", "Words matched in name, display name, description and tags (all must match)."),
-            _query("tag", "Only services with this tag (repeatable: all must match).", many=True),
-            _query("broker", "Only services of this broker id (repeatable).", many=True),
-            _query("provider", "Only services of this provider (repeatable).", many=True),
-            _query("free", "true: services with a free plan; false: services without one.", OpenApiTypes.BOOL),
-            _query("active", "true (default) or false: services removed from the catalog.", OpenApiTypes.BOOL),
+            query_param("search", "Words matched in name, display name, description and tags (all must match)."),
+            query_param("tag", "Only services with this tag (repeatable: all must match).", many=True),
+            query_param("broker", "Only services of this broker id (repeatable).", many=True),
+            query_param("provider", "Only services of this provider (repeatable).", many=True),
+            query_param("free", "true: services with a free plan; false: services without one.", OpenApiTypes.BOOL),
+            query_param("active", "true (default) or false: services removed from the catalog.", OpenApiTypes.BOOL),
         ],
     )
     def get(self, request: Request) -> Response:
@@ -280,8 +276,8 @@ class PlanListApi(APIView):
     @extend_schema(
         responses=PlanSerializer(many=True),
         parameters=[
-            _query("service", "Only plans of this service id.", OpenApiTypes.UUID),
-            _query("active", "true (default) or false: plans removed from the catalog.", OpenApiTypes.BOOL),
+            query_param("service", "Only plans of this service id.", OpenApiTypes.UUID),
+            query_param("active", "true (default) or false: plans removed from the catalog.", OpenApiTypes.BOOL),
         ],
     )
     def get(self, request: Request) -> Response:

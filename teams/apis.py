@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog_portal.api import Pagination, paginated
+from catalog_portal.api import Pagination, paginated, query_param
 from catalog_portal.exceptions import Forbidden
 from teams import access, selectors, services
 from teams.models import AuditRecord, Membership, Team
@@ -143,21 +142,17 @@ class AuditRecordSerializer(serializers.ModelSerializer):
         return record.actor_name or None
 
 
-def _param(name: str, description: str) -> OpenApiParameter:
-    return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.QUERY, description=description)
-
-
 class AuditListApi(APIView):
     pagination_class = Pagination
 
     @extend_schema(
         responses=AuditRecordSerializer(many=True),
         parameters=[
-            _param("actor", "Username of who acted ('-': the portal itself)."),
-            _param("action", "An action (instance.create) or a prefix of actions (instance)."),
-            _param("target", "A target id, or type:id (servicebinding:<uuid>)."),
-            _param("since", "ISO 8601 date or timestamp: records at or after it."),
-            _param("until", "ISO 8601 date or timestamp: records at or before it."),
+            query_param("actor", "Username of who acted ('-': the portal itself)."),
+            query_param("action", "An action (instance.create) or a prefix of actions (instance)."),
+            query_param("target", "A target id, or type:id (servicebinding:<uuid>)."),
+            query_param("since", "ISO 8601 date or timestamp: records at or after it."),
+            query_param("until", "ISO 8601 date or timestamp: records at or before it."),
         ],
     )
     def get(self, request: Request) -> Response:

@@ -43,6 +43,7 @@ from .types import (
     CallRecord,
     CatalogResponse,
     InstanceInfo,
+    InstanceResponse,
     JSONObject,
     LastOperation,
     OperationState,
@@ -369,8 +370,8 @@ class OSBClient:
         return CatalogResponse(document=document, etag=got_etag, last_modified=last_modified, not_modified=False)
 
     def _instance_change(
-        self, response: httpx.Response, kind: CallKind, answer: type[ProvisionResponse] | type[UpdateResponse]
-    ) -> ProvisionResponse | UpdateResponse:
+        self, response: httpx.Response, kind: CallKind, answer: type[InstanceResponse]
+    ) -> InstanceResponse:
         b = self._object(response, kind)
         return answer(
             status=response.status_code,
