@@ -68,6 +68,7 @@ def broker_client(*, broker: Broker, recorder: Any = None) -> OSBClient:
             last_operation=settings.OSB_POLL_TIMEOUT,
             fetch=settings.OSB_POLL_TIMEOUT,
         ),
+        api_version=settings.OSB_API_VERSION,
         recorder=recorder,
     )
 

@@ -1,4 +1,5 @@
-"""Provision, update and deprovision: what people (UI, API, admin) ask for. Each writes rows and enqueues."""
+"""Provision, update and deprovision: what people (UI, API, admin) ask for. Each builds the OSB request
+(brokers.osb.requests), stores it on a new Operation with the rows it changes, and enqueues the step on commit."""
 
 from __future__ import annotations
 
@@ -56,8 +57,6 @@ def start_operation(operation: Operation) -> Operation:
         ) from None
     enqueue_on_commit(operation_step, str(operation.pk))
     return operation
-
-
 
 
 def provision_request(
