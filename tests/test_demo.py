@@ -36,8 +36,7 @@ def test_demo_starts_a_portal_with_the_sample_catalog(tmp_path: Path) -> None:
         finally:
             os.killpg(process.pid, signal.SIGINT)
             try:
-                # The demo gives each child up to 10 s to stop; on a busy machine the worker takes them.
-                process.wait(timeout=60)
+                process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
     # The demo's children (worker, broker) are gone with it.
