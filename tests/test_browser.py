@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from brokers.models import Broker
-from brokers.sample_broker import SampleBroker, generate_catalog
-from instances.kube_standin import KubeStandIn
+from devtools.kube_standin import KubeStandIn
+from devtools.sample_broker import SampleBroker, generate_catalog
 from instances.models import Operation, ServiceInstance
 from instances.services.bindings import binding_create
 from instances.services.instances import instance_provision

@@ -12,12 +12,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker
-from catalog_portal.models import AuditRecord
+from devtools.sample_broker import SampleBroker
 from instances.models import Operation, OperationCall, ServiceInstance
 from instances.services.instances import instance_provision, instance_retry, instance_update, retry_refusal
 from instances.states import InstanceState, OpState, OpType, Phase
 from instances.timeline import group_calls
+from teams.models import AuditRecord
 from tests.conftest import signed_in
 from tests.instances.helpers import plan, record_polls, run_operations
 

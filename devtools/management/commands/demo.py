@@ -36,8 +36,10 @@ class Command(BaseCommand):
         parser.add_argument("--setup-only", action="store_true", help="Prepare everything, start nothing.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # `kill` (SIGTERM) must stop the children too, as Ctrl+C does.
+        # `kill` (SIGTERM) must stop the children too, as Ctrl+C does; and Ctrl+C must work even when the demo was
+        # started as a background job of a script, which inherits SIGINT ignored.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         call_command("migrate", interactive=False, verbosity=0)
         username, password = self._admin_account()
         children: list[subprocess.Popen[bytes]] = []
@@ -47,7 +49,7 @@ class Command(BaseCommand):
                                                lambda: secrets.token_urlsafe(16))
             if not options["setup_only"]:
                 children.append(self._spawn(
-                    [sys.executable, "-m", "brokers.sample_broker", "--port", str(options["broker_port"]),
+                    [sys.executable, "-m", "devtools.sample_broker", "--port", str(options["broker_port"]),
                      # "=" form: a generated password may start with "-"
                      "--username=portal", f"--password={broker_password}", "--quiet"]))
                 self._wait_for_broker(broker_url)
