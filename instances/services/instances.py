@@ -177,12 +177,18 @@ def instance_update(
                           context=instance.context, parameters=params, maintenance_version=maintenance,
                           previous_plan_id=current.catalog_id,
                           previous_maintenance_version=(instance.maintenance_info or {}).get("version"))
+    return _start_update(instance, patch.to_json(), requested_by=requested_by, request=request,
+                         summary=f"Update of instance {instance} requested: {', '.join(changed)}")
+
+
+def _start_update(instance: ServiceInstance, stored_request: dict[str, Any], *, requested_by: Any, request: Any,
+                  summary: str) -> ServiceInstance:
+    """The update operation with this stored request, the instance marked updating, the audit record."""
     with transaction.atomic():
-        start_operation(Operation(type=OpType.UPDATE, instance=instance, request=patch.to_json(),
+        start_operation(Operation(type=OpType.UPDATE, instance=instance, request=stored_request,
                                   requested_by=requested_by, identity=identity_for(requested_by)))
         ServiceInstance.objects.filter(pk=instance.pk).update(state=InstanceState.UPDATING, updated_at=timezone.now())
-        audit(action="instance.update", target=instance, actor=requested_by, request=request,
-              summary=f"Update of instance {instance} requested: {', '.join(changed)}")
+        audit(action="instance.update", target=instance, actor=requested_by, request=request, summary=summary)
     instance.refresh_from_db()
     return instance
 
@@ -283,14 +289,9 @@ def instance_retry(*, instance: ServiceInstance, requested_by: Any = None, reque
         last = _failed_operation_to_retry(locked)
         if last.type == OpType.DEPROVISION:
             return instance_deprovision(instance=locked, requested_by=requested_by, request=request)
-        if last.type == OpType.UPDATE:
-            start_operation(Operation(type=OpType.UPDATE, instance=locked, request=last.request,
-                                      requested_by=requested_by, identity=identity_for(requested_by)))
-            ServiceInstance.objects.filter(pk=locked.pk).update(state=InstanceState.UPDATING, updated_at=timezone.now())
-            audit(action="instance.update", target=locked, actor=requested_by, request=request,
-                  summary=f"Retry of the failed update of instance {locked}")
-            locked.refresh_from_db()
-            return locked
+        if last.type == OpType.UPDATE:  # the same stored request: the broker gets the same body again
+            return _start_update(locked, last.request, requested_by=requested_by, request=request,
+                                 summary=f"Retry of the failed update of instance {locked}")
         now = timezone.now()
         ServiceInstance.objects.filter(pk=locked.pk).update(state=InstanceState.DELETED, deleted_at=now, updated_at=now)
         retried = instance_provision(plan=locked.plan, name=locked.name, namespace=locked.namespace,
