@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
+from brokers.conformance.behaviour import ObservedCall
 from catalog_portal import access
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.states import OpType
@@ -98,3 +99,29 @@ def operation_list(*, user: Any = None, instance: Any = None, binding: Any = Non
         query = query.filter(state=state)
     calls = OperationCall.objects.order_by("at", "id")
     return query.prefetch_related(Prefetch("calls", queryset=calls)).order_by("-started_at")
+
+
+# --- answers for the brokers app (brokers.hooks; registered in instances/apps.py) -------------------------------
+
+
+def instance_counts_by_plan(broker_id: Any) -> dict[Any, int]:
+    """{plan pk: existing (not deleted) instances} for one broker's plans (one grouped query)."""
+    rows = (ServiceInstance.objects.visible().filter(broker_id=broker_id).order_by().values("plan_id")
+            .annotate(count=Count("pk")).values_list("plan_id", "count"))
+    return dict(rows)
+
+
+def broker_calls_since(broker_id: Any, since: Any, limit: int) -> list[ObservedCall]:
+    """The OSB calls made for a broker's operations since `since`, newest first, at most `limit`."""
+    rows = (OperationCall.objects.filter(at__gte=since, operation__instance__broker_id=broker_id)
+            .order_by("-at").values_list(
+                "method", "path", "status", "duration_ms", "at", "error", "retry_after", "malformed", "error_code",
+                "error_described", "response_excerpt", "operation_id", "operation__type")[:limit])
+    return [
+        ObservedCall(method=method, path=path, status=status, duration_ms=duration, at=at, error=error,
+                     retry_after=retry_after or None, malformed=malformed, error_code=error_code or None,
+                     error_described=described, response_excerpt=excerpt, operation_id=str(operation_id),
+                     operation_type=op_type)
+        for (method, path, status, duration, at, error, retry_after, malformed, error_code, described, excerpt,
+             operation_id, op_type) in rows
+    ]
