@@ -19,8 +19,8 @@ from typing import Any
 LEVELS = ("error", "warning", "info")
 WEIGHTS = {"error": 5, "warning": 2, "info": 1}
 MAX_PROBLEMS_SHOWN = 5
-SPEC = "OSB v2.17 spec › "
-PROFILE = "OSB v2.17 profile › "
+SPEC = "OSB v2.17 spec > "
+PROFILE = "OSB v2.17 profile > "
 
 
 @dataclass(frozen=True)

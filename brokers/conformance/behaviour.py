@@ -105,12 +105,12 @@ ANSWER_SHAPES = Check(
 )
 LAST_OPERATION_STATES = Check(
     "behaviour.last-operation-states", "last_operation answers say in progress, succeeded or failed", "error",
-    SPEC + "Polling Last Operation for Service Instances › Body",
+    SPEC + "Polling Last Operation for Service Instances > Body",
     "state* | string | Valid values are in progress, succeeded, and failed.",
     "Answer last_operation polls with a JSON object whose 'state' is exactly one of these three strings.",
 )
 ERROR_CODE_CHECK = Check(
-    "behaviour.error-codes", "422 answers name the spec's error code", "error", SPEC + "Service Broker Errors › Error Codes",
+    "behaviour.error-codes", "422 answers name the spec's error code", "error", SPEC + "Service Broker Errors > Error Codes",
     "There are failure scenarios described throughout this specification for which the error field MUST contain "
     "a specific string. Service Broker authors MUST use these error codes for the specified failure scenarios.",
     "Put AsyncRequired, ConcurrencyError, RequiresApp or MaintenanceInfoConflict in the 'error' field of every 422.",
@@ -130,7 +130,7 @@ RETRY_AFTER_THROTTLING = Check(
 )
 RETRY_AFTER_POLLING = Check(
     "behaviour.retry-after-polling", "Asynchronous operations say when to poll again", "info",
-    SPEC + "Polling Last Operation for Service Instances › Body",
+    SPEC + "Polling Last Operation for Service Instances > Body",
     "The response MAY also include the Retry-After HTTP header. This header will indicate how long the Platform "
     "SHOULD wait before polling again … It is RECOMMENDED that the header include a duration rather than a "
     "timestamp.",
@@ -174,7 +174,7 @@ ORPHAN_MITIGATION = Check(
 )
 GONE_FOR_DELETES = Check(
     "behaviour.gone-only-for-deletes", "410 Gone only answers deletions", "warning",
-    SPEC + "Polling Last Operation for Service Instances › Response",
+    SPEC + "Polling Last Operation for Service Instances > Response",
     "410 Gone | Appropriate only for asynchronous delete operations. … Returning this while the Platform is polling "
     "for create or update operations SHOULD be interpreted as an invalid response",
     "Answer 410 only to a DELETE or to the last_operation poll of a deletion; while creating or updating answer "

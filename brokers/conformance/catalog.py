@@ -351,7 +351,7 @@ def _dashboard_client(catalog: Catalog) -> list[str]:
 
 DOCUMENT = Check(
     "catalog.document", "The catalog is a JSON object with a services array", "error",
-    SPEC + "Catalog Management › Response",
+    SPEC + "Catalog Management > Response",
     "200 OK MUST be returned upon successful processing of this request … services* | array of Service Offering "
     "objects",
     "Answer GET /v2/catalog with 200 and a JSON object whose 'services' is an array.",
@@ -382,7 +382,7 @@ CHECKS: list[tuple[Check, Callable[[Catalog], list[str]], str]] = [
            SPEC + "Service Plan Object", "name* … MUST be unique within the Service Offering.",
            "Rename the plans that share a name within a service."),
      _unique_plan_names, "No service has two plans of the same name."),
-    (Check("catalog.cli-friendly-names", "Names are CLI-friendly", "warning", SPEC + "Catalog Management › Body",
+    (Check("catalog.cli-friendly-names", "Names are CLI-friendly", "warning", SPEC + "Catalog Management > Body",
            "a \"CLI-friendly\" string … MUST only use alphanumeric characters, periods, and hyphens, with no spaces "
            "… Using a CLI-friendly name is RECOMMENDED.",
            "Use only letters, digits, periods and hyphens in names; put the pretty name in metadata.displayName."),
