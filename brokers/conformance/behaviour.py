@@ -243,10 +243,13 @@ def _retry_after_throttling(answered: list[ObservedCall]) -> CheckResult:
 
 
 def _retry_after_polling(answered: list[ObservedCall]) -> CheckResult:
+    """Judges the operations the portal had to poll more than once (an "in progress" poll): did their 202 or one of
+    those answers say when to poll again? An operation done at the first poll needed no hint."""
     by_operation: dict[str, list[ObservedCall]] = defaultdict(list)
     for call in answered:
         if call.operation_id and call.in_progress:
             by_operation[call.operation_id].append(call)
+    by_operation = {op: calls for op, calls in by_operation.items() if any(c.kind in POLLS for c in calls)}
     if not by_operation:
         return RETRY_AFTER_POLLING.not_observed(f"no asynchronous operation in the last {WINDOW_DAYS} days.")
     silent = [calls for calls in by_operation.values() if not any(c.retry_after for c in calls)]
