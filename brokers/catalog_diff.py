@@ -107,3 +107,19 @@ def _properties(schema: Mapping[str, Any], prefix: str = "", depth: int = 0) -> 
         if isinstance(definition, dict):
             found.update(_properties(definition, f"{path}.", depth + 1))
     return found
+
+
+SCHEMA_NAMES = {"service_instance.create": "creating an instance", "service_instance.update": "updating an instance",
+                "service_binding.create": "creating a binding"}
+_SCHEMA_WORDS = (("added", "added"), ("removed", "removed"), ("required", "now required"),
+                 ("optional", "now optional"), ("changed", "changed"))
+
+
+def describe_schema_changes(schemas: Mapping[str, Mapping[str, list[str]]] | None) -> list[str]:
+    """One line per changed schema, for people: 'Parameters for creating an instance: added pool_size; removed
+    public_access; now required version'."""
+    lines = []
+    for name, change in (schemas or {}).items():
+        parts = [f"{word} {', '.join(change[key])}" for key, word in _SCHEMA_WORDS if change.get(key)]
+        lines.append(f"Parameters for {SCHEMA_NAMES.get(name, name)}: {'; '.join(parts) or 'changed'}")
+    return lines

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
+from brokers.catalog_diff import describe_schema_changes
 from brokers.conformance.behaviour import ObservedCall
 from catalog_portal import access
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
@@ -125,3 +128,54 @@ def broker_calls_since(broker_id: Any, since: Any, limit: int) -> list[ObservedC
         for (method, path, status, duration, at, error, retry_after, malformed, error_code, described, excerpt,
              operation_id, op_type) in rows
     ]
+
+
+# --- what changed about an instance's plan in the catalog ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogNote:
+    kind: str  # "removed", "restricted", "maintenance", "schema"
+    title: str
+    text: str
+    lines: tuple[str, ...] = ()
+
+
+def instance_catalog_notes(instance: ServiceInstance) -> list[CatalogNote]:
+    """What the catalog changed under an existing instance: its plan removed or no longer offered, a newer
+    maintenance version, or the plan's parameter schemas changed since the instance's parameters were last set."""
+    if instance.is_deleted:
+        return []
+    plan = instance.plan
+    notes = []
+    if not plan.active:
+        when = plan.updated_at.strftime("%Y-%m-%d")
+        if plan.restricted:
+            notes.append(CatalogNote("restricted", "This plan is no longer offered",
+                                     f"The platform's catalog restrictions exclude the {plan.title} plan (since {when}). "
+                                     "This instance keeps working; no new instance can use the plan."))
+        else:
+            notes.append(CatalogNote("removed", "This plan was removed from the broker's catalog",
+                                     f"The broker no longer lists the {plan.title} plan (since {when}). This instance "
+                                     "keeps working; no new instance can use the plan."))
+    offered = (plan.maintenance_info or {}).get("version")
+    current = (instance.maintenance_info or {}).get("version")
+    if offered and offered != current:
+        description = (plan.maintenance_info or {}).get("description") or ""
+        notes.append(CatalogNote("maintenance", f"Maintenance version {offered} is available",
+                                 f"The broker now offers version {offered} of this plan"
+                                 f"{f' (this instance has {current})' if current else ''}. {description}".strip()))
+    change = plan.schemas_changed or {}
+    if change.get("at") and _schema_changed_since_set(instance, change["at"]):
+        lines = tuple(describe_schema_changes(change.get("schemas")))
+        notes.append(CatalogNote("schema", "The plan's parameters changed",
+                                 f"The broker changed the parameters of the {plan.title} plan on "
+                                 f"{change['at'][:10]}, after this instance's parameters were set.", lines))
+    return notes
+
+
+def _schema_changed_since_set(instance: ServiceInstance, at: str) -> bool:
+    last_set = (Operation.objects.filter(instance=instance, binding__isnull=True, state="succeeded",
+                                         type__in=[OpType.PROVISION, OpType.UPDATE])
+                .order_by("-finished_at").values_list("finished_at", flat=True).first()) or instance.created_at
+    return datetime.fromisoformat(at) > last_set
