@@ -331,16 +331,16 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
         sync.summary = {"identical": True}
         return
     # Checked before validation: a rejected catalog is the one its author most needs the scorecard for.
-    _store_catalog_checks(broker, check_catalog(response.document))
-    offerings = parse_catalog(response.document)
+    schema_memo: dict[int, str | None] = {}  # each schema checked once for both
+    _store_catalog_checks(broker, check_catalog(response.document, schema_memo=schema_memo))
+    offerings = parse_catalog(response.document, schema_memo=schema_memo)
     with transaction.atomic():
         result = mirror_catalog(broker_id=broker.pk, offerings=offerings, sync_id=sync.pk)
         Broker.objects.filter(pk=broker.pk).update(
             catalog_etag=response.etag or "", catalog_last_modified=response.last_modified or "",
             catalog_digest=digest, catalog_revision=F("catalog_revision") + 1,
         )
-        CatalogDocument.objects.update_or_create(
-            broker=broker, defaults={"document": response.document, "accepted_at": timezone.now()})
+        _save_catalog_document(broker, document=response.document, accepted_at=timezone.now())
     if result.written >= ANALYZE_AFTER_ROWS:
         _analyze_catalog_tables()
     _record_result(sync, result)
@@ -358,7 +358,13 @@ def _record_result(sync: CatalogSync, result: MirrorResult) -> None:
 
 def _store_catalog_checks(broker: Broker, results: list[CheckResult]) -> None:
     stored = [{"id": r.id, "passed": r.passed, "detail": r.detail} for r in results]
-    CatalogDocument.objects.update_or_create(broker=broker, defaults={"checks": stored, "checked_at": timezone.now()})
+    _save_catalog_document(broker, checks=stored, checked_at=timezone.now())
+
+
+def _save_catalog_document(broker: Broker, **fields: Any) -> None:
+    # An UPDATE, not update_or_create: that would first load (and decode) the stored document, megabytes of JSON.
+    if not CatalogDocument.objects.filter(broker=broker).update(**fields):
+        CatalogDocument.objects.create(broker=broker, **fields)
 
 
 # A mirror that wrote at least this many rows refreshes the planner's statistics of the catalog tables at once:

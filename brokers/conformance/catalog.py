@@ -35,24 +35,27 @@ class Plan:
 class Catalog:
     """The document's services and plans (objects only), each with a label for messages."""
 
-    def __init__(self, document: dict[str, Any]) -> None:
+    def __init__(self, document: dict[str, Any], schema_memo: dict[int, str | None] | None = None) -> None:
         services = document.get("services")
         self.entries: list[Any] = services if isinstance(services, list) else []
         self.services: list[tuple[str, dict[str, Any]]] = []
         self.plans: list[Plan] = []
+        self._plans_by_service: dict[int, list[Plan]] = {}
+        self.schema_memo = schema_memo
         for index, service in enumerate(self.entries):
             if not isinstance(service, dict):
                 continue
             label = _label("service", index, service)
             self.services.append((label, service))
+            own = self._plans_by_service.setdefault(id(service), [])
             plans = service.get("plans")
             for plan_index, plan in enumerate(plans if isinstance(plans, list) else []):
                 if isinstance(plan, dict):
-                    plan_label = f"{label}, " + _label("plan", plan_index, plan)
-                    self.plans.append(Plan(plan_label, service, plan))
+                    own.append(Plan(f"{label}, " + _label("plan", plan_index, plan), service, plan))
+            self.plans += own
 
     def plans_of(self, service: dict[str, Any]) -> list[Plan]:
-        return [plan for plan in self.plans if plan.service is service]
+        return self._plans_by_service.get(id(service), [])
 
     @property
     def size(self) -> str:
@@ -272,7 +275,7 @@ def _paid_plans_priced(catalog: Catalog) -> list[str]:
 
 
 def _schemas(catalog: Catalog) -> list[str]:
-    checker = _Checker()
+    checker = _Checker(catalog.schema_memo)
     for plan in catalog.plans:
         schemas = plan.data.get("schemas")
         for outer, inner in SCHEMA_PATHS:
@@ -484,13 +487,15 @@ CHECKS: list[tuple[Check, Callable[[Catalog], list[str]], str]] = [
 CATALOG_CHECKS = [DOCUMENT, *(check for check, _, _ in CHECKS)]
 
 
-def check_catalog(document: Any, *, error: str | None = None) -> list[CheckResult]:
-    """Every catalog check on `document` (None when the answer was not JSON: `error` says why)."""
+def check_catalog(document: Any, *, error: str | None = None,
+                  schema_memo: dict[int, str | None] | None = None) -> list[CheckResult]:
+    """Every catalog check on `document` (None when the answer was not JSON: `error` says why). `schema_memo`:
+    shared with brokers.catalog.parse_catalog on the same document object, so each schema is checked once."""
     if not isinstance(document, dict) or not isinstance(document.get("services"), list):
         why = error or ("the answer is not a JSON object" if not isinstance(document, dict)
                         else "'services' is missing or not an array")
         return [DOCUMENT.failed([why]), *(check.not_observed("the catalog could not be read") for check, _, _ in CHECKS)]
-    catalog = Catalog(document)
+    catalog = Catalog(document, schema_memo)
     results = [DOCUMENT.passed(f"The catalog lists {catalog.size}.")]
     results += [check.outcome(find(catalog), passed) for check, find, passed in CHECKS]
     return results

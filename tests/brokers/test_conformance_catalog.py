@@ -166,3 +166,13 @@ def test_the_score_weighs_errors_over_warnings_over_info() -> None:
     assert score([result("error", True), result("warning", None)]) == 100
     assert score([result("error", True), result("warning", False), result("info", False)]) == 62  # 5 / 8
     assert score([result("error", False), result("warning", True), result("info", True)]) == 37  # 3 / 8
+
+
+def test_the_docs_list_every_check() -> None:
+    from pathlib import Path
+
+    from brokers.conformance.behaviour import BEHAVIOUR_CHECKS
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "broker-insight.md").read_text()
+    for definition in [*CATALOG_CHECKS, *BEHAVIOUR_CHECKS]:
+        assert f"| `{definition.id}` | {definition.level} |" in docs, definition.id
