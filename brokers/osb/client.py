@@ -879,7 +879,6 @@ class OSBClient:
                 error=truncate(redact_text(str(failure))) if failure is not None else None,
                 request_excerpt=excerpt_json(body) if body is not None else "",
                 response_excerpt=response_excerpt,
-                kind=kind,
                 retry_after=response.headers.get("Retry-After") if response is not None else None,
                 malformed=isinstance(failure, OSBMalformedResponse),
                 error_code=failure.error if failure is not None else None,

@@ -208,7 +208,6 @@ class CallRecord:
     request_excerpt: str
     response_excerpt: str
     # What the platform can learn about the broker from this exchange (the conformance scorecard reads it).
-    kind: CallKind | None = None  # the spec endpoint called
     retry_after: str | None = None  # the answer's Retry-After header, as sent
     malformed: bool = False  # the answer lacks the shape the spec requires for its endpoint and status
     error_code: str | None = None  # the ``error`` field of an error answer

@@ -156,8 +156,7 @@ def test_a_change_of_rules_remirrors_at_once_without_asking_the_broker(
     assert offered(broker)[1] == all_plans(osb_broker)
     assert [e["name"] for e in CatalogSync.objects.filter(broker=broker).first().diff["services"]["added"]] == [
         "status-page"]
-    broker.catalog_digest = ""  # force a full relist of the same document
-    Broker.objects.filter(pk=broker.pk).update(catalog_digest="")
+    Broker.objects.filter(pk=broker.pk).update(catalog_digest="")  # a full relist of the same document
     relist = services.catalog_sync(broker_id=broker.pk, force=True)
     assert relist.outcome == CatalogSync.Outcome.UNCHANGED and offered(broker)[1] == all_plans(osb_broker)
 
