@@ -13,8 +13,10 @@ from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
 from brokers.restrictions import RestrictionError, parse_restrictions, parse_rule
 from brokers.sample_broker import SampleBroker, build_catalog
 from brokers.sample_broker.catalog import POSTGRES_ID, REDIS_ID, plan_id
+from catalog_portal.exceptions import ApplicationError
 from catalog_portal.models import AuditRecord
 from instances.models import ServiceInstance
+from instances.services.instances import instance_provision
 from tests.conftest import BROKER_PASSWORD, BROKER_USER
 
 pytestmark = pytest.mark.django_db
@@ -150,6 +152,8 @@ def test_a_change_of_rules_remirrors_at_once_without_asking_the_broker(
     assert audit.actor == admin_user and "re-mirrored for its new catalog restrictions" in audit.summary
     instance.refresh_from_db()
     assert instance.plan_id == hobby.pk and instance.state == "ready"  # the instance keeps its plan
+    with pytest.raises(ApplicationError, match="The plan 'Hobby' is no longer offered on this platform"):
+        instance_provision(plan=hobby, name="another", namespace="team-a")
 
     # Lifting the rules offers everything again, and the next relist keeps it that way.
     services.broker_update(broker=broker, catalog_restrictions={}, requested_by=admin_user)
