@@ -7,28 +7,23 @@ from typing import Any
 
 import pytest
 
-from brokers import services
 from brokers.catalog_diff import changed_fields, schema_change
 from brokers.models import Broker, CatalogSync, ServicePlan
 from brokers.sample_broker import SampleBroker, build_catalog
 from brokers.sample_broker.catalog import REDIS_ID, STATUS_PAGE_ID, plan_id, stable_id
 from catalog_portal.models import AuditRecord
 from instances.models import ServiceInstance
-from tests.conftest import BROKER_PASSWORD, BROKER_USER
+from tests.brokers.test_catalog_sync import register
+from tests.brokers.test_catalog_sync import sync as synced
 
 pytestmark = pytest.mark.django_db
 
 MEMCACHED_ID = stable_id("memcached")
 
 
-def register(url: str) -> Broker:
-    auth = services.BrokerAuth(type="basic", username=BROKER_USER, secret=BROKER_PASSWORD)
-    return services.broker_register(name="test-broker", url=url, auth=auth)
-
-
 def sync(broker: Broker) -> CatalogSync:
-    record = services.catalog_sync(broker_id=broker.pk, force=True)
-    assert record is not None and not record.error, record and record.error
+    record = synced(broker)
+    assert not record.error, record.error
     return record
 
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from brokers import selectors, services
+from brokers import selectors
 from brokers.conformance import CheckResult, score
 from brokers.conformance.catalog import CATALOG_CHECKS
 from brokers.models import Broker, CatalogSync
 from brokers.sample_broker import SampleBroker, build_catalog
-from tests.conftest import BROKER_PASSWORD, BROKER_USER
+from tests.brokers.test_catalog_sync import register, sync
 
 pytestmark = pytest.mark.django_db
 
@@ -78,17 +78,6 @@ BREAKERS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "catalog.dashboard-client": (lambda c: _service(c).update(dashboard_client={"id": "client"}),
                                  "dashboard_client lacks secret"),
 }
-
-
-def register(url: str) -> Broker:
-    auth = services.BrokerAuth(type="basic", username=BROKER_USER, secret=BROKER_PASSWORD)
-    return services.broker_register(name="test-broker", url=url, auth=auth)
-
-
-def sync(broker: Broker) -> CatalogSync:
-    record = services.catalog_sync(broker_id=broker.pk, force=True)
-    assert record is not None
-    return record
 
 
 def check(broker: Broker, check_id: str) -> CheckResult:
