@@ -19,16 +19,21 @@ def describe_diff(diff: dict[str, Any] | None) -> str:
     return _describe_diff(diff or {})
 
 
+SHOWN_PER_GROUP = 50  # a first mirror adds thousands: the page shows the first ones, the API has them all
+
+
 @register.filter
 def diff_groups(diff: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The non-empty parts of a diff in reading order: [{"kind", "change", "label", "sign", "entries"}]."""
+    """The non-empty parts of a diff in reading order: [{"kind", "change", "label", "sign", "entries", "count",
+    "more"}], at most SHOWN_PER_GROUP entries each."""
     groups = []
     for change, label, sign in CHANGES:
         for kind, noun in (("services", "Services"), ("plans", "Plans")):
             entries = (diff or {}).get(kind, {}).get(change) or []
             if entries:
                 groups.append({"kind": kind, "change": change, "label": f"{label} {noun.lower()}", "sign": sign,
-                               "entries": entries})
+                               "entries": entries[:SHOWN_PER_GROUP], "count": len(entries),
+                               "more": max(len(entries) - SHOWN_PER_GROUP, 0)})
     return groups
 
 

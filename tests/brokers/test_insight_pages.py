@@ -140,3 +140,14 @@ def test_admin_changelist_and_sync_history_say_what_changed(admin_user: Any, cha
     assert "1 plan removed (1 instance affected); 1 plan changed" in changelist
     assert "1 plan removed (1 instance affected); 1 plan changed" in broker_form
     assert "scorecard and sync history with diffs" in broker_form
+
+
+def test_a_big_diff_shows_its_first_entries_and_says_how_many_more(admin_user: Any, changed: Broker) -> None:
+    entries = [{"catalog_id": f"p{i}", "name": f"plan-{i}", "service": "s", "affected_instances": 0} for i in range(60)]
+    sync = CatalogSync.objects.create(broker=changed, outcome=CatalogSync.Outcome.CHANGED,
+                                      diff={"services": {}, "plans": {"added": entries}})
+
+    page = text(signed_in(admin_user).get(f"/brokers/{changed.pk}/"))
+
+    assert "Added plans (60)" in page and "s / plan-49" in page and "s / plan-50" not in page
+    assert f"And 10 more (/api/v1/brokers/{changed.pk}/syncs/{sync.pk}/ lists them all)." in page
