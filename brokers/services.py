@@ -32,6 +32,7 @@ from brokers.osb import (
     ReadTimeouts,
 )
 from brokers.restrictions import RestrictionError, parse_restrictions
+from brokers.selectors import broker_conformance
 from catalog_portal.audit import audit
 from catalog_portal.exceptions import ApplicationError, Conflict
 from catalog_portal.models import Team
@@ -428,8 +429,6 @@ def _audit_sync(broker: Broker, sync: CatalogSync, actor: Any = None, request: A
 
 def _refresh_conformance_score(broker: Broker) -> None:
     """The broker list's badge: the scorecard as of this sync (bounded reads; see brokers.selectors)."""
-    from brokers.selectors import broker_conformance
-
     try:
         report = broker_conformance(broker=broker)
     except Exception:  # the badge must never fail a sync
