@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
 GOAL_COLD_S = 10.0
 GOAL_RELIST_S = 2.0
 CATALOG_TABLES = ("brokers_serviceoffering", "brokers_serviceplan")
-BOOKKEEPING_TABLES = ("brokers_catalogsync", "brokers_broker", "brokers_catalogdocument", "catalog_portal_auditrecord")
+BOOKKEEPING_TABLES = ("brokers_catalogsync", "brokers_broker", "brokers_catalogdocument", "teams_auditrecord")
 BROKER_USER, BROKER_PASSWORD = "bench", "bench-broker-pass"
 _WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?([A-Za-z0-9_]+)"?', re.IGNORECASE)
 
@@ -121,16 +121,17 @@ class Phases:
 
         original_parse, original_mirror = services.parse_catalog, services.mirror_catalog
         original_checks = services.check_catalog
-        original_get_catalog = OSBClient.get_catalog
+        original_send = OSBClient.send
 
-        def get_catalog(client: Any, **kwargs: Any) -> Any:
+        def send(client: Any, request: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
-                return original_get_catalog(client, **kwargs)
+                return original_send(client, request, **kwargs)
             finally:
-                self.fetch += time.perf_counter() - start
+                if request.kind == "catalog":
+                    self.fetch += time.perf_counter() - start
 
-        OSBClient.get_catalog = get_catalog  # type: ignore[method-assign,assignment]
+        OSBClient.send = send  # type: ignore[method-assign,assignment]
 
         def check_catalog(document: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0, interactive=False)
 
         from brokers import services
-        from brokers.sample_broker import SampleBroker, generate_catalog
+        from devtools.sample_broker import SampleBroker, generate_catalog
 
         catalog = generate_catalog(
             args.services, args.plans, seed=args.seed, with_schemas=not args.no_schemas

@@ -16,7 +16,7 @@ from brokers import conformance, hooks
 from brokers.conformance import CheckResult, behaviour
 from brokers.conformance import catalog as conformance_catalog
 from brokers.models import Broker, CatalogDocument, CatalogSync, ServiceOffering, ServicePlan
-from catalog_portal import access
+from teams import access
 
 
 def broker_list() -> QuerySet[Broker]:

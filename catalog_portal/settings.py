@@ -35,8 +35,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "catalog_portal",
+    "teams",
     "brokers",
     "instances",
+    "devtools",  # development tools: only the `demo` management command lives in an app
 ]
 
 MIDDLEWARE = [

@@ -10,9 +10,9 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 
 from brokers.catalog_diff import describe_schema_changes
 from brokers.conformance.behaviour import ObservedCall
-from catalog_portal import access
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.states import OpType
+from teams import access
 
 INSTANCE_OPERATION_TYPES = [OpType.PROVISION, OpType.UPDATE, OpType.DEPROVISION]
 

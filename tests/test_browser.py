@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from brokers.models import Broker
-from brokers.sample_broker import SampleBroker
-from instances.kube_standin import KubeStandIn
+from devtools.kube_standin import KubeStandIn
+from devtools.sample_broker import SampleBroker
 from tests.conftest import ROOT, Workers
 from tests.instances.helpers import mirrored_broker
 
@@ -310,8 +310,8 @@ def changed_catalog(osb_broker: SampleBroker, osb_url: str) -> tuple[Broker, Any
 
     from brokers import services
     from brokers.models import ServicePlan
-    from brokers.sample_broker import build_catalog
-    from brokers.sample_broker.catalog import plan_id
+    from devtools.sample_broker import build_catalog
+    from devtools.sample_broker.catalog import plan_id
     from instances.models import ServiceInstance
 
     catalog = build_catalog(osb_broker.url)

@@ -9,10 +9,10 @@ import pytest
 
 from brokers.catalog_diff import changed_fields, schema_change
 from brokers.models import Broker, CatalogSync, ServicePlan
-from brokers.sample_broker import SampleBroker, build_catalog
-from brokers.sample_broker.catalog import REDIS_ID, STATUS_PAGE_ID, plan_id, stable_id
-from catalog_portal.models import AuditRecord
+from devtools.sample_broker import SampleBroker, build_catalog
+from devtools.sample_broker.catalog import REDIS_ID, STATUS_PAGE_ID, plan_id, stable_id
 from instances.models import ServiceInstance
+from teams.models import AuditRecord
 from tests.brokers.test_catalog_sync import register
 from tests.brokers.test_catalog_sync import sync as synced
 

@@ -13,7 +13,7 @@ from brokers import selectors
 from brokers.conformance import CheckResult, score
 from brokers.conformance.catalog import CATALOG_CHECKS
 from brokers.models import Broker, CatalogSync
-from brokers.sample_broker import SampleBroker, build_catalog
+from devtools.sample_broker import SampleBroker, build_catalog
 from tests.brokers.test_catalog_sync import register, sync
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from brokers import services
 from brokers.conformance.behaviour import BEHAVIOUR_CHECKS
 from brokers.conformance.catalog import CATALOG_CHECKS
 from brokers.models import Broker, CatalogSync
-from brokers.sample_broker import SampleBroker, build_catalog
+from devtools.sample_broker import SampleBroker, build_catalog
 from tests.conftest import BROKER_PASSWORD, BROKER_USER
 
 pytestmark = pytest.mark.django_db

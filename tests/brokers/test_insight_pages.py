@@ -13,8 +13,8 @@ from django.test import Client
 
 from brokers import services
 from brokers.models import Broker, CatalogSync, ServicePlan
-from brokers.sample_broker import SampleBroker, build_catalog
-from brokers.sample_broker.catalog import plan_id
+from devtools.sample_broker import SampleBroker, build_catalog
+from devtools.sample_broker.catalog import plan_id
 from instances.models import ServiceInstance
 from tests.brokers.test_admin import change_url, form_data, page_errors
 from tests.conftest import BROKER_PASSWORD, BROKER_USER, signed_in

@@ -11,12 +11,12 @@ from rest_framework.test import APIClient
 from brokers import services
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
 from brokers.restrictions import RestrictionError, parse_restrictions, parse_rule
-from brokers.sample_broker import SampleBroker, build_catalog
-from brokers.sample_broker.catalog import POSTGRES_ID, REDIS_ID, plan_id
 from catalog_portal.exceptions import ApplicationError
-from catalog_portal.models import AuditRecord
+from devtools.sample_broker import SampleBroker, build_catalog
+from devtools.sample_broker.catalog import POSTGRES_ID, REDIS_ID, plan_id
 from instances.models import ServiceInstance
 from instances.services.instances import instance_provision
+from teams.models import AuditRecord
 from tests.conftest import BROKER_PASSWORD, BROKER_USER
 
 pytestmark = pytest.mark.django_db

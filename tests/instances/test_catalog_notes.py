@@ -12,8 +12,8 @@ import pytest
 
 from brokers import services as broker_services
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker, build_catalog
-from brokers.sample_broker.catalog import plan_id
+from devtools.sample_broker import SampleBroker, build_catalog
+from devtools.sample_broker.catalog import plan_id
 from instances.models import ServiceInstance
 from tests.conftest import signed_in
 from tests.instances.helpers import mirrored_broker

@@ -13,8 +13,8 @@ from brokers import services as broker_services
 from brokers.conformance import CheckResult, behaviour
 from brokers.conformance.behaviour import BEHAVIOUR_CHECKS, ObservedCall, check_behaviour
 from brokers.models import Broker
-from brokers.sample_broker import SampleBroker
-from brokers.sample_broker.server import PASS_THROUGH
+from devtools.sample_broker import SampleBroker
+from devtools.sample_broker.server import PASS_THROUGH
 from instances.models import ServiceInstance
 from instances.services.bindings import binding_create, binding_delete
 from instances.services.instances import instance_deprovision, instance_provision
