@@ -306,6 +306,7 @@ def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: An
                       if instance.is_deleted else None),
         "update_summary": forms.get("update_summary", []),
         "binding_summary": forms.get("binding_summary", []),
+        "catalog_notes": selectors.instance_catalog_notes(instance),
     })
     return context
 
