@@ -23,7 +23,6 @@ urlpatterns = [
     path("login/", login_not_required(auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm)),
          name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("account/", views.account, name="account"),
     path("", include("teams.urls")),
     path("healthz", login_not_required(views.healthz), name="healthz"),
     # Browsers ask for /favicon.ico on every site, whatever the pages link: the portal's logo.

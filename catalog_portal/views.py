@@ -1,4 +1,4 @@
-"""Project pages: health, the account page, the favicon and the error handlers (the 403 page, which names who can
+"""Project pages: health, the favicon and the error handlers (the 403 page, which names who can
 grant a role, is the teams app's: teams.views.permission_denied)."""
 
 from __future__ import annotations
@@ -7,9 +7,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
-from django.views.decorators.http import require_http_methods
 from django.views.defaults import page_not_found
-from rest_framework.authtoken.models import Token
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -17,20 +15,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
-
-
-@require_http_methods(["GET", "POST"])
-def account(request: HttpRequest) -> HttpResponse:
-    """The user's page: their API token (created or rotated on request)."""
-    token = Token.objects.filter(user=request.user).first()
-    new_key = None
-    if request.method == "POST":
-        if token is not None:
-            token.delete()
-        token = Token.objects.create(user=request.user)
-        new_key = token.key
-    return render(request, "account.html", {"has_token": token is not None, "new_key": new_key,
-                                            "token_created": token.created if token is not None else None})
 
 
 def favicon(request: HttpRequest) -> HttpResponse:

@@ -9,6 +9,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
+from rest_framework.authtoken.models import Token
 
 from catalog_portal.exceptions import ApplicationError, NotFound
 from teams import access, selectors, services
@@ -172,3 +173,18 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     return render(request, "audit/audit_list.html", {"form": form, "page": page, "query": query.urlencode()},
                   status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def account(request: HttpRequest) -> HttpResponse:
+    """The user's page: their API token, with when it was made and last used (POST creates or replaces it)."""
+    new_key = None
+    if request.method == "POST":
+        new_key = services.token_replace(user=request.user, request=request).key
+    token = Token.objects.filter(user=request.user).select_related("use").first()
+    use = getattr(token, "use", None) if token is not None else None
+    return render(request, "account.html", {
+        "has_token": token is not None, "new_key": new_key,
+        "token_created": token.created if token is not None else None,
+        "token_last_used": use.last_used_at if use is not None else None,
+    })

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -53,3 +54,36 @@ def test_teams_and_audit_use_the_shared_table_and_date_pickers(admin_user: Any, 
     audit = client.get("/audit/").content.decode()
     assert 'type="date" name="since"' in audit and 'type="date" name="until"' in audit
     assert client.get("/audit/", {"since": "2020-01-01", "until": "2999-12-31"}).status_code == 200
+
+
+def test_the_token_page_says_when_the_token_was_last_used(alice: Any) -> None:
+    from rest_framework.test import APIClient
+
+    from teams.models import AuditRecord, TokenUse
+
+    client = signed_in(alice)
+    client.post("/account/")
+    key = Token.objects.get(user=alice).key
+    assert "Not used yet" in client.get("/account/").content.decode()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert api.get("/api/v1/services/").status_code == 200
+    first = TokenUse.objects.get(token_id=key).last_used_at
+    page = client.get("/account/").content.decode()
+    assert "Not used yet" not in page
+    assert re.search(r"<dt>Last used</dt><dd><time datetime=\"[^\"]+\">", page)
+    # A busy script writes at most once a minute: a second call right away leaves the time as it was.
+    assert api.get("/api/v1/services/").status_code == 200
+    assert TokenUse.objects.get(token_id=key).last_used_at == first
+    # ...but a minute later it moves.
+    TokenUse.objects.filter(token_id=key).update(last_used_at=first - timedelta(minutes=2))
+    assert api.get("/api/v1/services/").status_code == 200
+    assert TokenUse.objects.get(token_id=key).last_used_at > first - timedelta(minutes=2)
+    # A failed sign-in is not a use, and a replaced token starts unused.
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    assert bad.get("/api/v1/services/").status_code == 401
+    client.post("/account/")
+    assert "Not used yet" in client.get("/account/").content.decode()
+    assert list(AuditRecord.objects.filter(actor=alice, action__startswith="token.").order_by("at")
+                .values_list("action", flat=True)) == ["token.create", "token.replace"]
