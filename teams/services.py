@@ -207,13 +207,20 @@ def token_replace(*, user: Any, request: Any = None) -> Token:
 
 
 def token_touch(*, token: Token) -> None:
-    """Note that `token` signed a request in now (at most one write a minute per token)."""
+    """Note that `token` signed a request in now: at most one write a minute per token, none at all when the token
+    was read with its last use (`select_related("use")`) and that is recent."""
     now = timezone.now()
-    updated = TokenUse.objects.filter(token=token, last_used_at__lt=now - TOKEN_USE_RESOLUTION).update(
-        last_used_at=now)
-    if not updated and not TokenUse.objects.filter(token=token).exists():
-        try:
-            with transaction.atomic():
-                TokenUse.objects.create(token=token, last_used_at=now)
-        except IntegrityError:
-            pass  # a concurrent request of the same token noted it first
+    try:
+        last = token.use.last_used_at
+    except TokenUse.DoesNotExist:
+        last = None
+    if last is not None and last >= now - TOKEN_USE_RESOLUTION:
+        return
+    if last is not None:
+        TokenUse.objects.filter(token=token, last_used_at__lt=now - TOKEN_USE_RESOLUTION).update(last_used_at=now)
+        return
+    try:
+        with transaction.atomic():
+            TokenUse.objects.create(token=token, last_used_at=now)
+    except IntegrityError:
+        pass  # a concurrent request of the same token noted it first
