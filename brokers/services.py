@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.db.models import F, ProtectedError
 from django.utils import timezone
 
+from brokers import metrics
 from brokers.catalog import CatalogInvalid, OfferingEntry, parse_catalog
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
 from brokers.osb import BasicAuth, BearerAuth, CallRecord, OSBClient, OSBError, ReadTimeouts
@@ -359,7 +360,9 @@ def _finish_sync(broker: Broker, sync: CatalogSync, started: float, claimed_next
     now = timezone.now()
     sync.finished_at = now
     sync.duration_ms = int((time.monotonic() - started) * 1000)
-    sync.save()
+    with transaction.atomic():
+        sync.save()
+        metrics.catalog_sync_observed(broker=broker.name, sync=sync)
     failed = sync.outcome == CatalogSync.Outcome.FAILED
     fields: dict[str, Any] = {
         "sync_lease_until": None,

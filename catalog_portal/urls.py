@@ -26,7 +26,6 @@ urlpatterns = [
     path("teams/", views.team_list, name="team-list"),
     path("teams/<uuid:team_id>/", views.team_detail, name="team-detail"),
     path("audit/", views.audit_list, name="audit-list"),
-    path("healthz", login_not_required(views.healthz), name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("", include("instances.urls")),

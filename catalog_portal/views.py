@@ -4,7 +4,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -15,13 +14,6 @@ from catalog_portal import access, selectors, teams
 from catalog_portal.exceptions import ApplicationError, NotFound
 from catalog_portal.forms import AuditFilterForm, MemberForm, TeamForm
 from catalog_portal.models import Membership
-
-
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness for load balancers: the database answers."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})
 
 
 @require_http_methods(["GET", "POST"])

@@ -48,6 +48,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _static_files_collected() -> None:
+    """Pages name assets through collectstatic's manifest (hashed names), as in production: collect them once
+    (skipped when the sources did not change since the last run)."""
+    from catalog_portal.staticfiles import collect_static
+
+    collect_static()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_store_cache() -> Iterator[None]:
     """Each test starts with an empty page cache (a process-wide one, like each web process's)."""
