@@ -22,6 +22,9 @@ graceful_timeout = 30
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 logconfig_dict = logging_config(log_format=(os.environ.get("LOG_FORMAT") or "plain").lower(),
                                 level=(os.environ.get("LOG_LEVEL") or "INFO").upper())
+# gunicorn's own loggers write through the portal's handler only (not also through gunicorn's default one).
+for _name in ("gunicorn.error", "gunicorn.access"):
+    logconfig_dict["loggers"][_name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
 
 # Set before the application (and prometheus_client) is imported in the workers, which inherit it.
 _own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -12,7 +12,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.functional import empty
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
+from prometheus_client import Counter, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from telemetry import exposition, health
 from telemetry.logs import log_context
@@ -45,7 +46,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
             response = JsonResponse({"detail": "A bearer token (METRICS_TOKEN) is required."}, status=401)
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
-    return HttpResponse(exposition.render(), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(exposition.render(), content_type=CONTENT_TYPE_PLAIN_0_0_4)  # what every Prometheus reads
 
 
 ENDPOINTS: dict[str, Callable[[HttpRequest], HttpResponse]] = {

@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import Celery, bootsteps
 from celery.beat import PersistentScheduler
-from celery.signals import setup_logging
+from celery.signals import celeryd_init, setup_logging
 
 HEARTBEAT_SECONDS = 15.0
 
@@ -68,6 +68,7 @@ def _setup_logging(loglevel: int | None = None, **_: Any) -> None:
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+    logging.captureWarnings(True)  # a warning is a log line too (one JSON object, with LOG_FORMAT=json)
     if loglevel:
         logging.getLogger().setLevel(loglevel)
 
@@ -75,3 +76,6 @@ def _setup_logging(loglevel: int | None = None, **_: Any) -> None:
 def install(app: Celery) -> None:
     app.steps["worker"].add(Heartbeat)
     setup_logging.connect(_setup_logging, weak=False)
+    # Already when the worker starts: its first lines (a warning about running as root) come before Celery
+    # sets up logging.
+    celeryd_init.connect(lambda **_: _setup_logging(), weak=False)

@@ -230,7 +230,7 @@ class Workers:
         self.tmp_dir = tmp_dir
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *, beat: bool = False, **env_overrides: str) -> subprocess.Popen[bytes]:
+    def start(self, *, beat: bool = False, quiet: bool = False, **env_overrides: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env.update(
             DJANGO_SETTINGS_MODULE="catalog_portal.settings",
@@ -242,7 +242,8 @@ class Workers:
         env.update(env_overrides)
         index = len(self.processes)
         log_path = self.tmp_dir / f"worker-{index}.log"
-        command = [sys.executable, "-m", "celery", "-A", "catalog_portal", "worker", "--pool=threads",
+        command = [sys.executable, "-m", "celery", "-A", "catalog_portal", *(["--quiet"] if quiet else []),
+                   "worker", "--pool=threads",
                    "--concurrency=4", "--loglevel=INFO", "--without-mingle", "--without-gossip",
                    f"--hostname=test-worker-{index}@%h"]
         if beat:
