@@ -14,12 +14,10 @@ from typing import Any
 
 from telemetry.logs import logging_config
 
-bind = "0.0.0.0:8000"  # noqa: S104 (a container's web port; -b overrides it)
+bind = "0.0.0.0:8000"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 timeout = 60
 graceful_timeout = 30
-# A worker's heartbeat file: /dev/shm is memory, and /tmp may be a slow or read-only disk in a container.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 logconfig_dict = logging_config(log_format=(os.environ.get("LOG_FORMAT") or "plain").lower(),
                                 level=(os.environ.get("LOG_LEVEL") or "INFO").upper())
 # gunicorn's own loggers write through the portal's handler only (not also through gunicorn's default one).
