@@ -14,7 +14,7 @@ from typing import Any
 
 from telemetry.logs import logging_config
 
-bind = "0.0.0.0:8000"
+bind = "0.0.0.0:8000"  # the container's web port (-b overrides it)
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 timeout = 60
 graceful_timeout = 30
