@@ -34,6 +34,9 @@ def setup_django(*, flush_redis: bool) -> tuple[str, Any]:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
+    from catalog_portal.staticfiles import collect_static
+
+    collect_static()  # pages link assets by their hashed names (the manifest), as a deployment serves them
     transport = settings.CELERY_BROKER_URL
     redis_client = None
     if transport.startswith("redis"):
