@@ -25,6 +25,7 @@ from catalog_portal.audit import audit
 from catalog_portal.exceptions import ApplicationError, Conflict
 from catalog_portal.models import Team
 from catalog_portal.tasks import enqueue_on_commit
+from telemetry.logs import log_context
 
 logger = logging.getLogger(__name__)
 
@@ -285,16 +286,18 @@ def catalog_sync(*, broker_id: Any, force: bool = False) -> CatalogSync | None:
     claimed_next = broker.next_sync_at
     sync = CatalogSync.objects.create(broker=broker, trigger=broker.sync_trigger, started_at=now)
     started = time.monotonic()
-    try:
-        _fetch_and_mirror(broker, sync)
-    except (OSBError, CatalogInvalid) as exc:
-        sync.outcome = CatalogSync.Outcome.FAILED
-        sync.error = str(exc)
-    except Exception as exc:
-        logger.exception("Catalog sync of broker %s crashed", broker.pk)
-        sync.outcome = CatalogSync.Outcome.FAILED
-        sync.error = f"Internal error while syncing the catalog ({type(exc).__name__}); see the worker log."
-    _finish_sync(broker, sync, started, claimed_next)
+    with log_context(broker=broker.name):
+        try:
+            _fetch_and_mirror(broker, sync)
+        except (OSBError, CatalogInvalid) as exc:
+            sync.outcome = CatalogSync.Outcome.FAILED
+            sync.error = str(exc)
+        except Exception as exc:
+            logger.exception("Catalog sync of broker %s crashed", broker.pk)
+            sync.outcome = CatalogSync.Outcome.FAILED
+            sync.error = f"Internal error while syncing the catalog ({type(exc).__name__}); see the worker log."
+        _finish_sync(broker, sync, started, claimed_next)
+        logger.info("Catalog sync of broker %s: %s in %s ms", broker.name, sync.outcome, sync.duration_ms)
     return sync
 
 

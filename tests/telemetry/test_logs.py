@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -118,3 +120,35 @@ def test_the_request_id_reaches_the_worker_log_lines_of_the_operation(
     assert subprocess.run([*probe, "60"], cwd=ROOT, capture_output=True).returncode == 0
     assert subprocess.run([sys.executable, "-m", "telemetry.liveness", str(tmp_path / "none"), "60"], cwd=ROOT,
                           capture_output=True).returncode == 1
+
+
+def test_beat_writes_json_lines_and_touches_its_heartbeat(tmp_path: Path) -> None:
+    """Beat alone (its own data folder and file transport: its nudges reach no other test's worker)."""
+    heartbeat, log_path = tmp_path / "beat.alive", tmp_path / "beat.log"
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env.update(DJANGO_SETTINGS_MODULE="catalog_portal.settings", PORTAL_DATA_DIR=str(tmp_path / "data"),
+               LOG_FORMAT="json", PORTAL_HEARTBEAT_FILE=str(heartbeat), PYTHONUNBUFFERED="1")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "catalog_portal", "--quiet", "beat",
+                                    "--loglevel=INFO", f"--schedule={tmp_path / 'schedule'}"],
+                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: "Sending due task" in log_path.read_text() and heartbeat.exists(), timeout=60,
+                 what="beat to send a task", explain=lambda: log_path.read_text()[-3000:])
+        probe = [sys.executable, "-m", "telemetry.liveness", str(heartbeat), "30"]
+        assert subprocess.run(probe, cwd=ROOT, capture_output=True).returncode == 0
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    logged = lines(log_path.read_text())  # every line is JSON
+    assert any(line["logger"].startswith("celery.beat") for line in logged)
+
+
+@pytest.mark.parametrize(("name", "value"), [("LOG_FORMAT", "xml"), ("LOG_LEVEL", "LOUD")])
+def test_a_bad_log_setting_stops_the_start_naming_it(name: str, value: str, tmp_path: Path) -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "catalog_portal.settings", "PORTAL_DATA_DIR": str(tmp_path),
+           name: value}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    assert name in result.stderr and repr(value) in result.stderr
