@@ -20,9 +20,10 @@ timeout = 60
 graceful_timeout = 30
 logconfig_dict = logging_config(log_format=(os.environ.get("LOG_FORMAT") or "plain").lower(),
                                 level=(os.environ.get("LOG_LEVEL") or "INFO").upper())
-# gunicorn's own loggers write through the portal's handler only (not also through gunicorn's default one).
-for _name in ("gunicorn.error", "gunicorn.access"):
-    logconfig_dict["loggers"][_name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
+# gunicorn's own lines go through the portal's handler only (not also through gunicorn's default one). Its access
+# log stays off: the portal logs each request itself (with the request id and user), and never the probes.
+logconfig_dict["loggers"]["gunicorn.error"] = {"handlers": ["console"], "level": "INFO", "propagate": False}
+logconfig_dict["loggers"]["gunicorn.access"] = {"handlers": ["console"], "level": "WARNING", "propagate": False}
 
 # Set before the application (and prometheus_client) is imported in the workers, which inherit it.
 _own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
