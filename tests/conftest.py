@@ -57,6 +57,20 @@ def _static_files_collected() -> None:
     collect_static()
 
 
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[Any]:
+    """pytest-django's live server, with static files served as in production: by the portal's own WhiteNoise
+    middleware, under their hashed names, compressed (pytest-django would put Django's development handler in
+    front, which knows only the unhashed names)."""
+    from pytest_django.live_server_helper import LiveServer
+
+    server = LiveServer("localhost", start=False)
+    server.thread.static_handler = lambda application: application
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_store_cache() -> Iterator[None]:
     """Each test starts with an empty page cache (a process-wide one, like each web process's)."""
