@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import httpx
 import pytest
 from django.test import Client
 
-from tests.conftest import _worker_database_url, free_port
+from tests.conftest import ROOT, _worker_database_url, free_port
 from tests.telemetry.conftest import WebServer
 
 
@@ -108,3 +110,11 @@ def test_the_filesystem_transport_check_needs_its_folder(tmp_path: Path, monkeyp
         folder.chmod(0o500)
         with pytest.raises(health.CheckFailed):
             health.check_transport()
+
+
+def test_a_start_without_collected_static_files_says_what_to_run(tmp_path: Path) -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "catalog_portal.settings", "PORTAL_DATA_DIR": str(tmp_path)}
+    env.pop("STATIC_ROOT", None)
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert "telemetry.W001" in result.stderr and "collectstatic --noinput" in result.stderr
