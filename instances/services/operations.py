@@ -101,9 +101,8 @@ def _claim(operation_id: Any) -> Operation | None:
     )
     if not claimed:
         return None  # terminal, not yet due, or another worker holds it
-    return Operation.objects.select_related("instance__plan__offering", "instance__broker", "binding").get(
-        pk=operation_id
-    )
+    return Operation.objects.select_related("instance__plan__offering", "instance__broker", "binding",
+                                            "requested_by").get(pk=operation_id)
 
 
 def operation_step(*, operation_id: Any) -> float | None:
@@ -116,7 +115,7 @@ def operation_step(*, operation_id: Any) -> float | None:
     if op is None:
         return None
     with log_context(request_id=op.request_id, operation_id=op.pk, instance_id=op.instance_id,
-                     broker=op.instance.broker.name):
+                     broker=op.instance.broker.name, user=op.requested_by.get_username() if op.requested_by else None):
         phase = op.phase
         calls: list[CallRecord] = []
         try:

@@ -113,6 +113,7 @@ def test_the_request_id_reaches_the_worker_log_lines_of_the_operation(
                      explain=lambda: log_path.read_text()[-3000:])
     assert all(line["request_id"] == "req-from-the-web-7" for line in found), found
     assert found[0]["instance_id"] == str(operation.instance_id) and found[0]["broker"] == broker.name
+    assert found[0]["user"] == admin_user.username
     # Every line the worker wrote is one JSON object (lines() raises on anything else), Celery's own included.
     assert any(line["logger"].startswith("celery") for line in lines(log_path.read_text()))
     # The worker's liveness file is fresh, and the probe says so; a stale one fails it.
