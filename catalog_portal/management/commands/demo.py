@@ -37,8 +37,10 @@ class Command(BaseCommand):
         parser.add_argument("--setup-only", action="store_true", help="Prepare everything, start nothing.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # `kill` (SIGTERM) must stop the children too, as Ctrl+C does.
+        # `kill` (SIGTERM) must stop the children too, as Ctrl+C does; and Ctrl+C (SIGINT) must work even when
+        # the demo was started from a background job, which starts with SIGINT ignored.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         self.stdout.write("Collecting static files...")
         collect_static()
         self.stdout.write("Applying database migrations...")
