@@ -30,6 +30,7 @@ from catalog_portal.staticfiles import collect_static
 
 class Command(BaseCommand):
     help = "Run the portal with a sample broker, a worker and beat (the README's run command)."
+    requires_system_checks: list[str] = []  # run below, once the static files are collected (a first run has none)
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--addr", default=os.environ.get("PORTAL_ADDR", "127.0.0.1:8000"))
@@ -43,6 +44,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         self.stdout.write("Collecting static files...")
         collect_static()
+        self.check()
         self.stdout.write("Applying database migrations...")
         call_command("migrate", interactive=False, verbosity=0)
         username, password = self._admin_account()
