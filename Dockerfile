@@ -12,9 +12,11 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
 COPY pyproject.toml README.md manage.py ./
 COPY catalog_portal catalog_portal
+COPY teams teams
 COPY brokers brokers
 COPY instances instances
 COPY telemetry telemetry
+COPY devtools devtools
 COPY templates templates
 COPY static static
 # Editable: the package points at /app, where the final stage has the same source (templates and static

@@ -11,7 +11,7 @@ Runs against whatever database DATABASE_URL names, but never touches the data in
   migrated, and dropped at the end. With CELERY_BROKER_URL=redis://.../<db> use a dedicated, empty Redis
   database: the bench refuses a non-empty one (unless --flush-redis) and flushes it at the end.
 
-Set-up: a real ``SampleBroker`` over HTTP and the Kubernetes API stand-in (``instances.kube_standin``) on
+Set-up: a real ``SampleBroker`` over HTTP and the Kubernetes API stand-in (``devtools.kube_standin``) on
 127.0.0.1, reached through a KUBECONFIG like a real cluster; the catalog is mirrored and one
 redis-cache/cache-free instance (a sync, bindable plan) is provisioned by ONE real
 ``celery -A catalog_portal worker --pool=threads --beat`` subprocess. Then N bindings are created through the
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace, tmp: Path, transport: str) -> list[str]:
 
     from brokers import services as broker_services
     from brokers.models import ServicePlan
-    from brokers.sample_broker import SampleBroker
-    from instances.kube_standin import KubeStandIn
+    from devtools.kube_standin import KubeStandIn
+    from devtools.sample_broker import SampleBroker
     from instances.models import Operation, ServiceBinding, ServiceInstance
     from instances.services.bindings import binding_create
     from instances.services.instances import instance_provision

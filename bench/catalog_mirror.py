@@ -118,16 +118,17 @@ class Phases:
         from brokers.osb import OSBClient
 
         original_parse, original_mirror = services.parse_catalog, services._mirror  # type: ignore[attr-defined]
-        original_get_catalog = OSBClient.get_catalog
+        original_send = OSBClient.send
 
-        def get_catalog(client: Any, **kwargs: Any) -> Any:
+        def send(client: Any, request: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
-                return original_get_catalog(client, **kwargs)
+                return original_send(client, request, **kwargs)
             finally:
-                self.fetch += time.perf_counter() - start
+                if request.kind == "catalog":
+                    self.fetch += time.perf_counter() - start
 
-        OSBClient.get_catalog = get_catalog  # type: ignore[method-assign,assignment]
+        OSBClient.send = send  # type: ignore[method-assign,assignment]
 
         def parse_catalog(document: Any) -> Any:
             start = time.perf_counter()
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0, interactive=False)
 
         from brokers import services
-        from brokers.sample_broker import SampleBroker, generate_catalog
+        from devtools.sample_broker import SampleBroker, generate_catalog
 
         catalog = generate_catalog(
             args.services, args.plans, seed=args.seed, with_schemas=not args.no_schemas

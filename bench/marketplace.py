@@ -109,7 +109,7 @@ class Scenario:
 def mirror_catalog(services: int, plans: int) -> tuple[Any, float, dict[str, Any]]:
     """Start a SampleBroker with the generated catalog, register it and mirror it; returns (broker, seconds, doc)."""
     from brokers import services as broker_services
-    from brokers.sample_broker import SampleBroker, generate_catalog
+    from devtools.sample_broker import SampleBroker, generate_catalog
 
     document = generate_catalog(services=services, plans_per_service=plans)
     broker = SampleBroker(document, username=BROKER_USER, password=BROKER_PASSWORD).start()
@@ -128,7 +128,7 @@ def mirror_catalog(services: int, plans: int) -> tuple[Any, float, dict[str, Any
 def scenarios(document: dict[str, Any]) -> list[Scenario]:
     """The three scenarios, with URLs that match real data (searches that find services, real service pages)."""
     from brokers.models import ServiceOffering
-    from brokers.sample_broker.generate import _WORDS
+    from devtools.sample_broker.generate import _WORDS
 
     pairs: list[tuple[str, str]] = []
     for word in _WORDS[:10]:

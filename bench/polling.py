@@ -390,7 +390,7 @@ def throughput_part(args: argparse.Namespace, tmp: Path) -> Throughput:
     from django.conf import settings
     from django.db import connection
 
-    from brokers.sample_broker import SampleBroker
+    from devtools.sample_broker import SampleBroker
     from instances.models import Operation, OperationCall
     from instances.services.instances import instance_provision
     from instances.states import TERMINAL
@@ -634,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
 
         if not args.skip_schedule:
-            from brokers.sample_broker import SampleBroker
+            from devtools.sample_broker import SampleBroker
 
             schedule_server = SampleBroker(username=BROKER_USER, password=BROKER_PASSWORD)
             schedule_server.async_mode = "always"

@@ -11,20 +11,14 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from brokers import selectors, services
-from brokers.apis import broker_url_error, ca_bundle_error
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
 from catalog_portal.exceptions import ApplicationError
 
 
 class BrokerURLField(forms.URLField):
-    # Django's URLValidator rejects single-label hosts (Kubernetes and docker-compose service names).
+    # Django's URLValidator rejects single-label hosts (Kubernetes and docker-compose service names); the service
+    # checks the URL (BrokerForm.clean).
     default_validators: list[Any] = []
-
-    def validate(self, value: Any) -> None:
-        super().validate(value)
-        error = broker_url_error(value) if value else None
-        if error:
-            raise forms.ValidationError(error)
 
 
 class BrokerForm(forms.ModelForm):
@@ -45,33 +39,27 @@ class BrokerForm(forms.ModelForm):
 
     def _get_validation_exclusions(self) -> Any:
         exclude = super()._get_validation_exclusions()
-        exclude.add("url")  # validated above; the model's URLValidator would refuse service names
+        exclude.add("url")  # checked in clean() by the service; the model's URLValidator would refuse service names
         return exclude
 
-    def clean_ca_bundle(self) -> str | None:
-        value = self.cleaned_data.get("ca_bundle")
-        if not value or not value.strip():
-            return None
-        error = ca_bundle_error(value)
-        if error:
-            raise forms.ValidationError(error)
-        return value
+    # Where the service's findings (services.broker_problems) go on this form.
+    PROBLEM_FIELDS = {"url": "url", "ca_bundle": "ca_bundle", "auth.type": "auth_type", "auth.username": "auth_username",
+                      "auth.secret": "secret"}
 
     def clean(self) -> dict[str, Any]:
-        """The service's auth rules, as form errors (the service would refuse them after the form was valid)."""
+        """The service's rules for a registration, as form errors (the service would refuse them after the form
+        was valid)."""
         data = super().clean()
-        kind = data.get("auth_type")
-        if kind == Broker.AuthType.BASIC and not data.get("auth_username"):
-            self.add_error("auth_username", "Basic auth needs a username.")
-        if kind in (Broker.AuthType.BASIC, Broker.AuthType.BEARER) and not data.get("secret"):
-            stored = (
-                not self.instance._state.adding
-                and self.instance.auth_type == kind
-                and bool(self.instance.auth_secret_encrypted)
-            )
-            if not stored:
-                what = "password" if kind == Broker.AuthType.BASIC else "token"
-                self.add_error("secret", f"A {what} is required for {kind} auth.")
+        auth = services.BrokerAuth(type=data.get("auth_type") or "", username=data.get("auth_username") or "",
+                                   secret=data.get("secret") or None)
+        problems = services.broker_problems(
+            url=data.get("url") or None, ca_bundle=data.get("ca_bundle"), auth=auth,
+            broker=None if self.instance._state.adding else self.instance)
+        for key, found in problems.items():
+            field = self.PROBLEM_FIELDS[key]
+            if field not in self.errors:
+                for message in found:
+                    self.add_error(field, message)
         return data
 
 

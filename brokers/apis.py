@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -17,8 +15,8 @@ from rest_framework.views import APIView
 
 from brokers import selectors, services
 from brokers.models import Broker, ServiceOffering, ServicePlan
-from catalog_portal.api import Pagination, paginated
-from catalog_portal.models import Team
+from catalog_portal.api import Pagination, paginated, query_param
+from teams.models import Team
 
 
 class IsAdminOrReadOnly(BasePermission):
@@ -74,35 +72,10 @@ class BrokerOutputSerializer(serializers.ModelSerializer):
         return None
 
 
-def broker_url_error(value: str) -> str | None:
-    """Why `value` is not a usable broker URL, or None. Unlike URLValidator this accepts single-label hosts
-    (`http://my-broker:8080`: Kubernetes service and docker-compose names), as brokers live on the platform network."""
-    if not value.lower().startswith(("http://", "https://")):
-        return "The broker URL must start with http:// or https://."
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return "Enter a valid URL."
-    if not parts.hostname or any(ch.isspace() for ch in value):
-        return "Enter a valid URL."
-    if parts.username is not None or parts.password is not None:
-        return "Put the broker's credentials in auth, not in the URL (the URL is shown to everyone)."
-    return None
-
-
-def ca_bundle_error(value: str) -> str | None:
-    """Why `value` is not a usable PEM CA bundle, or None (a bad bundle would only fail later, in the worker)."""
-    try:
-        ssl.create_default_context(cadata=value)
-    except (ssl.SSLError, ValueError) as exc:
-        return f"Not a valid PEM CA bundle ({exc.args[-1] if exc.args else exc})."
-    return None
-
-
 @extend_schema_field(OpenApiTypes.URI)
 class BrokerURLField(serializers.CharField):
-    """A URL without Django's URLValidator, which refuses single-label hosts; `broker_url_error` checks it."""
+    """A URL without Django's URLValidator, which refuses single-label hosts; the service checks it
+    (services.broker_problems)."""
 
 
 class BrokerInputSerializer(serializers.Serializer):
@@ -113,20 +86,6 @@ class BrokerInputSerializer(serializers.Serializer):
     ca_bundle = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     relist_interval_seconds = serializers.IntegerField(required=False, min_value=10, max_value=7 * 24 * 3600)
     enabled = serializers.BooleanField(required=False, default=True)
-
-    def validate_url(self, value: str) -> str:
-        error = broker_url_error(value)
-        if error:
-            raise serializers.ValidationError(error)
-        return value
-
-    def validate_ca_bundle(self, value: str | None) -> str | None:
-        if not value or not value.strip():
-            return None  # "" means none, as at registration
-        error = ca_bundle_error(value)
-        if error:
-            raise serializers.ValidationError(error)
-        return value
 
 
 def _broker_body(broker: Broker) -> dict[str, Any]:
@@ -275,22 +234,18 @@ def _bool_param(request: Request, name: str) -> bool | None:
     raise serializers.ValidationError({name: [f"Use true or false, not '{value}'."]})
 
 
-def _query(name: str, description: str, kind: Any = OpenApiTypes.STR, many: bool = False) -> OpenApiParameter:
-    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description, many=many or None)
-
-
 class ServiceListApi(APIView):
     pagination_class = Pagination
 
     @extend_schema(
         responses=ServiceSerializer(many=True),
         parameters=[
-            _query("search", "Words matched in name, display name, description and tags (all must match)."),
-            _query("tag", "Only services with this tag (repeatable: all must match).", many=True),
-            _query("broker", "Only services of this broker id (repeatable).", many=True),
-            _query("provider", "Only services of this provider (repeatable).", many=True),
-            _query("free", "true: services with a free plan; false: services without one.", OpenApiTypes.BOOL),
-            _query("active", "true (default) or false: services removed from the catalog.", OpenApiTypes.BOOL),
+            query_param("search", "Words matched in name, display name, description and tags (all must match)."),
+            query_param("tag", "Only services with this tag (repeatable: all must match).", many=True),
+            query_param("broker", "Only services of this broker id (repeatable).", many=True),
+            query_param("provider", "Only services of this provider (repeatable).", many=True),
+            query_param("free", "true: services with a free plan; false: services without one.", OpenApiTypes.BOOL),
+            query_param("active", "true (default) or false: services removed from the catalog.", OpenApiTypes.BOOL),
         ],
     )
     def get(self, request: Request) -> Response:
@@ -321,8 +276,8 @@ class PlanListApi(APIView):
     @extend_schema(
         responses=PlanSerializer(many=True),
         parameters=[
-            _query("service", "Only plans of this service id.", OpenApiTypes.UUID),
-            _query("active", "true (default) or false: plans removed from the catalog.", OpenApiTypes.BOOL),
+            query_param("service", "Only plans of this service id.", OpenApiTypes.UUID),
+            query_param("active", "true (default) or false: plans removed from the catalog.", OpenApiTypes.BOOL),
         ],
     )
     def get(self, request: Request) -> Response:

@@ -155,7 +155,7 @@ class ServicePlan(models.Model):
     # Service access (Cloud Foundry's): who sees and may provision this plan. Set by platform admins, never by
     # the catalog mirror.
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
-    teams = models.ManyToManyField("catalog_portal.Team", blank=True, related_name="visible_plans",
+    teams = models.ManyToManyField("teams.Team", blank=True, related_name="visible_plans",
                                    help_text="With visibility 'teams': the teams that see this plan.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)

@@ -11,7 +11,7 @@ from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sub
 from django.db.models.functions import Coalesce, Lower, NullIf
 
 from brokers.models import Broker, ServiceOffering, ServicePlan
-from catalog_portal import access
+from teams import access
 
 
 def broker_list() -> QuerySet[Broker]:

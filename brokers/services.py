@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -20,11 +21,11 @@ from django.utils import timezone
 from brokers import metrics
 from brokers.catalog import CatalogInvalid, OfferingEntry, parse_catalog
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
-from brokers.osb import BasicAuth, BearerAuth, CallRecord, OSBClient, OSBError, ReadTimeouts
-from catalog_portal.audit import audit
+from brokers.osb import BasicAuth, BearerAuth, CallRecord, CatalogRequest, OSBClient, OSBError, ReadTimeouts
 from catalog_portal.exceptions import ApplicationError, Conflict
-from catalog_portal.models import Team
 from catalog_portal.tasks import enqueue_on_commit
+from teams.audit import audit
+from teams.models import Team
 from telemetry.logs import log_context
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def broker_client(*, broker: Broker, recorder: Any = None) -> OSBClient:
             last_operation=settings.OSB_POLL_TIMEOUT,
             fetch=settings.OSB_POLL_TIMEOUT,
         ),
+        api_version=settings.OSB_API_VERSION,
         recorder=recorder,
     )
 
@@ -113,25 +115,94 @@ class BrokerAuth:
     secret: str | None = None  # None = keep the stored one
 
 
+def broker_url_error(value: str) -> str | None:
+    """Why `value` is not a usable broker URL, or None. Unlike URLValidator this accepts single-label hosts
+    (`http://my-broker:8080`: Kubernetes service and docker-compose names), as brokers live on the platform network."""
+    if not value.lower().startswith(("http://", "https://")):
+        return "The broker URL must start with http:// or https://."
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "Enter a valid URL."
+    if not parts.hostname or any(ch.isspace() for ch in value):
+        return "Enter a valid URL."
+    if parts.username is not None or parts.password is not None:
+        return "Put the broker's credentials in auth, not in the URL (the URL is shown to everyone)."
+    return None
+
+
+def ca_bundle_error(value: str) -> str | None:
+    """Why `value` is not a usable PEM CA bundle, or None (a bad bundle would only fail later, in the worker)."""
+    try:
+        ssl.create_default_context(cadata=value)
+    except (ssl.SSLError, ValueError) as exc:
+        return f"Not a valid PEM CA bundle ({exc.args[-1] if exc.args else exc})."
+    return None
+
+
+def _auth_problems(auth: BrokerAuth, broker: Broker | None) -> dict[str, list[str]]:
+    if auth.type not in Broker.AuthType.values:
+        return {"auth.type": [f"Unknown type '{auth.type}'."]}
+    if auth.type == Broker.AuthType.NONE:
+        return {}
+    problems: dict[str, list[str]] = {}
+    if auth.type == Broker.AuthType.BASIC and not auth.username:
+        problems["auth.username"] = ["Basic auth needs a username."]
+    # Without a new secret the stored one is kept, if there is one for this kind of auth.
+    stored = broker is not None and broker.auth_type == auth.type and bool(broker.auth_secret_encrypted)
+    if not auth.secret and not stored:
+        what = "password" if auth.type == Broker.AuthType.BASIC else "token"
+        problems["auth.secret"] = [f"A {what} is required for {auth.type} auth."]
+    return problems
+
+
+def broker_problems(
+    *, url: str | None = None, ca_bundle: str | None = None, auth: BrokerAuth | None = None,
+    broker: Broker | None = None,
+) -> dict[str, list[str]]:
+    """What makes a registration unusable, by field: `url`, `ca_bundle`, `auth.type`, `auth.username`,
+    `auth.secret` (empty when it is fine). `broker`: the registration being changed (None: a new one); None
+    values are not checked. `broker_register` and `broker_update` refuse what this finds; the admin form shows it
+    beside its fields."""
+    problems: dict[str, list[str]] = {}
+    error = broker_url_error(url) if url is not None else None
+    if error:
+        problems["url"] = [error]
+    error = ca_bundle_error(ca_bundle) if ca_bundle else None
+    if error:
+        problems["ca_bundle"] = [error]
+    if auth is not None:
+        problems.update(_auth_problems(auth, broker))
+    return problems
+
+
+def _require_usable(**registration: Any) -> None:
+    problems = broker_problems(**registration)
+    if problems:
+        fields: dict[str, list[str]] = {}
+        for key, messages in problems.items():  # the API names the whole `auth` object
+            fields.setdefault(key.split(".", 1)[0], []).extend(messages)
+        raise ApplicationError(next(iter(problems.values()))[0], fields=fields)
+
+
+def _ca_bundle(value: str | None) -> str | None:
+    """A blank bundle means none."""
+    return value if value and value.strip() else None
+
+
 def _apply_auth(broker: Broker, auth: BrokerAuth | None) -> None:
+    """Set a checked `auth` (broker_problems) on `broker`; without a new secret the stored one stays."""
     if auth is None:
         return
-    if auth.type not in Broker.AuthType.values:
-        raise ApplicationError("Unknown authentication type.", fields={"auth": [f"Unknown type '{auth.type}'."]})
-    changed_type = broker.auth_type != auth.type
     broker.auth_type = auth.type
     if auth.type == Broker.AuthType.NONE:
         broker.auth_username = ""
         broker.set_auth_secret("")
         return
     broker.auth_username = auth.username if auth.type == Broker.AuthType.BASIC else ""
-    if auth.type == Broker.AuthType.BASIC and not auth.username:
-        raise ApplicationError("A username is required.", fields={"auth": ["Basic auth needs a username."]})
     if auth.secret:
         broker.set_auth_secret(auth.secret)
-    elif changed_type or not broker.auth_secret_encrypted:
-        what = "password" if auth.type == Broker.AuthType.BASIC else "token"
-        raise ApplicationError(f"A {what} is required.", fields={"auth": [f"{what.capitalize()} is required."]})
 
 
 def _check_unique_name(name: str, exclude: Any = None) -> None:
@@ -156,13 +227,17 @@ def broker_register(
     requested_by: Any = None,
     request: Any = None,
 ) -> Broker:
-    """Register a broker and queue its first catalog sync (after commit); audited."""
+    """Register a broker and queue its first catalog sync (after commit); audited.
+
+    Refuses (ApplicationError, by field) a taken name, an unusable URL or CA bundle, incomplete auth.
+    """
     _check_unique_name(name)
+    _require_usable(url=url, ca_bundle=_ca_bundle(ca_bundle), auth=auth)
     broker = Broker(
         name=name,
         url=url.rstrip("/"),
         verify_tls=verify_tls,
-        ca_bundle=ca_bundle or None,
+        ca_bundle=_ca_bundle(ca_bundle),
         relist_interval_seconds=relist_interval_seconds or settings.CATALOG_DEFAULT_RELIST_SECONDS,
         enabled=enabled,
     )
@@ -185,6 +260,9 @@ def broker_update(
         raise ApplicationError(f"Cannot change {', '.join(sorted(unknown))}.")
     if "name" in changes and changes["name"] != broker.name:
         _check_unique_name(changes["name"], exclude=broker.pk)
+    if "ca_bundle" in changes:
+        changes["ca_bundle"] = _ca_bundle(changes["ca_bundle"])
+    _require_usable(url=changes.get("url"), ca_bundle=changes.get("ca_bundle"), auth=auth, broker=broker)
     if "url" in changes:
         changes["url"] = changes["url"].rstrip("/")
     resync = auth is not None or any(
@@ -305,9 +383,9 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
     calls: list[dict[str, Any]] = []
     try:
         with broker_client(broker=broker, recorder=lambda record: calls.append(call_record_json(record))) as client:
-            response = client.get_catalog(
+            response = client.send(CatalogRequest(
                 etag=broker.catalog_etag or None, if_modified_since=broker.catalog_last_modified or None
-            )
+            ))
     finally:
         sync.calls = calls
     if response.not_modified:

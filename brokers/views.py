@@ -18,17 +18,10 @@ from django_htmx.http import push_url
 from brokers import pricing, selectors, services
 from brokers.forms import MarketplaceForm
 from brokers.models import Broker
+from catalog_portal.htmx import htmx_partial
 
 PAGE_SIZE = 24
 T = TypeVar("T")
-
-
-def _fragment(request: HttpRequest) -> bool:
-    """An htmx swap of part of the page (not a boosted link, not a history restore)."""
-    htmx = getattr(request, "htmx", None)
-    if not htmx:
-        return False
-    return not htmx.boosted and not htmx.history_restore_request
 
 
 def _cached(request: HttpRequest, what: str, compute: Callable[[selectors.StoreState], T]) -> T:
@@ -46,7 +39,7 @@ def marketplace(request: HttpRequest) -> HttpResponse:
     # The results (facets, grid, pager) are the same for everyone who sees the same catalog the same way.
     what = request.path + form.querystring(page=form.page_number)
     results_html, page_number = _cached(request, what, lambda state: _marketplace_results(request, form, state))
-    if _fragment(request):
+    if htmx_partial(request):
         response = HttpResponse(results_html)
         push_url(response, request.path + form.querystring(page=page_number))
     else:
@@ -107,7 +100,7 @@ def broker_sync(request: HttpRequest, broker_id: str) -> HttpResponse:
     _staff_only(request)
     broker = get_object_or_404(Broker, pk=broker_id)
     services.broker_request_sync(broker=broker, requested_by=request.user, request=request)
-    if _fragment(request):
+    if htmx_partial(request):
         row = selectors.broker_list().get(pk=broker.pk)
         return render(request, "brokers/_broker_row.html", {"broker": row, "sync_requested": True})
     messages.success(request, f"Catalog sync of “{broker.name}” requested.")

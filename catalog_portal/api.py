@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -25,6 +27,11 @@ def paginated(query: Any, request: Any, view: Any, serializer: type[BaseSerializ
     paginator = Pagination()
     page = paginator.paginate_queryset(query, request, view=view)
     return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+def query_param(name: str, description: str, kind: Any = OpenApiTypes.STR, many: bool = False) -> OpenApiParameter:
+    """A query parameter of a list endpoint, for the OpenAPI document (`many`: repeatable)."""
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description, many=many or None)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -37,8 +37,10 @@ INSTALLED_APPS = [
     "django_htmx",
     "telemetry",
     "catalog_portal",
+    "teams",
     "brokers",
     "instances",
+    "devtools",  # development tools: only the `demo` management command lives in an app
 ]
 
 MIDDLEWARE = [

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from catalog_portal import views
@@ -11,7 +12,7 @@ admin.site.site_header = "Catalog Portal administration"
 admin.site.site_title = "Catalog Portal admin"
 
 api_v1 = [
-    path("", include("catalog_portal.api_urls")),
+    path("", include("teams.api_urls")),
     path("", include("brokers.api_urls")),
     path("", include("instances.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -23,9 +24,10 @@ urlpatterns = [
          name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/", views.account, name="account"),
-    path("teams/", views.team_list, name="team-list"),
-    path("teams/<uuid:team_id>/", views.team_detail, name="team-detail"),
-    path("audit/", views.audit_list, name="audit-list"),
+    path("", include("teams.urls")),
+    # Teams and the audit log moved from the catalog_portal app to teams: old admin bookmarks still work.
+    re_path(r"^admin/catalog_portal/(?P<rest>.*)$",
+            RedirectView.as_view(url="/admin/teams/%(rest)s", permanent=True, query_string=True)),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("", include("instances.urls")),

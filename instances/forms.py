@@ -8,18 +8,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.db.models import QuerySet
 
 from brokers.models import ServicePlan
-from catalog_portal import access
 from catalog_portal.exceptions import ApplicationError
-from catalog_portal.models import TeamNamespace
 from instances import schema_form
 from instances.models import ServiceInstance
-from instances.services.identity import identity_for, instance_context, legacy_guids, originating_identity
-from instances.services.validation import check_dns_label, schema_errors
+from instances.services.validation import check_dns_label, deep_merge, parameters_for_update, schema_errors
 from instances.states import InstanceState
+from teams import access
+from teams.models import TeamNamespace
 
 DNS_HELP = "Lowercase letters, digits and '-', at most 63 characters."
 
@@ -155,7 +153,7 @@ class ParametersForm:
                 f"{'it' if len(lost) == 1 else 'them'} first."
             ]
             return
-        shown = schema_form.deep_merge(self.current, params) if self.mode == "update" else params
+        shown = deep_merge(self.current, params) if self.mode == "update" else params
         self.data, _ = schema_form.flatten(self.spec, shown)
         self.json_mode = False
 
@@ -176,16 +174,22 @@ class ParametersForm:
     # --- validation -----------------------------------------------------------------------------------------
 
     def typed_parameters(self) -> dict[str, Any] | None:
-        """What would be sent, as far as it can be typed (None if the JSON cannot be read).
+        """What would be sent, as far as it can be typed (None if the JSON cannot be read). An update sends each
+        changed top-level key whole (`parameters_for_update`).
 
         Values that cannot be typed are left out and marked with an error beside their field.
         """
         if self.json_mode:
-            return self._json_parameters()
+            params = self._json_parameters()
+            if params is None or self.mode == "create":
+                return params
+            return parameters_for_update(current=self.current, changes=params)
         params, errors = schema_form.parse(self.spec, self.data)
         for path, messages in errors.items():
             self.errors.setdefault(path, []).extend(m for m in messages if m not in self.errors.get(path, []))
-        return params if self.mode == "create" else schema_form.changes(params, self.current)
+        if self.mode == "create":
+            return params
+        return parameters_for_update(current=self.current, changes=schema_form.changes(params, self.current))
 
     def is_valid(self) -> bool:
         """Type the values, then check them against the plan's schema with the service's validation."""
@@ -304,38 +308,6 @@ def known_namespaces(user: Any = None) -> list[str]:
         return sorted(allowed)
     used = set(ServiceInstance.objects.visible().values_list("namespace", flat=True).distinct())
     return sorted(used | set(TeamNamespace.objects.values_list("namespace", flat=True)))
-
-
-def provision_request(
-    *, plan: ServicePlan, name: str, namespace: str, parameters: Any, user: Any
-) -> dict[str, Any]:
-    """The PUT the worker will send for this form, as the broker will receive it (`parameters` already masked).
-
-    Mirrors instance_provision's body; the instance id is only chosen when the instance is created.
-    """
-    org_guid, space_guid = legacy_guids(namespace=namespace or "default")
-    body: dict[str, Any] = {
-        "service_id": plan.offering.catalog_id,
-        "plan_id": plan.catalog_id,
-        "context": instance_context(namespace=namespace, name=name),
-        "organization_guid": org_guid,
-        "space_guid": space_guid,
-        "parameters": parameters if parameters is not None else {},
-    }
-    if plan.maintenance_info:
-        body["maintenance_info"] = {"version": plan.maintenance_info["version"]}
-    headers = {"X-Broker-API-Version": settings.OSB_API_VERSION, "Content-Type": "application/json"}
-    identity = originating_identity(identity_for(user))
-    if identity is not None:
-        headers["X-Broker-API-Originating-Identity"] = identity.header_value()
-    if plan.broker.auth_type != "none":
-        headers["Authorization"] = f"{'Basic' if plan.broker.auth_type == 'basic' else 'Bearer'} {schema_form.MASK}"
-    return {
-        "method": "PUT",
-        "url": f"{plan.broker.url.rstrip('/')}/v2/service_instances/{{instance_id}}?accepts_incomplete=true",
-        "headers": headers,
-        "body": _dump(body),
-    }
 
 
 # --- the instance page's forms ----------------------------------------------------------------------------

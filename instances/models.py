@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from brokers.models import Broker, ServicePlan
+from brokers.osb import StoredRequest, request_from_json
 from catalog_portal import crypto
 from instances.states import (
     ACTIVE,
@@ -24,6 +25,9 @@ from instances.states import (
     PublicationState,
 )
 from telemetry.logs import current_request_id
+
+# The active states in declaration order (ACTIVE is a set: its order changes between runs, the migrations' must not).
+ACTIVE_STATES = [state.value for state in OpState if state in ACTIVE]
 
 
 class InstanceQuerySet(models.QuerySet):
@@ -149,8 +153,13 @@ class Operation(models.Model):
         ServiceBinding, null=True, blank=True, on_delete=models.CASCADE, related_name="operations"
     )
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="followups")
-    # Exactly what is sent to the broker, frozen at creation: a retried request is byte-for-byte the same.
+    # The OSB request (brokers.osb.requests, `to_json()`), frozen at creation: the engine sends exactly this, so a
+    # retried request is byte for byte the first one. Only what the broker receives; the portal's own notes are
+    # fields of their own (below).
     request = models.JSONField(default=dict)
+    # A cleanup after a failed delete: once the broker confirms it is gone, the instance (or binding) is deleted in
+    # the portal too.
+    delete_on_success = models.BooleanField(default=False)
     # The person who caused it (their originating identity goes with the request), if any.
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -179,16 +188,16 @@ class Operation(models.Model):
         ordering = ["-started_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["instance"], condition=Q(state__in=[s.value for s in ACTIVE], binding__isnull=True),
+                fields=["instance"], condition=Q(state__in=ACTIVE_STATES, binding__isnull=True),
                 name="one_active_operation_per_instance",
             ),
             models.UniqueConstraint(
-                fields=["binding"], condition=Q(state__in=[s.value for s in ACTIVE], binding__isnull=False),
+                fields=["binding"], condition=Q(state__in=ACTIVE_STATES, binding__isnull=False),
                 name="one_active_operation_per_binding",
             ),
             # Stuck work is impossible: an active operation always has a lease or a next check time.
             models.CheckConstraint(
-                condition=~Q(state__in=[s.value for s in ACTIVE]) | Q(next_poll_at__isnull=False) | Q(claimed_until__isnull=False),
+                condition=~Q(state__in=ACTIVE_STATES) | Q(next_poll_at__isnull=False) | Q(claimed_until__isnull=False),
                 name="active_operation_is_scheduled",
             ),
         ]
@@ -200,6 +209,11 @@ class Operation(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL
+
+    @property
+    def osb_request(self) -> StoredRequest:
+        """The stored request as its typed value (what the engine sends)."""
+        return request_from_json(self.request)
 
 
 class OperationCall(models.Model):

@@ -602,34 +602,28 @@ def _list_text(value: Any) -> str:
 
 
 def changes(new: Mapping[str, Any], current: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What an update form changes: values that differ from the instance's current parameters.
-
-    Nested objects are compared key by key (only changed keys are sent); arrays and scalars as wholes. An
-    empty value where there was none is no change.
+    """What an update form changes: the top-level values that differ from the instance's current parameters,
+    each whole (a change inside an object sends the object: see `parameters_for_update`). An empty value where
+    there was none is no change.
     """
     current = current or {}
     out: dict[str, Any] = {}
     for key, value in new.items():
         old = current.get(key, MISSING)
-        if isinstance(value, Mapping) and isinstance(old, Mapping):
-            nested = changes(value, old)
-            if nested:
-                out[key] = nested
-        elif old is MISSING and value in ([], {}):
+        if old is MISSING and value in ([], {}):
             continue
-        elif old is MISSING or value != old or type(value) is not type(old):
+        if old is MISSING or not _equal(value, old):
             out[key] = value
     return out
 
 
-def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+def _equal(a: Any, b: Any) -> bool:
+    """Equal values of equal types, all the way down (10.0 is not 10: the broker would see the difference)."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
 
 
 # --- the service's schema messages, beside their fields -----------------------------------------------------

@@ -6,9 +6,9 @@ from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from catalog_portal import access
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.states import OpType
+from teams import access
 
 INSTANCE_OPERATION_TYPES = [OpType.PROVISION, OpType.UPDATE, OpType.DEPROVISION]
 

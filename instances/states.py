@@ -14,6 +14,8 @@ class OpState(models.TextChoices):
 
 ACTIVE = frozenset({OpState.PENDING, OpState.IN_PROGRESS})
 TERMINAL = frozenset({OpState.SUCCEEDED, OpState.FAILED})
+# Which state an operation may move to from each state (terminal states go nowhere). The engine claims only
+# operations that may move to in_progress and checks each change it writes (services/operations.py).
 ALLOWED = {
     OpState.PENDING: {OpState.IN_PROGRESS, *TERMINAL},
     OpState.IN_PROGRESS: {OpState.IN_PROGRESS, *TERMINAL},
@@ -66,7 +68,12 @@ class PublicationState(models.TextChoices):
     REMOVED = "removed", "Removed"
 
 
+class InvalidTransition(Exception):
+    """A state change the state machine does not allow (a bug: the engine never asks for one)."""
+
+
 def can_transition(current: str, target: str) -> bool:
+    """May an operation in state `current` move to `target`? (The engine checks every change it writes.)"""
     return target in ALLOWED.get(OpState(current), set())
 
 

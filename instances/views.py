@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -29,8 +29,8 @@ from django_htmx.http import (
 
 from brokers.models import ServiceOffering, ServicePlan
 from brokers.selectors import visible_plans
-from catalog_portal import access
 from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, NotFound
+from catalog_portal.htmx import htmx_partial
 from instances import schema_form, selectors
 from instances.forms import (
     BindingForm,
@@ -43,7 +43,6 @@ from instances.forms import (
     default_namespace,
     is_uuid,
     known_namespaces,
-    provision_request,
     update_plans,
     writable_namespaces,
 )
@@ -54,18 +53,18 @@ from instances.services.bindings import (
     binding_delete,
     can_reveal_credentials,
 )
-from instances.services.instances import instance_deprovision, instance_provision, instance_update
+from instances.services.instances import (
+    PREVIEW_INSTANCE_ID,
+    instance_deprovision,
+    instance_provision,
+    instance_update,
+    provision_preview,
+)
 from instances.states import ACTIVE, InstanceState
+from teams import access
 
 PROVISION_PREFIX, UPDATE_PREFIX, BIND_PREFIX = "p.", "u.", "b."
 TIMELINE_LENGTH = 20
-
-
-def _is_partial(request: HttpRequest) -> bool:
-    htmx = getattr(request, "htmx", None)
-    if not htmx:
-        return False
-    return not (htmx.history_restore_request or htmx.boosted)
 
 
 def _done(request: HttpRequest, url: str, message: str) -> HttpResponse:
@@ -75,7 +74,7 @@ def _done(request: HttpRequest, url: str, message: str) -> HttpResponse:
     "#bindings" to the address would not load anything.
     """
     messages.success(request, message)
-    if _is_partial(request):
+    if htmx_partial(request):
         current = urlsplit(request.htmx.current_url or "").path
         if current and current == urlsplit(url).path:
             return HttpResponseClientRefresh()
@@ -105,7 +104,7 @@ def instance_list(request: HttpRequest) -> HttpResponse:
         "live": any(r["operation"] is not None and not r["operation"].is_terminal for r in rows),
         "query": _query_without_page(request),
     }
-    template = "instances/_instance_table.html" if _is_partial(request) else "instances/instance_list.html"
+    template = "instances/_instance_table.html" if htmx_partial(request) else "instances/instance_list.html"
     return render(request, template, context)
 
 
@@ -160,9 +159,14 @@ def _preview(request: HttpRequest, plan: ServicePlan, form: ProvisionForm, param
     form.is_valid()
     valid = params.is_valid()
     typed = params.parameters if valid else params.typed_parameters()
+    prepared = provision_preview(plan=plan, name=form.data.get("name", ""), namespace=form.data.get("namespace", ""),
+                                 parameters=params.masked(typed) or {}, user=request.user, mask=schema_form.MASK)
     return {
-        **provision_request(plan=plan, name=form.data.get("name", ""), namespace=form.data.get("namespace", ""),
-                            parameters=params.masked(typed), user=request.user),
+        "method": prepared.method,
+        # The placeholder is percent-encoded in the URL; shown as typed.
+        "url": prepared.url.replace(quote(PREVIEW_INSTANCE_ID, safe=""), PREVIEW_INSTANCE_ID),
+        "headers": prepared.headers,
+        "body": (prepared.body or b"").decode(),
         "complete": typed is not None,
         "valid": valid and form.is_valid(),
     }
@@ -175,7 +179,7 @@ def _render_provision(request: HttpRequest, plan: ServicePlan, form: ProvisionFo
     context = {"plan": plan, "offering": plan.offering, "form": form, "params": params, "preview": preview,
                "sibling_plans": siblings, "namespaces": known_namespaces(request.user),
                "offered": plan.active and plan.offering.active}
-    template = "instances/_provision_form.html" if _is_partial(request) else "instances/instance_provision.html"
+    template = "instances/_provision_form.html" if htmx_partial(request) else "instances/instance_provision.html"
     return render(request, template, context, status=status)
 
 
@@ -297,7 +301,7 @@ def instance_status(request: HttpRequest, instance_id: Any) -> HttpResponse:
 def _render_detail_part(request: HttpRequest, instance: ServiceInstance, partial: str, *, status: int,
                         **forms: Any) -> HttpResponse:
     context = _detail_context(request, instance, **forms)
-    template = partial if _is_partial(request) else "instances/instance_detail.html"
+    template = partial if htmx_partial(request) else "instances/instance_detail.html"
     return render(request, template, context, status=status)
 
 
@@ -391,7 +395,7 @@ def binding_credentials_view(request: HttpRequest, binding_id: Any) -> HttpRespo
     except ApplicationError as exc:
         status, error = _error_status(exc), exc.message
     revealed = {"binding": binding.pk, "credentials": credentials, "error": error}
-    if _is_partial(request):
+    if htmx_partial(request):
         binding.can_reveal = can_reveal_credentials(binding=binding, user=request.user)
         binding.revealed, binding.reveal_error = credentials, error
         response = render(request, "instances/_credentials.html", {"binding": binding}, status=status)
@@ -421,5 +425,5 @@ def binding_delete_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
         raise PermissionDenied(exc.message) from None
     except ApplicationError as exc:
         messages.error(request, exc.message)
-        return HttpResponseClientRedirect(url) if _is_partial(request) else HttpResponseRedirect(url)
+        return HttpResponseClientRedirect(url) if htmx_partial(request) else HttpResponseRedirect(url)
     return _done(request, url, f"Unbinding {binding.name}; its Secret is removed once the broker confirms.")

@@ -19,7 +19,7 @@ from django.conf import settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from brokers.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -98,7 +98,7 @@ def admin_user(django_user_model: Any) -> Any:
 
 
 def make_team(name: str, *namespaces: str) -> Any:
-    from catalog_portal.models import Team, TeamNamespace
+    from teams.models import Team, TeamNamespace
 
     team = Team.objects.create(name=name)
     for namespace in namespaces:
@@ -107,7 +107,7 @@ def make_team(name: str, *namespaces: str) -> Any:
 
 
 def join(user: Any, team: Any, role: str) -> Any:
-    from catalog_portal.models import Membership
+    from teams.models import Membership
 
     Membership.objects.update_or_create(team=team, user=user, defaults={"role": role})
     return user
@@ -314,7 +314,7 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     Worker processes started afterwards inherit KUBECONFIG from the environment.
     """
-    from instances.kube_standin import KubeStandIn
+    from devtools.kube_standin import KubeStandIn
 
     server = KubeStandIn(namespaces=("default", "team-a", "team-b")).start()
     path = tmp_path / "kubeconfig"

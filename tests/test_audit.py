@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from brokers.services import catalog_sync, catalog_sync_due
-from catalog_portal.models import AuditRecord
+from teams.models import AuditRecord
 from tests.conftest import BROKER_PASSWORD, BROKER_USER, signed_in
 from tests.instances.helpers import run_operations
 
@@ -238,13 +238,20 @@ def test_audit_page_and_admin(admin_user: Any, alice: Any, records: dict[str, Au
     html = client.get("/audit/", {"action": "instance"}).content.decode()
     assert "instance.update" in html and "binding.credentials.reveal" not in html
     assert client.get("/audit/", {"since": "nonsense"}).status_code == 422
-    admin_page = client.get("/admin/catalog_portal/auditrecord/").content.decode()
+    admin_page = client.get("/admin/teams/auditrecord/").content.decode()
     assert "binding.credentials.reveal" in admin_page
     record = records["reveal"]
-    assert client.get(f"/admin/catalog_portal/auditrecord/{record.pk}/change/").status_code == 200
-    assert client.post(f"/admin/catalog_portal/auditrecord/{record.pk}/delete/").status_code == 403
+    assert client.get(f"/admin/teams/auditrecord/{record.pk}/change/").status_code == 200
+    assert client.post(f"/admin/teams/auditrecord/{record.pk}/delete/").status_code == 403
     other = signed_in(alice)
     assert other.get("/audit/").status_code == 404
+
+
+def test_admin_bookmarks_from_before_the_teams_app_still_work(admin_user: Any) -> None:
+    client = signed_in(admin_user)
+    response = client.get("/admin/catalog_portal/auditrecord/?action=team.create")
+    assert response.status_code == 301 and response["Location"] == "/admin/teams/auditrecord/?action=team.create"
+    assert client.get(response["Location"]).status_code == 200
 
 
 def test_changes_made_in_the_ui_and_the_admin_are_audited(admin_user: Any, alice: Any, bob: Any, team_a: Any) -> None:
@@ -254,7 +261,7 @@ def test_changes_made_in_the_ui_and_the_admin_are_audited(admin_user: Any, alice
     assert response.status_code == 302
     record = AuditRecord.objects.get(action="team.member.role")
     assert record.actor == admin_user and record.request_id == "ui-1" and "bob" in record.summary
-    response = client.post("/admin/catalog_portal/team/add/", {
+    response = client.post("/admin/teams/team/add/", {
         "name": "team-z",
         "namespaces-TOTAL_FORMS": "1", "namespaces-INITIAL_FORMS": "0", "namespaces-0-namespace": "team-z",
         "memberships-TOTAL_FORMS": "1", "memberships-INITIAL_FORMS": "0", "memberships-0-user": str(alice.pk),
@@ -264,7 +271,7 @@ def test_changes_made_in_the_ui_and_the_admin_are_audited(admin_user: Any, alice
     actions = sorted(AuditRecord.objects.filter(actor=admin_user).exclude(action="team.member.role")
                      .values_list("action", flat=True))
     assert actions == ["team.create", "team.member.add", "team.update"]
-    from catalog_portal.models import Team
+    from teams.models import Team
 
     team = Team.objects.get(name="team-z")
     assert [ns.namespace for ns in team.namespaces.all()] == ["team-z"]

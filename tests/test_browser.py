@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from brokers.models import Broker
-from brokers.sample_broker import SampleBroker
-from instances.kube_standin import KubeStandIn
+from devtools.kube_standin import KubeStandIn
+from devtools.sample_broker import SampleBroker
 from tests.conftest import ROOT, Workers
 from tests.instances.helpers import mirrored_broker
 

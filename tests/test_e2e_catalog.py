@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from brokers.models import Broker
-from brokers.sample_broker import SampleBroker, build_catalog
+from devtools.sample_broker import SampleBroker, build_catalog
 from tests.conftest import BROKER_PASSWORD, BROKER_USER, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -300,8 +300,8 @@ PAGE_READS = [
     ("/audit/", {"admin": 200, "alice": 404, "bob": 404, "carol": 404}),
     ("/brokers/", {"admin": 200, "alice": 404, "bob": 404, "carol": 404}),
     ("/admin/", {"admin": 200, "alice": 302, "bob": 302, "carol": 302}),
-    ("/admin/catalog_portal/auditrecord/", {"admin": 200, "alice": 302, "bob": 302, "carol": 302}),
-    ("/admin/catalog_portal/team/", {"admin": 200, "alice": 302, "bob": 302, "carol": 302}),
+    ("/admin/teams/auditrecord/", {"admin": 200, "alice": 302, "bob": 302, "carol": 302}),
+    ("/admin/teams/team/", {"admin": 200, "alice": 302, "bob": 302, "carol": 302}),
 ]
 
 

@@ -1,4 +1,8 @@
-"""Open Service Broker API v2.17 client (pure library, no Django)."""
+"""Open Service Broker API v2.17 client (pure library, no Django).
+
+`requests` holds the typed requests (the only place an OSB body or header is written), `client` sends them,
+`types` holds the typed answers, `errors` what can go wrong.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,21 @@ from .errors import (
     OSBUnprocessable,
     parse_retry_after,
 )
+from .requests import (
+    BindingLastOperationRequest,
+    BindRequest,
+    CatalogRequest,
+    DeprovisionRequest,
+    FetchBindingRequest,
+    FetchInstanceRequest,
+    LastOperationRequest,
+    OSBRequest,
+    ProvisionRequest,
+    StoredRequest,
+    UnbindRequest,
+    UpdateRequest,
+    request_from_json,
+)
 from .types import (
     AsyncResponse,
     BasicAuth,
@@ -32,6 +51,7 @@ from .types import (
     InstanceInfo,
     LastOperation,
     OriginatingIdentity,
+    PreparedRequest,
     ProvisionResponse,
     ReadTimeouts,
     UpdateResponse,
@@ -41,12 +61,19 @@ __all__ = [
     "AsyncResponse",
     "BasicAuth",
     "BearerAuth",
+    "BindRequest",
     "BindResponse",
     "BindingInfo",
+    "BindingLastOperationRequest",
     "CallRecord",
+    "CatalogRequest",
     "CatalogResponse",
+    "DeprovisionRequest",
+    "FetchBindingRequest",
+    "FetchInstanceRequest",
     "InstanceInfo",
     "LastOperation",
+    "LastOperationRequest",
     "OSBAsyncRequired",
     "OSBBadRequest",
     "OSBClient",
@@ -58,15 +85,22 @@ __all__ = [
     "OSBMaintenanceInfoConflict",
     "OSBMalformedResponse",
     "OSBNotFound",
+    "OSBRequest",
     "OSBRequiresApp",
     "OSBServerError",
     "OSBTimeout",
     "OSBUnauthorized",
     "OSBUnprocessable",
     "OriginatingIdentity",
+    "PreparedRequest",
+    "ProvisionRequest",
     "ProvisionResponse",
     "ReadTimeouts",
+    "StoredRequest",
+    "UnbindRequest",
+    "UpdateRequest",
     "UpdateResponse",
     "parse_retry_after",
     "redact",
+    "request_from_json",
 ]

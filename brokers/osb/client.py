@@ -1,8 +1,9 @@
 """A small, synchronous Open Service Broker API v2.17 client.
 
-One method per spec endpoint; keyword-only arguments; typed results (``types.py``); every failure is an
-:class:`~brokers.osb.errors.OSBError` whose ``permanent`` flag carries the retry decision. The client
-never retries and never follows redirects. Pure library: nothing here imports Django.
+``send(request)`` takes one of the typed requests of ``requests.py`` and returns the typed answer
+(``types.py``); ``prepare(request)`` shows what would be sent without sending it. Every failure is an
+:class:`~brokers.osb.errors.OSBError` whose ``permanent`` flag carries the retry decision. The client never
+retries and never follows redirects. Pure library: nothing here imports Django.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import re
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -31,6 +31,7 @@ from .errors import (
     error_class_for,
     parse_retry_after,
 )
+from .requests import OSBRequest
 from .types import (
     OPERATION_STATES,
     AsyncResponse,
@@ -42,10 +43,12 @@ from .types import (
     CallRecord,
     CatalogResponse,
     InstanceInfo,
+    InstanceResponse,
     JSONObject,
     LastOperation,
     OperationState,
     OriginatingIdentity,
+    PreparedRequest,
     ProvisionResponse,
     ReadTimeouts,
     UpdateResponse,
@@ -54,6 +57,7 @@ from .types import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 API_VERSION = "2.17"
 WRITE_TIMEOUT = 10.0
@@ -89,6 +93,9 @@ CALL_LABELS: dict[CallKind, str] = {
 
 # Brokers commonly answer a DELETE with an empty body instead of ``{}``; accept that.
 EMPTY_BODY_OK: frozenset[CallKind] = frozenset({"deprovision", "unbind"})
+
+# Headers httpx adds for the connection; `prepare` leaves them out.
+TRANSPORT_HEADERS = frozenset({"host", "content-length", "connection", "accept-encoding"})
 
 
 # --------------------------------------------------------------------------- redaction
@@ -160,27 +167,6 @@ def catalog_summary(document: JSONObject) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def segment(value: str, name: str) -> str:
-    """One percent-encoded path segment."""
-    if not value:
-        raise ValueError(f"{name} must be a non-empty string")
-    return quote(value, safe="")
-
-
-def compact(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop keys whose value is None (the OpenAPI document rejects nulls)."""
-    return {key: value for key, value in mapping.items() if value is not None}
-
-
-def query(**values: str | bool | None) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for key, value in values.items():
-        if value is None or value is False or value == "":
-            continue
-        params[key] = "true" if value is True else str(value)
-    return params
 
 
 def reason(response: httpx.Response) -> str:
@@ -302,350 +288,140 @@ class OSBClient:
     ) -> None:
         self.close()
 
-    # -- endpoints
+    # -- sending
 
-    def get_catalog(
-        self, *, etag: str | None = None, if_modified_since: str | None = None
-    ) -> CatalogResponse:
-        """``GET /v2/catalog``; a 304 answer gives ``not_modified=True`` and no document."""
-        headers = {}
-        if etag:
-            headers["If-None-Match"] = etag
-        if if_modified_since:
-            headers["If-Modified-Since"] = if_modified_since
+    def send(self, request: OSBRequest[R], *, identity: OriginatingIdentity | None = None) -> R:
+        """Send `request` (with `identity` as the originating identity) and return the broker's typed answer.
 
-        def parse(response: httpx.Response) -> CatalogResponse:
-            got_etag = response.headers.get("ETag")
-            last_modified = response.headers.get("Last-Modified")
-            if response.status_code == 304:
-                return CatalogResponse(
-                    document=None,
-                    etag=got_etag or etag,
-                    last_modified=last_modified or if_modified_since,
-                    not_modified=True,
-                )
+        Every failure is an OSBError whose `permanent` flag says whether the same request may succeed later.
+        """
+        built = self._build(request, identity)
+        read_timeout = self._read_timeouts.for_kind(request.kind)
+        at = datetime.now(UTC)
+        started = time.monotonic()
+        response: httpx.Response | None = None
+        failure: OSBError | None = None
+        try:
             try:
-                document = json.loads(response.content)
-            except ValueError as exc:
-                raise OSBMalformedResponse(
-                    f"The broker's catalog is not valid JSON: {exc}",
-                    status=response.status_code,
-                    description=response.text.strip()[:ERROR_TEXT_LIMIT] or None,
-                    permanent=True,
-                ) from None
-            if not isinstance(document, dict):
-                raise OSBMalformedResponse(
-                    f"The broker's catalog is not a JSON object (got {type(document).__name__})",
-                    status=response.status_code,
-                    permanent=True,
-                )
-            if not isinstance(document.get("services"), list):
-                raise OSBMalformedResponse(
-                    'The broker\'s catalog has no "services" list',
-                    status=response.status_code,
-                    permanent=True,
-                )
+                response = self._http.send(built)
+            except httpx.HTTPError as exc:
+                failure = self._transport_error(exc, read_timeout)
+                raise failure from exc
+            try:
+                self._check_status(response, request.kind)
+                return cast(R, PARSERS[request.kind](self, response))
+            except OSBError as exc:
+                failure = exc
+                raise
+        finally:
+            self._record(request, built, response, failure, at, started)
+
+    def prepare(
+        self, request: OSBRequest[Any], *, identity: OriginatingIdentity | None = None, mask: str = REDACTED
+    ) -> PreparedRequest:
+        """What `send` would put on the wire for `request`, without sending it: the method, the URL, the headers
+        (the Authorization value masked with `mask`; transport headers such as Host left out) and the exact body."""
+        built = self._build(request, identity)
+        headers = {}
+        for raw_name, raw_value in built.headers.raw:  # as written (httpx's items() are lower case)
+            name, value = raw_name.decode("ascii"), raw_value.decode("latin-1")
+            if name.lower() in TRANSPORT_HEADERS:
+                continue
+            if name.lower() == "authorization":
+                value = f"{value.split(' ', 1)[0]} {mask}"
+            headers[name] = value
+        return PreparedRequest(method=built.method, url=str(built.url), headers=headers, body=request.content())
+
+    # -- answers, by kind of request
+
+    def _catalog(self, response: httpx.Response) -> CatalogResponse:
+        """A 304 answer gives `not_modified=True` and no document."""
+        got_etag = response.headers.get("ETag")
+        last_modified = response.headers.get("Last-Modified")
+        if response.status_code == 304:
+            request = response.request
             return CatalogResponse(
-                document=document, etag=got_etag, last_modified=last_modified, not_modified=False
+                document=None,
+                etag=got_etag or request.headers.get("If-None-Match"),
+                last_modified=last_modified or request.headers.get("If-Modified-Since"),
+                not_modified=True,
             )
-
-        return self._call("catalog", "GET", "/v2/catalog", parse, headers=headers)
-
-    def provision(
-        self,
-        *,
-        instance_id: str,
-        service_id: str,
-        plan_id: str,
-        context: JSONObject,
-        organization_guid: str,
-        space_guid: str,
-        parameters: JSONObject | None = None,
-        maintenance_info: JSONObject | None = None,
-        accepts_incomplete: bool = True,
-        identity: OriginatingIdentity | None = None,
-    ) -> ProvisionResponse:
-        """``PUT /v2/service_instances/:instance_id``."""
-        body = compact(
-            {
-                "service_id": service_id,
-                "plan_id": plan_id,
-                "context": context,
-                "organization_guid": organization_guid,
-                "space_guid": space_guid,
-                "parameters": parameters,
-                "maintenance_info": maintenance_info,
-            }
-        )
-
-        def parse(response: httpx.Response) -> ProvisionResponse:
-            b = self._object(response, "provision")
-            return ProvisionResponse(
+        try:
+            document = json.loads(response.content)
+        except ValueError as exc:
+            raise OSBMalformedResponse(
+                f"The broker's catalog is not valid JSON: {exc}",
                 status=response.status_code,
-                async_=response.status_code == 202,
-                operation=b.text("operation"),
-                dashboard_url=b.text("dashboard_url"),
-                metadata=b.object("metadata"),
-            )
-
-        return self._call(
-            "provision",
-            "PUT",
-            self._instance_path(instance_id),
-            parse,
-            params=query(accepts_incomplete=accepts_incomplete),
-            body=body,
-            identity=identity,
-        )
-
-    def update(
-        self,
-        *,
-        instance_id: str,
-        service_id: str,
-        plan_id: str | None = None,
-        context: JSONObject | None = None,
-        parameters: JSONObject | None = None,
-        previous_values: JSONObject | None = None,
-        maintenance_info: JSONObject | None = None,
-        accepts_incomplete: bool = True,
-        identity: OriginatingIdentity | None = None,
-    ) -> UpdateResponse:
-        """``PATCH /v2/service_instances/:instance_id``."""
-        body = compact(
-            {
-                "service_id": service_id,
-                "plan_id": plan_id,
-                "context": context,
-                "parameters": parameters,
-                "previous_values": compact(previous_values) if previous_values is not None else None,
-                "maintenance_info": maintenance_info,
-            }
-        )
-
-        def parse(response: httpx.Response) -> UpdateResponse:
-            b = self._object(response, "update")
-            return UpdateResponse(
+                description=response.text.strip()[:ERROR_TEXT_LIMIT] or None,
+                permanent=True,
+            ) from None
+        if not isinstance(document, dict):
+            raise OSBMalformedResponse(
+                f"The broker's catalog is not a JSON object (got {type(document).__name__})",
                 status=response.status_code,
-                async_=response.status_code == 202,
-                operation=b.text("operation"),
-                dashboard_url=b.text("dashboard_url"),
-                metadata=b.object("metadata"),
+                permanent=True,
             )
-
-        return self._call(
-            "update",
-            "PATCH",
-            self._instance_path(instance_id),
-            parse,
-            params=query(accepts_incomplete=accepts_incomplete),
-            body=body,
-            identity=identity,
-        )
-
-    def deprovision(
-        self,
-        *,
-        instance_id: str,
-        service_id: str,
-        plan_id: str,
-        accepts_incomplete: bool = True,
-        identity: OriginatingIdentity | None = None,
-    ) -> AsyncResponse:
-        """``DELETE /v2/service_instances/:instance_id``; 410 raises :class:`OSBGone`."""
-
-        def parse(response: httpx.Response) -> AsyncResponse:
-            b = self._object(response, "deprovision")
-            return AsyncResponse(
+        if not isinstance(document.get("services"), list):
+            raise OSBMalformedResponse(
+                'The broker\'s catalog has no "services" list',
                 status=response.status_code,
-                async_=response.status_code == 202,
-                operation=b.text("operation"),
+                permanent=True,
             )
+        return CatalogResponse(document=document, etag=got_etag, last_modified=last_modified, not_modified=False)
 
-        return self._call(
-            "deprovision",
-            "DELETE",
-            self._instance_path(instance_id),
-            parse,
-            params=query(service_id=service_id, plan_id=plan_id, accepts_incomplete=accepts_incomplete),
-            identity=identity,
+    def _instance_change(
+        self, response: httpx.Response, kind: CallKind, answer: type[InstanceResponse]
+    ) -> InstanceResponse:
+        b = self._object(response, kind)
+        return answer(
+            status=response.status_code,
+            async_=response.status_code == 202,
+            operation=b.text("operation"),
+            dashboard_url=b.text("dashboard_url"),
+            metadata=b.object("metadata"),
         )
 
-    def last_operation(
-        self,
-        *,
-        instance_id: str,
-        service_id: str | None = None,
-        plan_id: str | None = None,
-        operation: str | None = None,
-    ) -> LastOperation:
-        """``GET /v2/service_instances/:instance_id/last_operation``; 410 raises :class:`OSBGone`."""
-        return self._call(
-            "last_operation",
-            "GET",
-            self._instance_path(instance_id) + "/last_operation",
-            lambda response: self._last_operation(response, "last_operation"),
-            params=query(service_id=service_id, plan_id=plan_id, operation=operation),
+    def _delete(self, response: httpx.Response, kind: CallKind) -> AsyncResponse:
+        b = self._object(response, kind)
+        return AsyncResponse(
+            status=response.status_code, async_=response.status_code == 202, operation=b.text("operation")
         )
 
-    def fetch_instance(
-        self, *, instance_id: str, service_id: str | None = None, plan_id: str | None = None
-    ) -> InstanceInfo:
-        """``GET /v2/service_instances/:instance_id``."""
-
-        def parse(response: httpx.Response) -> InstanceInfo:
-            b = self._object(response, "fetch_instance")
-            return InstanceInfo(
-                service_id=b.text("service_id"),
-                plan_id=b.text("plan_id"),
-                dashboard_url=b.text("dashboard_url"),
-                parameters=b.object("parameters"),
-                maintenance_info=b.object("maintenance_info"),
-                metadata=b.object("metadata"),
-            )
-
-        return self._call(
-            "fetch_instance",
-            "GET",
-            self._instance_path(instance_id),
-            parse,
-            params=query(service_id=service_id, plan_id=plan_id),
+    def _instance_info(self, response: httpx.Response) -> InstanceInfo:
+        b = self._object(response, "fetch_instance")
+        return InstanceInfo(
+            service_id=b.text("service_id"),
+            plan_id=b.text("plan_id"),
+            dashboard_url=b.text("dashboard_url"),
+            parameters=b.object("parameters"),
+            maintenance_info=b.object("maintenance_info"),
+            metadata=b.object("metadata"),
         )
 
-    def bind(
-        self,
-        *,
-        instance_id: str,
-        binding_id: str,
-        service_id: str,
-        plan_id: str,
-        context: JSONObject | None = None,
-        bind_resource: JSONObject | None = None,
-        parameters: JSONObject | None = None,
-        accepts_incomplete: bool = True,
-        identity: OriginatingIdentity | None = None,
-    ) -> BindResponse:
-        """``PUT /v2/service_instances/:instance_id/service_bindings/:binding_id``."""
-        body = compact(
-            {
-                "service_id": service_id,
-                "plan_id": plan_id,
-                "context": context,
-                "bind_resource": compact(bind_resource) if bind_resource is not None else None,
-                "parameters": parameters,
-            }
+    def _bind(self, response: httpx.Response) -> BindResponse:
+        b = self._object(response, "bind")
+        return BindResponse(
+            status=response.status_code, async_=response.status_code == 202, operation=b.text("operation"),
+            **self._binding_fields(b),
         )
 
-        def parse(response: httpx.Response) -> BindResponse:
-            b = self._object(response, "bind")
-            return BindResponse(
-                status=response.status_code,
-                async_=response.status_code == 202,
-                operation=b.text("operation"),
-                credentials=b.object("credentials"),
-                syslog_drain_url=b.text("syslog_drain_url"),
-                route_service_url=b.text("route_service_url"),
-                volume_mounts=b.array("volume_mounts"),
-                endpoints=b.array("endpoints"),
-                metadata=b.object("metadata"),
-            )
-
-        return self._call(
-            "bind",
-            "PUT",
-            self._binding_path(instance_id, binding_id),
-            parse,
-            params=query(accepts_incomplete=accepts_incomplete),
-            body=body,
-            identity=identity,
-        )
-
-    def unbind(
-        self,
-        *,
-        instance_id: str,
-        binding_id: str,
-        service_id: str,
-        plan_id: str,
-        accepts_incomplete: bool = True,
-        identity: OriginatingIdentity | None = None,
-    ) -> AsyncResponse:
-        """``DELETE /v2/service_instances/:instance_id/service_bindings/:binding_id``; 410 raises OSBGone."""
-
-        def parse(response: httpx.Response) -> AsyncResponse:
-            b = self._object(response, "unbind")
-            return AsyncResponse(
-                status=response.status_code,
-                async_=response.status_code == 202,
-                operation=b.text("operation"),
-            )
-
-        return self._call(
-            "unbind",
-            "DELETE",
-            self._binding_path(instance_id, binding_id),
-            parse,
-            params=query(service_id=service_id, plan_id=plan_id, accepts_incomplete=accepts_incomplete),
-            identity=identity,
-        )
-
-    def binding_last_operation(
-        self,
-        *,
-        instance_id: str,
-        binding_id: str,
-        service_id: str | None = None,
-        plan_id: str | None = None,
-        operation: str | None = None,
-    ) -> LastOperation:
-        """``GET .../service_bindings/:binding_id/last_operation``; 410 raises :class:`OSBGone`."""
-        return self._call(
-            "binding_last_operation",
-            "GET",
-            self._binding_path(instance_id, binding_id) + "/last_operation",
-            lambda response: self._last_operation(response, "binding_last_operation"),
-            params=query(service_id=service_id, plan_id=plan_id, operation=operation),
-        )
-
-    def fetch_binding(
-        self,
-        *,
-        instance_id: str,
-        binding_id: str,
-        service_id: str | None = None,
-        plan_id: str | None = None,
-    ) -> BindingInfo:
-        """``GET /v2/service_instances/:instance_id/service_bindings/:binding_id``."""
-
-        def parse(response: httpx.Response) -> BindingInfo:
-            b = self._object(response, "fetch_binding")
-            return BindingInfo(
-                credentials=b.object("credentials"),
-                syslog_drain_url=b.text("syslog_drain_url"),
-                route_service_url=b.text("route_service_url"),
-                volume_mounts=b.array("volume_mounts"),
-                endpoints=b.array("endpoints"),
-                parameters=b.object("parameters"),
-                metadata=b.object("metadata"),
-            )
-
-        return self._call(
-            "fetch_binding",
-            "GET",
-            self._binding_path(instance_id, binding_id),
-            parse,
-            params=query(service_id=service_id, plan_id=plan_id),
-        )
-
-    # -- internals
+    def _binding_info(self, response: httpx.Response) -> BindingInfo:
+        b = self._object(response, "fetch_binding")
+        return BindingInfo(parameters=b.object("parameters"), **self._binding_fields(b))
 
     @staticmethod
-    def _instance_path(instance_id: str) -> str:
-        return "/v2/service_instances/" + segment(instance_id, "instance_id")
+    def _binding_fields(b: _Body) -> dict[str, Any]:
+        """What a bind answer and a fetched binding both carry."""
+        return {
+            "credentials": b.object("credentials"),
+            "syslog_drain_url": b.text("syslog_drain_url"),
+            "route_service_url": b.text("route_service_url"),
+            "volume_mounts": b.array("volume_mounts"),
+            "endpoints": b.array("endpoints"),
+            "metadata": b.object("metadata"),
+        }
 
-    @classmethod
-    def _binding_path(cls, instance_id: str, binding_id: str) -> str:
-        return cls._instance_path(instance_id) + "/service_bindings/" + segment(binding_id, "binding_id")
+    # -- internals
 
     @staticmethod
     def _object(response: httpx.Response, kind: CallKind) -> _Body:
@@ -686,71 +462,35 @@ class OSBClient:
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
-    def _headers(
-        self, request_id: str, identity: OriginatingIdentity | None, has_body: bool
-    ) -> dict[str, str]:
+    def _build(self, request: OSBRequest[Any], identity: OriginatingIdentity | None) -> httpx.Request:
+        content = request.content()
         headers = {
             "X-Broker-API-Version": self._api_version,
-            "X-Broker-API-Request-Identity": request_id,
+            "X-Broker-API-Request-Identity": str(uuid.uuid4()),
             "Accept": "application/json",
         }
         if self._auth is not None:
             headers["Authorization"] = self._auth.header()
         if identity is not None:
             headers["X-Broker-API-Originating-Identity"] = identity.header_value()
-        if has_body:
+        if content is not None:
             headers["Content-Type"] = "application/json"
-        return headers
-
-    def _call(
-        self,
-        kind: CallKind,
-        method: str,
-        path: str,
-        parse: Callable[[httpx.Response], T],
-        *,
-        params: Mapping[str, str] | None = None,
-        body: JSONObject | None = None,
-        identity: OriginatingIdentity | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> T:
-        request_id = str(uuid.uuid4())
-        all_headers = self._headers(request_id, identity, body is not None)
-        all_headers.update(headers or {})
-        read_timeout = self._read_timeouts.for_kind(kind)
+        headers.update(request.headers())
         timeout = httpx.Timeout(
             connect=self._connect_timeout,
-            read=read_timeout,
+            read=self._read_timeouts.for_kind(request.kind),
             write=WRITE_TIMEOUT,
             pool=self._connect_timeout,
         )
-        content = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
-        request = self._http.build_request(
-            method,
-            self._base + path,
-            params=params or None,
-            headers=all_headers,
+        return self._http.build_request(
+            request.method,
+            self._base + request.path(),
+            params=request.query() or None,
+            headers=headers,
             content=content,
             timeout=timeout,
         )
-        at = datetime.now(UTC)
-        started = time.monotonic()
-        response: httpx.Response | None = None
-        failure: OSBError | None = None
-        try:
-            try:
-                response = self._http.send(request)
-            except httpx.HTTPError as exc:
-                failure = self._transport_error(exc, read_timeout)
-                raise failure from exc
-            try:
-                self._check_status(response, kind)
-                return parse(response)
-            except OSBError as exc:
-                failure = exc
-                raise
-        finally:
-            self._record(kind, request, response, body, failure, at, started)
+
 
     def _transport_error(self, exc: httpx.HTTPError, read_timeout: float) -> OSBError:
         where = self._origin
@@ -834,16 +574,16 @@ class OSBClient:
 
     def _record(
         self,
-        kind: CallKind,
+        osb_request: OSBRequest[Any],
         request: httpx.Request,
         response: httpx.Response | None,
-        body: JSONObject | None,
         failure: OSBError | None,
         at: datetime,
         started: float,
     ) -> None:
         if self._recorder is None:
             return
+        kind, body = osb_request.kind, osb_request.body()
         duration_ms = round((time.monotonic() - started) * 1000)
         try:
             response_excerpt = ""
@@ -871,3 +611,18 @@ class OSBClient:
         except Exception:
             # Recording is best effort: a failing recorder must not turn a broker's answer into an error.
             logger.exception("OSB call recorder failed for %s %s", request.method, request.url.path)
+
+
+# How each kind of answer is read (`send` returns what these return).
+PARSERS: dict[CallKind, Callable[[OSBClient, httpx.Response], Any]] = {
+    "catalog": OSBClient._catalog,
+    "provision": lambda client, response: client._instance_change(response, "provision", ProvisionResponse),
+    "update": lambda client, response: client._instance_change(response, "update", UpdateResponse),
+    "deprovision": lambda client, response: client._delete(response, "deprovision"),
+    "last_operation": lambda client, response: client._last_operation(response, "last_operation"),
+    "fetch_instance": OSBClient._instance_info,
+    "bind": OSBClient._bind,
+    "unbind": lambda client, response: client._delete(response, "unbind"),
+    "binding_last_operation": lambda client, response: client._last_operation(response, "binding_last_operation"),
+    "fetch_binding": OSBClient._binding_info,
+}

@@ -125,30 +125,29 @@ class CatalogResponse:
 
 
 @dataclass(frozen=True)
-class ProvisionResponse:
-    status: int
-    async_: bool
-    operation: str | None = None
-    dashboard_url: str | None = None
-    metadata: JSONObject | None = None
-
-
-@dataclass(frozen=True)
-class UpdateResponse:
-    status: int
-    async_: bool
-    operation: str | None = None
-    dashboard_url: str | None = None
-    metadata: JSONObject | None = None
-
-
-@dataclass(frozen=True)
 class AsyncResponse:
-    """Result of deprovision / unbind."""
+    """An answer that may say "accepted, still working" (202 with an operation): deprovision, unbind, and the
+    base of the provision and update answers."""
 
     status: int
     async_: bool
     operation: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceResponse(AsyncResponse):
+    dashboard_url: str | None = None
+    metadata: JSONObject | None = None
+
+
+@dataclass(frozen=True)
+class ProvisionResponse(InstanceResponse):
+    """The answer to a provision."""
+
+
+@dataclass(frozen=True)
+class UpdateResponse(InstanceResponse):
+    """The answer to an update."""
 
 
 @dataclass(frozen=True)
@@ -207,3 +206,13 @@ class CallRecord:
     error: str | None
     request_excerpt: str
     response_excerpt: str
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """What the client would send for a request (``OSBClient.prepare``): secrets in headers masked, the body exact."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None

@@ -7,14 +7,15 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from catalog_portal import access
-from catalog_portal.audit import audit
+from brokers.osb import BindRequest, UnbindRequest
 from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, NotFound
 from instances.models import Operation, ServiceBinding, ServiceInstance
 from instances.services.identity import identity_for
 from instances.services.instances import start_operation
 from instances.services.validation import check_dns_label, check_parameters
-from instances.states import BindingState, InstanceState, OpType, PublicationState
+from instances.states import BindingState, InstanceState, OpType
+from teams import access
+from teams.audit import audit
 
 
 def binding_create(
@@ -61,11 +62,11 @@ def binding_create(
                 binding.save()
         except IntegrityError:
             raise ApplicationError("That binding name or Secret name was just taken; choose another.") from None
-        body = {"service_id": plan.offering.catalog_id, "plan_id": plan.catalog_id, "context": context,
-                "bind_resource": bind_resource, "parameters": parameters,
-                # An async binding's credentials can only be fetched (GET) when the broker supports it.
-                "accepts_incomplete": plan.offering.bindings_retrievable}
-        start_operation(Operation(type=OpType.BIND, instance=instance, binding=binding, request=body,
+        put = BindRequest(instance_id=str(instance.pk), binding_id=str(binding.pk), service_id=plan.offering.catalog_id,
+                          plan_id=plan.catalog_id, context=context, bind_resource=bind_resource, parameters=parameters,
+                          # An async binding's credentials can only be fetched (GET) when the broker supports it.
+                          accepts_incomplete=plan.offering.bindings_retrievable)
+        start_operation(Operation(type=OpType.BIND, instance=instance, binding=binding, request=put.to_json(),
                                   requested_by=requested_by, identity=identity_for(requested_by)))
         audit(action="binding.create", target=binding, actor=requested_by, request=request,
               summary=f"Binding {binding} of instance {instance} requested (Secret {namespace}/{secret_name})")
@@ -89,10 +90,12 @@ def binding_delete(*, binding: ServiceBinding, requested_by: Any = None, request
     if binding.is_deleted:
         raise ApplicationError("This binding is already deleted.")
     plan = binding.instance.plan
-    params = {"service_id": plan.offering.catalog_id, "plan_id": plan.catalog_id}
+    delete = UnbindRequest(instance_id=str(binding.instance_id), binding_id=str(binding.pk),
+                           service_id=plan.offering.catalog_id, plan_id=plan.catalog_id)
     with transaction.atomic():
-        start_operation(Operation(type=OpType.UNBIND, instance=binding.instance, binding=binding, request=params,
-                                  requested_by=requested_by, identity=identity_for(requested_by)))
+        start_operation(Operation(type=OpType.UNBIND, instance=binding.instance, binding=binding,
+                                  request=delete.to_json(), requested_by=requested_by,
+                                  identity=identity_for(requested_by)))
         ServiceBinding.objects.filter(pk=binding.pk).update(state=BindingState.UNBINDING, updated_at=timezone.now())
         audit(action="binding.delete", target=binding, actor=requested_by, request=request,
               summary=f"Unbinding of binding {binding} requested")
@@ -127,7 +130,3 @@ def can_reveal_credentials(*, binding: ServiceBinding, user: Any) -> bool:
         return False
     return access.can(user, "reveal", binding.namespace)
 
-
-def publication_pending(binding: ServiceBinding) -> dict[str, Any]:
-    return {"publication_state": PublicationState.PENDING, "publication_next_at": timezone.now(),
-            "publication_attempts": 0}

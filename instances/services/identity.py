@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 
 from brokers.osb import OriginatingIdentity
-from catalog_portal.access import team_names_for
+from teams.access import team_names_for
 
 _GUID_NAMESPACE = uuid.UUID("0b8c5a7e-8f5e-4c0b-9a8c-6f3f5d1c2e10")
 

@@ -1,4 +1,5 @@
-"""Provision, update and deprovision: what people (UI, API, admin) ask for. Each writes rows and enqueues."""
+"""Provision, update and deprovision: what people (UI, API, admin) ask for. Each builds the OSB request
+(brokers.osb.requests), stores it on a new Operation with the rows it changes, and enqueues the step on commit."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from brokers.models import ServicePlan
+from brokers.osb import DeprovisionRequest, PreparedRequest, ProvisionRequest, UpdateRequest
 from brokers.selectors import visible_plans
-from catalog_portal import access
-from catalog_portal.audit import audit
+from brokers.services import broker_client
 from catalog_portal.exceptions import ApplicationError, Conflict
 from catalog_portal.tasks import enqueue_on_commit
 from instances.models import Operation, ServiceInstance
-from instances.services.identity import identity_for, instance_context, legacy_guids
-from instances.services.validation import check_dns_label, check_parameters
+from instances.services.identity import identity_for, instance_context, legacy_guids, originating_identity
+from instances.services.validation import check_dns_label, check_parameters, parameters_for_update
 from instances.states import InstanceState, OpType
+from teams import access
+from teams.audit import audit
 
 
 def _plan_is_visible(plan: ServicePlan, user: Any) -> None:
@@ -56,6 +59,33 @@ def start_operation(operation: Operation) -> Operation:
     return operation
 
 
+def provision_request(
+    *, plan: ServicePlan, instance_id: str, namespace: str, name: str, parameters: dict[str, Any]
+) -> ProvisionRequest:
+    """The PUT that creates an instance: stored on its provision operation, and shown by the form's preview."""
+    org_guid, space_guid = legacy_guids(namespace=namespace)
+    return ProvisionRequest(
+        instance_id=instance_id, service_id=plan.offering.catalog_id, plan_id=plan.catalog_id,
+        context=instance_context(namespace=namespace, name=name), organization_guid=org_guid,
+        space_guid=space_guid, parameters=parameters,
+        maintenance_version=(plan.maintenance_info or {}).get("version"),
+    )
+
+
+# The instance id is chosen when the instance is created; a preview shows this in its place.
+PREVIEW_INSTANCE_ID = "{instance_id}"
+
+
+def provision_preview(
+    *, plan: ServicePlan, name: str, namespace: str, parameters: dict[str, Any], user: Any, mask: str
+) -> PreparedRequest:
+    """What a worker would send to provision this, without creating or sending anything: the request
+    `instance_provision` would store, rendered by the broker's OSB client (the Authorization masked with `mask`;
+    `parameters` should be masked by the caller). The instance id is PREVIEW_INSTANCE_ID."""
+    request = provision_request(plan=plan, instance_id=PREVIEW_INSTANCE_ID, namespace=namespace, name=name,
+                                parameters=parameters)
+    with broker_client(broker=plan.broker) as client:
+        return client.prepare(request, identity=originating_identity(identity_for(user)), mask=mask)
 
 
 def instance_provision(
@@ -77,14 +107,14 @@ def instance_provision(
             f"An instance named '{name}' already exists in namespace '{namespace}'.",
             fields={"name": [f"'{name}' is taken in namespace '{namespace}'."]},
         )
-    context = instance_context(namespace=namespace, name=name)
-    org_guid, space_guid = legacy_guids(namespace=namespace)
     with transaction.atomic():
         instance = ServiceInstance(
             name=name, namespace=namespace, broker=plan.broker, plan=plan, parameters=parameters,
-            context=context, maintenance_info=plan.maintenance_info, requested_by=requested_by,
-            state=InstanceState.PROVISIONING,
+            maintenance_info=plan.maintenance_info, requested_by=requested_by, state=InstanceState.PROVISIONING,
         )
+        put = provision_request(plan=plan, instance_id=str(instance.pk), namespace=namespace, name=name,
+                                parameters=parameters)
+        instance.context = put.context  # sent again, unchanged, with every later request for the instance
         try:
             with transaction.atomic():
                 instance.save()
@@ -93,14 +123,8 @@ def instance_provision(
                 f"An instance named '{name}' already exists in namespace '{namespace}'.",
                 fields={"name": [f"'{name}' is taken in namespace '{namespace}'."]},
             ) from None
-        body: dict[str, Any] = {
-            "service_id": plan.offering.catalog_id, "plan_id": plan.catalog_id, "context": context,
-            "organization_guid": org_guid, "space_guid": space_guid, "parameters": parameters,
-        }
-        if plan.maintenance_info:
-            body["maintenance_info"] = {"version": plan.maintenance_info["version"]}
-        start_operation(Operation(type=OpType.PROVISION, instance=instance, request=body, requested_by=requested_by,
-                         identity=identity_for(requested_by)))
+        start_operation(Operation(type=OpType.PROVISION, instance=instance, request=put.to_json(),
+                                  requested_by=requested_by, identity=identity_for(requested_by)))
         audit(action="instance.create", target=instance, actor=requested_by, request=request,
               summary=f"Instance {instance} of plan '{plan}' requested")
     return instance
@@ -123,7 +147,7 @@ def instance_update(
         raise Conflict(f"'{instance}' is {instance.get_state_display().lower()}; it can be changed once it is ready.")
     current = instance.plan
     target = plan or current
-    body: dict[str, Any] = {"service_id": current.offering.catalog_id, "context": instance.context}
+    plan_id = params = maintenance = None
     if plan is not None and plan.pk != current.pk:
         if plan.offering_id != current.offering_id:
             raise ApplicationError("The new plan must belong to the same service.", fields={"plan": ["Another service's plan."]})
@@ -133,29 +157,30 @@ def instance_update(
                 fields={"plan": ["This service's plans are not updatable."]},
             )
         _plan_is_offered(plan)
-        body["plan_id"] = plan.catalog_id
+        plan_id = plan.catalog_id
     if parameters is not None:
-        body["parameters"] = check_parameters(target.instance_update_schema, parameters)
+        params = check_parameters(target.instance_update_schema,
+                                  parameters_for_update(current=instance.parameters, changes=parameters))
     if upgrade:
         new_version = (target.maintenance_info or {}).get("version")
         old_version = (instance.maintenance_info or {}).get("version")
         if not new_version or new_version == old_version:
             raise ApplicationError("There is no newer maintenance version for this instance.")
-        body["maintenance_info"] = {"version": new_version}
-    elif "plan_id" in body and target.maintenance_info:
-        body["maintenance_info"] = {"version": target.maintenance_info["version"]}
-    if len(body) == 2:
+        maintenance = new_version
+    elif plan_id is not None and target.maintenance_info:
+        maintenance = target.maintenance_info["version"]
+    changed = [what for what, value in (("plan", plan_id), ("parameters", params), ("maintenance version", maintenance))
+               if value is not None]
+    if not changed:
         raise ApplicationError("Nothing to change: give a new plan, parameters, or ask for the upgrade.")
-    previous: dict[str, Any] = {"service_id": current.offering.catalog_id, "plan_id": current.catalog_id}
-    if instance.maintenance_info:
-        previous["maintenance_info"] = {"version": instance.maintenance_info["version"]}
-    body["previous_values"] = previous
+    patch = UpdateRequest(instance_id=str(instance.pk), service_id=current.offering.catalog_id, plan_id=plan_id,
+                          context=instance.context, parameters=params, maintenance_version=maintenance,
+                          previous_plan_id=current.catalog_id,
+                          previous_maintenance_version=(instance.maintenance_info or {}).get("version"))
     with transaction.atomic():
-        start_operation(Operation(type=OpType.UPDATE, instance=instance, request=body, requested_by=requested_by,
-                         identity=identity_for(requested_by)))
+        start_operation(Operation(type=OpType.UPDATE, instance=instance, request=patch.to_json(),
+                                  requested_by=requested_by, identity=identity_for(requested_by)))
         ServiceInstance.objects.filter(pk=instance.pk).update(state=InstanceState.UPDATING, updated_at=timezone.now())
-        changed = [what for what, key in (("plan", "plan_id"), ("parameters", "parameters"),
-                                          ("maintenance version", "maintenance_info")) if key in body]
         audit(action="instance.update", target=instance, actor=requested_by, request=request,
               summary=f"Update of instance {instance} requested: {', '.join(changed)}")
     instance.refresh_from_db()
@@ -183,13 +208,14 @@ def instance_deprovision(*, instance: ServiceInstance, requested_by: Any = None,
             f"'{instance}' still has {len(bindings)} binding(s) ({names}). Unbind them first, or deprovision with "
             "cascade to unbind them automatically."
         )
-    params = {"service_id": instance.plan.offering.catalog_id, "plan_id": instance.plan.catalog_id}
+    delete = DeprovisionRequest(instance_id=str(instance.pk), service_id=instance.plan.offering.catalog_id,
+                                plan_id=instance.plan.catalog_id)
     with transaction.atomic():
         for binding in bindings:
             if binding.state != BindingState.UNBINDING:
                 binding_delete(binding=binding, requested_by=requested_by, request=request)
-        operation = Operation(type=OpType.DEPROVISION, instance=instance, request=params, requested_by=requested_by,
-                              identity=identity_for(requested_by))
+        operation = Operation(type=OpType.DEPROVISION, instance=instance, request=delete.to_json(),
+                              requested_by=requested_by, identity=identity_for(requested_by))
         if bindings:
             operation.phase = Phase.WAIT
         start_operation(operation)

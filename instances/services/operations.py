@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from brokers.metrics import osb_call_rows
 from brokers.osb import (
+    BindRequest,
     CallRecord,
     OSBAsyncRequired,
     OSBClient,
@@ -32,6 +33,8 @@ from brokers.osb import (
     OSBMalformedResponse,
     OSBServerError,
     OSBTimeout,
+    ProvisionRequest,
+    UpdateRequest,
 )
 from brokers.services import broker_client, broker_request_sync
 from catalog_portal.tasks import enqueue_on_commit
@@ -44,9 +47,11 @@ from instances.states import (
     DELETES,
     BindingState,
     InstanceState,
+    InvalidTransition,
     OpState,
     OpType,
     Phase,
+    can_transition,
     describe_wait,
     poll_delay,
     retry_delay,
@@ -91,11 +96,15 @@ EARLY_TOLERANCE = timedelta(seconds=0.5)
 MIN_RETRY_AFTER = 1.0
 
 
+# The states from which a worker may take an operation on (to in_progress): the active ones.
+CLAIMABLE = frozenset(state for state in OpState if can_transition(state, OpState.IN_PROGRESS))
+
+
 def _claim(operation_id: Any) -> Operation | None:
     now = timezone.now()
     lease_until = now + timedelta(seconds=lease_seconds())
     claimed = (
-        Operation.objects.filter(pk=operation_id, state__in=ACTIVE, next_poll_at__lte=now + EARLY_TOLERANCE)
+        Operation.objects.filter(pk=operation_id, state__in=CLAIMABLE, next_poll_at__lte=now + EARLY_TOLERANCE)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .update(claimed_until=lease_until, state=OpState.IN_PROGRESS)
     )
@@ -149,11 +158,14 @@ def _wait_for_bindings(op: Operation, client: OSBClient) -> Decision:
     """A cascading deprovision: send the delete once every binding of the instance is gone."""
     from instances.models import ServiceBinding
 
+    # Busy first, then the bindings: an unbind that finishes in between has deleted its binding by the second read
+    # (the same transaction ends both), so a binding seen without an active operation really is stuck.
+    busy = set(Operation.objects.filter(instance=op.instance, binding__isnull=False, state__in=ACTIVE)
+               .values_list("binding_id", flat=True))
     bindings = list(ServiceBinding.objects.visible().filter(instance=op.instance))
     if not bindings:
         op.phase = Phase.SUBMIT
         return _submit(op, client)
-    busy = set(Operation.objects.filter(binding__in=bindings, state__in=ACTIVE).values_list("binding_id", flat=True))
     stuck = [b for b in bindings if b.pk not in busy]
     if stuck:
         names = ", ".join(b.name for b in stuck)
@@ -167,19 +179,8 @@ def _wait_for_bindings(op: Operation, client: OSBClient) -> Decision:
 
 
 def _send(op: Operation, client: OSBClient) -> Any:
-    instance = op.instance
-    identity = originating_identity(op.identity)
-    if op.type == OpType.BIND:
-        return client.bind(instance_id=str(instance.pk), binding_id=str(op.binding_id), identity=identity,
-                           **op.request)
-    if op.type == OpType.UNBIND:
-        return client.unbind(instance_id=str(instance.pk), binding_id=str(op.binding_id), identity=identity,
-                             **op.request)
-    if op.type == OpType.PROVISION:
-        return client.provision(instance_id=str(instance.pk), identity=identity, **op.request)
-    if op.type == OpType.UPDATE:
-        return client.update(instance_id=str(instance.pk), identity=identity, **op.request)
-    return client.deprovision(instance_id=str(instance.pk), identity=identity, **op.request)
+    """Send the operation's stored request, exactly as stored, on behalf of whoever asked for it."""
+    return client.send(op.osb_request, identity=originating_identity(op.identity))
 
 
 def _submit(op: Operation, client: OSBClient) -> Decision:
@@ -246,14 +247,8 @@ def _binding_secrets(response: Any) -> dict[str, Any]:
 
 def _submit_cleanup(op: Operation, client: OSBClient) -> Decision:
     """Orphan mitigation: delete at the broker, and keep trying until it says the resource is gone."""
-    instance = op.instance
-    # `then_delete` is the portal's own note (a failed delete: remove our record once confirmed).
-    params = {key: value for key, value in op.request.items() if key != "then_delete"}
     try:
-        if op.binding_id:
-            response = client.unbind(instance_id=str(instance.pk), binding_id=str(op.binding_id), **params)
-        else:
-            response = client.deprovision(instance_id=str(instance.pk), **params)
+        response = _send(op, client)
     except OSBGone:
         return _success(op, description=f"The broker confirmed the {_target(op)} is gone.")
     except OSBError as exc:
@@ -284,16 +279,9 @@ def _accepted(op: Operation, response: Any) -> Decision:
 
 
 def _poll(op: Operation, client: OSBClient) -> Decision:
-    instance = op.instance
     deleting = op.type in (*DELETES, OpType.ORPHAN_MITIGATION)
-    ids = {"instance_id": str(instance.pk), "service_id": instance.plan.offering.catalog_id,
-           # for a plan change, the plan before the update (spec); the instance switches plan on success
-           "plan_id": instance.plan.catalog_id, "operation": op.broker_operation}
     try:
-        if op.binding_id:
-            last = client.binding_last_operation(binding_id=str(op.binding_id), **ids)
-        else:
-            last = client.last_operation(**ids)
+        last = client.send(op.osb_request.last_operation(op.broker_operation))
     except OSBGone:
         if deleting:
             return _success(op, description=f"The broker confirmed the {_target(op)} is gone.", poll=True)
@@ -368,12 +356,13 @@ def _deadline_passed(op: Operation, description: str | None) -> Decision:
 
 
 def _fetch(op: Operation, client: OSBClient) -> Decision:
-    instance = op.instance
-    if op.type == OpType.BIND:
-        return _fetch_binding(op, client)
+    request = op.osb_request
+    if isinstance(request, BindRequest):
+        return _fetch_binding(op, request, client)
+    if not isinstance(request, ProvisionRequest):
+        raise TypeError(f"Nothing to fetch after a {request.kind} request")
     try:
-        info = client.fetch_instance(instance_id=str(instance.pk), service_id=instance.plan.offering.catalog_id,
-                                     plan_id=instance.plan.catalog_id)
+        info = client.send(request.fetch())
     except OSBError as exc:
         return _success(op, description=f"Ready. (The instance's details could not be fetched: {exc})")
     return _success(op, dashboard_url=info.dashboard_url, metadata=info.metadata)
@@ -382,11 +371,9 @@ def _fetch(op: Operation, client: OSBClient) -> Decision:
 FETCH_ATTEMPTS = 5
 
 
-def _fetch_binding(op: Operation, client: OSBClient) -> Decision:
-    instance = op.instance
+def _fetch_binding(op: Operation, request: BindRequest, client: OSBClient) -> Decision:
     try:
-        info = client.fetch_binding(instance_id=str(instance.pk), binding_id=str(op.binding_id),
-                                    service_id=instance.plan.offering.catalog_id, plan_id=instance.plan.catalog_id)
+        info = client.send(request.fetch())
     except OSBError as exc:
         if op.attempts < FETCH_ATTEMPTS and not exc.permanent:
             return _retry(op, f"The binding's credentials could not be fetched ({exc})")
@@ -415,7 +402,7 @@ def _success(op: Operation, *, description: str | None = None, poll: bool = Fals
     target.update({k: v for k, v in fields.items() if v})
     if op.type == OpType.BIND:
         decision.binding["state"] = BindingState.READY
-    elif op.type == OpType.UNBIND or (op.binding_id and op.request.get("then_delete")):
+    elif op.type == OpType.UNBIND or (op.binding_id and op.delete_on_success):
         decision.binding["state"] = BindingState.DELETED
     elif op.binding_id:  # cleanup after a failed bind: the binding stays failed, now gone at the broker
         decision.next_step = "Cleaned up at the broker. Delete this binding or create a new one."
@@ -423,8 +410,8 @@ def _success(op: Operation, *, description: str | None = None, poll: bool = Fals
         decision.instance["state"] = InstanceState.READY
     elif op.type == OpType.UPDATE:
         decision.instance["state"] = InstanceState.READY
-        decision.instance["update"] = op.request
-    elif op.type == OpType.DEPROVISION or op.request.get("then_delete"):
+        decision.instance["update"] = op.osb_request
+    elif op.type == OpType.DEPROVISION or op.delete_on_success:
         decision.instance["state"] = InstanceState.DELETED
     else:  # cleanup after a failed create: the instance stays failed, now gone at the broker
         decision.next_step = "Cleaned up at the broker. Delete this instance or provision a new one."
@@ -480,7 +467,7 @@ def _retry(op: Operation, reason: str, *, retry_after: float | None = None, phas
         return decision
     delay = max(retry_after, MIN_RETRY_AFTER) if retry_after is not None else retry_delay(attempts=attempt)
     if op.type == OpType.ORPHAN_MITIGATION:
-        what = "create" if not op.request.get("then_delete") else "delete"
+        what = "delete" if op.delete_on_success else "create"
         what = f"binding {what}" if op.binding_id else what
         sentence = (f"Cleaning up at the broker after a failed {what}, attempt {attempt}; next attempt in "
                     f"{describe_wait(delay)}.")
@@ -497,7 +484,7 @@ def _retry(op: Operation, reason: str, *, retry_after: float | None = None, phas
 
 def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float | None:
     now = timezone.now()
-    fields: dict[str, Any] = {"state": decision.state, "next_step": decision.next_step, "updated_at": now,
+    fields: dict[str, Any] = {"next_step": decision.next_step, "updated_at": now,
                               "claimed_until": None}
     if decision.phase:
         fields["phase"] = decision.phase
@@ -526,8 +513,7 @@ def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float 
     with transaction.atomic():
         OperationCall.objects.bulk_create([_call_row(op, call) for call in calls])
         record(osb_call_rows(broker=op.instance.broker.name, calls=calls))
-        # Compare-and-set on our lease: a worker whose lease expired must not overwrite another's work.
-        if not Operation.objects.filter(pk=op.pk, claimed_until=op.claimed_until, state=op.state).update(**fields):
+        if not _transition(op, decision.state, **fields):
             logger.warning("Operation %s: lease lost before the step could be saved", op.pk)
             return None
         _update_instance(op, decision, now)
@@ -539,6 +525,15 @@ def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float 
     if decision.state == OpState.IN_PROGRESS:
         return max(decision.delay or 0.0, 0.0)
     return None
+
+
+def _transition(op: Operation, to: str, **fields: Any) -> bool:
+    """Move `op` to state `to` if the state machine allows it, by compare-and-set on the state and our lease: a
+    worker whose lease expired must not overwrite another's work (False then)."""
+    if not can_transition(op.state, to):
+        raise InvalidTransition(f"Operation {op.pk}: {op.state} -> {to} is not a transition of the state machine")
+    return Operation.objects.filter(pk=op.pk, claimed_until=op.claimed_until, state=op.state).update(
+        state=to, **fields) == 1
 
 
 def _max_polling_seconds(op: Operation) -> float:
@@ -561,16 +556,16 @@ def _update_instance(op: Operation, decision: Decision, now: Any) -> None:
         instance_fields["dashboard_url"] = changes["dashboard_url"]
     if changes.get("metadata"):
         instance_fields["metadata"] = changes["metadata"]
-    if update:
-        if "plan_id" in update:
+    if isinstance(update, UpdateRequest):
+        if update.plan_id is not None:
             from brokers.models import ServicePlan
 
-            instance_fields["plan"] = ServicePlan.objects.get(broker=op.instance.broker, catalog_id=update["plan_id"])
-        if "parameters" in update:
-            # The broker is sent only what changed; the instance keeps the whole picture.
-            instance_fields["parameters"] = {**op.instance.parameters, **update["parameters"]}
-        if "maintenance_info" in update:
-            instance_fields["maintenance_info"] = update["maintenance_info"]
+            instance_fields["plan"] = ServicePlan.objects.get(broker=op.instance.broker, catalog_id=update.plan_id)
+        if update.parameters is not None:
+            # The broker was sent each changed top-level key whole (parameters_for_update): this is what it holds.
+            instance_fields["parameters"] = {**op.instance.parameters, **update.parameters}
+        if update.maintenance_version is not None:
+            instance_fields["maintenance_info"] = {"version": update.maintenance_version}
     ServiceInstance.objects.filter(pk=op.instance_id).update(**instance_fields)
 
 
@@ -620,14 +615,16 @@ def _publish_now(binding_id: Any) -> None:
 
 
 def _start_cleanup(op: Operation, *, then_delete: bool) -> None:
+    """Orphan mitigation: the delete that removes what a failed create or delete may have left at the broker."""
     from instances.tasks import operation_step as operation_step_task
 
+    request = op.osb_request
+    if isinstance(request, UpdateRequest):
+        raise TypeError("A failed update is never cleaned up (spec: orphan mitigation)")
     now = timezone.now()
-    instance = op.instance
     cleanup = Operation.objects.create(
-        type=OpType.ORPHAN_MITIGATION, instance=instance, binding_id=op.binding_id, parent=op,
-        request={"service_id": instance.plan.offering.catalog_id, "plan_id": instance.plan.catalog_id,
-                 **({"then_delete": True} if then_delete else {})},
+        type=OpType.ORPHAN_MITIGATION, instance=op.instance, binding_id=op.binding_id, parent=op,
+        request=request.cleanup().to_json(), delete_on_success=then_delete,
         next_poll_at=now, deadline=now + timedelta(seconds=settings.OSB_DEFAULT_MAX_POLL_SECONDS),
         next_step="Cleaning up at the broker: sending the delete request.",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from jsonschema import validators
@@ -43,3 +44,26 @@ def check_parameters(schema: dict[str, Any] | None, parameters: Any) -> dict[str
     if errors:
         raise ApplicationError("The parameters do not match the plan's schema.", fields={"parameters": errors})
     return parameters
+
+
+def parameters_for_update(*, current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """The parameters an update sends for `changes`: each top-level key given, whole.
+
+    Many brokers replace a top-level parameter rather than merge into it, so a change inside an object (say
+    `backup.retention_days`) is sent as the whole object: the instance's current value with the change applied
+    (keys the caller did not mention keep their values). When the update succeeds the instance's parameters become
+    `{**current, **sent}`: exactly what the broker now holds.
+    """
+    return {key: deep_merge(current[key], value) if isinstance(value, dict) and isinstance(current.get(key), dict)
+            else value for key, value in changes.items()}
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` applied: objects merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from brokers import services
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
-from brokers.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker
 from tests.conftest import BROKER_PASSWORD, BROKER_USER, signed_in
 
 pytestmark = pytest.mark.django_db

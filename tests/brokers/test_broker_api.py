@@ -15,7 +15,8 @@ from rest_framework.test import APIClient
 
 from brokers import services
 from brokers.models import Broker, ServiceOffering, ServicePlan
-from brokers.sample_broker import SampleBroker, build_catalog
+from catalog_portal.exceptions import ApplicationError
+from devtools.sample_broker import SampleBroker, build_catalog
 from tests.conftest import BROKER_PASSWORD, BROKER_USER
 
 pytestmark = pytest.mark.django_db
@@ -265,6 +266,30 @@ def test_invalid_registrations_get_400_with_field_errors(
     assert field in body, body
     assert body[field]
     assert not Broker.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"url": "ftp://files.example.com"}, "url"),
+        ({"url": "https://portal:hunter2@broker.internal"}, "url"),
+        ({"ca_bundle": "not a certificate"}, "ca_bundle"),
+        ({"auth": services.BrokerAuth(type="basic", username="", secret="p")}, "auth"),
+        ({"auth": services.BrokerAuth(type="bearer")}, "auth"),
+        ({"auth": services.BrokerAuth(type="digest")}, "auth"),
+    ],
+)
+def test_the_registering_service_owns_the_rules_the_admin_and_the_api_show(changes: dict[str, Any], field: str) -> None:
+    """Registration and change refuse an unusable URL, CA bundle or auth whoever calls (admin, API, demo)."""
+    with pytest.raises(ApplicationError) as refused:
+        services.broker_register(**{"name": "x", "url": "http://10.0.0.1", **changes})
+    assert list(refused.value.fields) == [field] and not Broker.objects.exists()
+    broker = services.broker_register(name="ok", url="http://10.0.0.1")
+    with pytest.raises(ApplicationError) as refused:
+        services.broker_update(broker=broker, **changes)
+    assert list(refused.value.fields) == [field]
+    broker.refresh_from_db()
+    assert (broker.url, broker.ca_bundle, broker.auth_type) == ("http://10.0.0.1", None, "none")
 
 
 def test_duplicate_name_gets_400(admin_api: APIClient) -> None:

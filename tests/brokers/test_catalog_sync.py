@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from brokers import services
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
-from brokers.sample_broker import SampleBroker, build_catalog, generate_catalog
+from devtools.sample_broker import SampleBroker, build_catalog, generate_catalog
 from tests.conftest import BROKER_PASSWORD, BROKER_USER
 
 pytestmark = pytest.mark.django_db

@@ -23,8 +23,15 @@ import pytest
 from brokers.osb import (
     BasicAuth,
     BearerAuth,
+    BindingLastOperationRequest,
+    BindRequest,
     BindResponse,
     CallRecord,
+    CatalogRequest,
+    DeprovisionRequest,
+    FetchBindingRequest,
+    FetchInstanceRequest,
+    LastOperationRequest,
     OriginatingIdentity,
     OSBAsyncRequired,
     OSBBadRequest,
@@ -42,7 +49,10 @@ from brokers.osb import (
     OSBTimeout,
     OSBUnauthorized,
     OSBUnprocessable,
+    ProvisionRequest,
     ReadTimeouts,
+    UnbindRequest,
+    UpdateRequest,
     parse_retry_after,
     redact,
 )
@@ -175,32 +185,25 @@ IDENTITY = OriginatingIdentity("duke", "c2dde242", ("admin", "dev"), {"mydata": 
 def call_everything(c: OSBClient, broker: Broker) -> None:
     """One call per endpoint, each answered with a minimal valid body."""
     broker.reply(200, CATALOG)
-    c.get_catalog()
+    c.send(CatalogRequest())
     broker.reply(201, {})
-    c.provision(
-        instance_id="i1",
-        service_id="s",
-        plan_id="p",
-        context=CONTEXT,
-        organization_guid="o",
-        space_guid="sp",
-    )
+    c.send(ProvisionRequest(instance_id="i1", service_id="s", plan_id="p", context=CONTEXT, organization_guid="o", space_guid="sp"))
     broker.reply(200, {})
-    c.update(instance_id="i1", service_id="s")
+    c.send(UpdateRequest(instance_id="i1", service_id="s"))
     broker.reply(200, {"state": "succeeded"})
-    c.last_operation(instance_id="i1")
+    c.send(LastOperationRequest(instance_id="i1"))
     broker.reply(200, {})
-    c.fetch_instance(instance_id="i1")
+    c.send(FetchInstanceRequest(instance_id="i1"))
     broker.reply(201, {})
-    c.bind(instance_id="i1", binding_id="b1", service_id="s", plan_id="p")
+    c.send(BindRequest(instance_id="i1", binding_id="b1", service_id="s", plan_id="p"))
     broker.reply(200, {"state": "in progress"})
-    c.binding_last_operation(instance_id="i1", binding_id="b1")
+    c.send(BindingLastOperationRequest(instance_id="i1", binding_id="b1"))
     broker.reply(200, {})
-    c.fetch_binding(instance_id="i1", binding_id="b1")
+    c.send(FetchBindingRequest(instance_id="i1", binding_id="b1"))
     broker.reply(200, {})
-    c.unbind(instance_id="i1", binding_id="b1", service_id="s", plan_id="p")
+    c.send(UnbindRequest(instance_id="i1", binding_id="b1", service_id="s", plan_id="p"))
     broker.reply(200, {})
-    c.deprovision(instance_id="i1", service_id="s", plan_id="p")
+    c.send(DeprovisionRequest(instance_id="i1", service_id="s", plan_id="p"))
 
 
 # --------------------------------------------------------------------------- headers
@@ -225,35 +228,47 @@ def test_headers_on_every_call(client: OSBClient, broker: Broker) -> None:
     assert len(ids) == 10  # fresh per request
 
 
+def test_prepare_shows_what_send_puts_on_the_wire_with_secrets_masked(client: OSBClient, broker: Broker) -> None:
+    request = ProvisionRequest(instance_id="i1", service_id="s", plan_id="p", context=CONTEXT, organization_guid="o",
+                               space_guid="sp", parameters={"size": 2, "name": "ünïcode"})
+    prepared = client.prepare(request, identity=IDENTITY, mask="•••")
+    assert broker.received == []  # nothing sent
+    broker.reply(201, {})
+    client.send(request, identity=IDENTITY)
+    sent = broker.last
+    assert prepared.method == sent.method == "PUT"
+    assert prepared.url == broker.url + sent.raw_path
+    assert prepared.body == sent.body == request.content()
+    assert prepared.headers["Authorization"] == "Basic •••" and "s3cr3t" not in str(prepared)
+    for name, value in prepared.headers.items():
+        if name not in ("Authorization", "X-Broker-API-Request-Identity"):  # the identity is fresh per call
+            assert sent.headers[name.lower()] == value, name
+    assert {name.lower() for name in prepared.headers} | {"host", "content-length", "accept-encoding",
+                                                          "connection"} == set(sent.headers)
+    assert client.prepare(DeprovisionRequest(instance_id="i1", service_id="s", plan_id="p")).body is None
+
+
 def test_bearer_auth_and_no_auth(broker: Broker) -> None:
     with OSBClient(broker.url, auth=BearerAuth("tok-123")) as c:
         broker.reply(200, CATALOG)
-        c.get_catalog()
+        c.send(CatalogRequest())
     assert broker.last.headers["authorization"] == "Bearer tok-123"
     with OSBClient(broker.url) as c:
         broker.reply(200, CATALOG)
-        c.get_catalog()
+        c.send(CatalogRequest())
     assert "authorization" not in broker.last.headers
 
 
 def test_api_version_is_configurable(broker: Broker) -> None:
     with OSBClient(broker.url, api_version="2.16") as c:
         broker.reply(200, CATALOG)
-        c.get_catalog()
+        c.send(CatalogRequest())
     assert broker.last.headers["x-broker-api-version"] == "2.16"
 
 
 def test_originating_identity_round_trip(client: OSBClient, broker: Broker) -> None:
     broker.reply(202, {"operation": "op"})
-    client.provision(
-        instance_id="i1",
-        service_id="s",
-        plan_id="p",
-        context=CONTEXT,
-        organization_guid="o",
-        space_guid="sp",
-        identity=IDENTITY,
-    )
+    client.send(ProvisionRequest(instance_id="i1", service_id="s", plan_id="p", context=CONTEXT, organization_guid="o", space_guid="sp"), identity=IDENTITY)
     platform, value = broker.last.headers["x-broker-api-originating-identity"].split(" ")
     assert platform == "kubernetes"
     assert json.loads(base64.b64decode(value)) == {
@@ -263,12 +278,10 @@ def test_originating_identity_round_trip(client: OSBClient, broker: Broker) -> N
         "extra": {"mydata": ["data1", "data3"]},
     }
     for call in (
-        lambda: client.update(instance_id="i1", service_id="s", identity=IDENTITY),
-        lambda: client.deprovision(instance_id="i1", service_id="s", plan_id="p", identity=IDENTITY),
-        lambda: client.bind(instance_id="i1", binding_id="b", service_id="s", plan_id="p", identity=IDENTITY),
-        lambda: client.unbind(
-            instance_id="i1", binding_id="b", service_id="s", plan_id="p", identity=IDENTITY
-        ),
+        lambda: client.send(UpdateRequest(instance_id="i1", service_id="s"), identity=IDENTITY),
+        lambda: client.send(DeprovisionRequest(instance_id="i1", service_id="s", plan_id="p"), identity=IDENTITY),
+        lambda: client.send(BindRequest(instance_id="i1", binding_id="b", service_id="s", plan_id="p"), identity=IDENTITY),
+        lambda: client.send(UnbindRequest(instance_id="i1", binding_id="b", service_id="s", plan_id="p"), identity=IDENTITY),
     ):
         broker.reply(200, {})
         call()
@@ -281,7 +294,7 @@ def test_originating_identity_round_trip(client: OSBClient, broker: Broker) -> N
 def test_odd_ids_are_percent_encoded(client: OSBClient, broker: Broker) -> None:
     instance_id, binding_id = "a/b c?x=1#é%", "../b&d"
     broker.reply(200, {"state": "failed"})
-    client.binding_last_operation(instance_id=instance_id, binding_id=binding_id, operation="op/1 &x=y")
+    client.send(BindingLastOperationRequest(instance_id=instance_id, binding_id=binding_id, operation="op/1 &x=y"))
     req = broker.last
     parts = urlsplit(req.raw_path).path.split("/")
     assert parts[:3] == ["", "v2", "service_instances"]
@@ -297,9 +310,9 @@ def test_base_url_path_prefix(broker: Broker, suffix: str) -> None:
     records: list[CallRecord] = []
     with OSBClient(broker.url + suffix, recorder=records.append) as c:
         broker.reply(200, CATALOG)
-        c.get_catalog()
+        c.send(CatalogRequest())
         broker.reply(200, {"state": "succeeded"})
-        c.last_operation(instance_id="i 1", service_id="s")
+        c.send(LastOperationRequest(instance_id="i 1", service_id="s"))
     prefix = suffix.rstrip("/")
     assert broker.received[0].raw_path == f"{prefix}/v2/catalog"
     assert broker.received[1].path == f"{prefix}/v2/service_instances/i%201/last_operation"
@@ -314,7 +327,7 @@ def test_bad_base_urls_are_rejected(url: str) -> None:
 
 def test_empty_ids_are_rejected(client: OSBClient) -> None:
     with pytest.raises(ValueError, match="instance_id"):
-        client.fetch_instance(instance_id="")
+        client.send(FetchInstanceRequest(instance_id=""))
 
 
 # --------------------------------------------------------------------------- request shapes
@@ -322,16 +335,7 @@ def test_empty_ids_are_rejected(client: OSBClient) -> None:
 
 def test_provision_full_body_and_query(client: OSBClient, broker: Broker) -> None:
     broker.reply(201, {"dashboard_url": "https://dash/x", "metadata": {"labels": {"a": "b"}}})
-    result = client.provision(
-        instance_id="i1",
-        service_id="s",
-        plan_id="p",
-        context=CONTEXT,
-        organization_guid="o",
-        space_guid="sp",
-        parameters={"size": 3},
-        maintenance_info={"version": "2.1.1"},
-    )
+    result = client.send(ProvisionRequest(instance_id="i1", service_id="s", plan_id="p", context=CONTEXT, organization_guid="o", space_guid="sp", parameters={"size": 3}, maintenance_version="2.1.1"))
     req = broker.last
     assert req.method == "PUT"
     assert req.path == "/v2/service_instances/i1"
@@ -354,15 +358,7 @@ def test_provision_full_body_and_query(client: OSBClient, broker: Broker) -> Non
 
 def test_provision_minimal_body_has_no_nulls(client: OSBClient, broker: Broker) -> None:
     broker.reply(202, {"operation": "task 10"})
-    result = client.provision(
-        instance_id="i1",
-        service_id="s",
-        plan_id="p",
-        context=CONTEXT,
-        organization_guid="o",
-        space_guid="sp",
-        accepts_incomplete=False,
-    )
+    result = client.send(ProvisionRequest(instance_id="i1", service_id="s", plan_id="p", context=CONTEXT, organization_guid="o", space_guid="sp", accepts_incomplete=False))
     assert set(broker.last.json()) == {"service_id", "plan_id", "context", "organization_guid", "space_guid"}
     assert broker.last.query == {}
     assert (result.status, result.async_, result.operation) == (202, True, "task 10")
@@ -370,28 +366,20 @@ def test_provision_minimal_body_has_no_nulls(client: OSBClient, broker: Broker) 
 
 def test_update_body(client: OSBClient, broker: Broker) -> None:
     broker.reply(200, {})
-    result = client.update(instance_id="i1", service_id="s")
+    result = client.send(UpdateRequest(instance_id="i1", service_id="s"))
     assert broker.last.method == "PATCH"
     assert broker.last.json() == {"service_id": "s"}
     assert broker.last.query == {"accepts_incomplete": ["true"]}
     assert (result.status, result.async_, result.operation, result.dashboard_url) == (200, False, None, None)
 
     broker.reply(202, {"operation": "up-1", "dashboard_url": "https://d"})
-    result = client.update(
-        instance_id="i1",
-        service_id="s",
-        plan_id="p2",
-        context=CONTEXT,
-        parameters={"a": 1},
-        previous_values={"plan_id": "p1", "service_id": None},
-        maintenance_info={"version": "2"},
-    )
+    result = client.send(UpdateRequest(instance_id="i1", service_id="s", plan_id="p2", context=CONTEXT, parameters={"a": 1}, previous_plan_id="p1", maintenance_version="2"))
     assert broker.last.json() == {
         "service_id": "s",
         "plan_id": "p2",
         "context": CONTEXT,
         "parameters": {"a": 1},
-        "previous_values": {"plan_id": "p1"},
+        "previous_values": {"service_id": "s", "plan_id": "p1"},
         "maintenance_info": {"version": "2"},
     }
     assert (result.async_, result.operation, result.dashboard_url) == (True, "up-1", "https://d")
@@ -399,7 +387,7 @@ def test_update_body(client: OSBClient, broker: Broker) -> None:
 
 def test_deprovision_query_no_body(client: OSBClient, broker: Broker) -> None:
     broker.reply(202, {"operation": "del-1"})
-    result = client.deprovision(instance_id="i1", service_id="s 1", plan_id="p&1")
+    result = client.send(DeprovisionRequest(instance_id="i1", service_id="s 1", plan_id="p&1"))
     req = broker.last
     assert (req.method, req.path, req.body) == ("DELETE", "/v2/service_instances/i1", b"")
     assert req.query == {"service_id": ["s 1"], "plan_id": ["p&1"], "accepts_incomplete": ["true"]}
@@ -408,7 +396,7 @@ def test_deprovision_query_no_body(client: OSBClient, broker: Broker) -> None:
 
 def test_deprovision_accepts_empty_body(client: OSBClient, broker: Broker) -> None:
     broker.reply(200, b"")
-    result = client.deprovision(instance_id="i1", service_id="s", plan_id="p", accepts_incomplete=False)
+    result = client.send(DeprovisionRequest(instance_id="i1", service_id="s", plan_id="p", accepts_incomplete=False))
     assert (result.status, result.async_, result.operation) == (200, False, None)
     assert "accepts_incomplete" not in broker.last.query
 
@@ -419,7 +407,7 @@ def test_last_operation_query_and_result(client: OSBClient, broker: Broker) -> N
         {"state": "failed", "description": "disk full", "instance_usable": False, "update_repeatable": True},
         headers={"Retry-After": "7"},
     )
-    result = client.last_operation(instance_id="i1", service_id="s", plan_id="p", operation="op 1")
+    result = client.send(LastOperationRequest(instance_id="i1", service_id="s", plan_id="p", operation="op 1"))
     assert broker.last.path == "/v2/service_instances/i1/last_operation"
     assert broker.last.query == {"service_id": ["s"], "plan_id": ["p"], "operation": ["op 1"]}
     assert result.state == "failed"
@@ -429,7 +417,7 @@ def test_last_operation_query_and_result(client: OSBClient, broker: Broker) -> N
     assert result.retry_after == 7.0
 
     broker.reply(200, {"state": "in progress"})
-    result = client.last_operation(instance_id="i1")
+    result = client.send(LastOperationRequest(instance_id="i1"))
     assert broker.last.query == {}
     assert (result.state, result.retry_after, result.instance_usable) == ("in progress", None, None)
 
@@ -447,7 +435,7 @@ def test_fetch_instance(client: OSBClient, broker: Broker) -> None:
             "vendor_extension": 1,
         },
     )
-    info = client.fetch_instance(instance_id="i1", service_id="s")
+    info = client.send(FetchInstanceRequest(instance_id="i1", service_id="s"))
     assert (broker.last.method, broker.last.path) == ("GET", "/v2/service_instances/i1")
     assert broker.last.query == {"service_id": ["s"]}
     assert (info.service_id, info.plan_id, info.dashboard_url) == ("s", "p", "https://d")
@@ -470,15 +458,7 @@ def test_bind_body_and_result(client: OSBClient, broker: Broker) -> None:
             "metadata": {"expires_at": "2030-01-01T00:00:00.0Z"},
         },
     )
-    result = client.bind(
-        instance_id="i1",
-        binding_id="b1",
-        service_id="s",
-        plan_id="p",
-        context=CONTEXT,
-        bind_resource={"app_guid": "app", "route": None},
-        parameters={"role": "ro"},
-    )
+    result = client.send(BindRequest(instance_id="i1", binding_id="b1", service_id="s", plan_id="p", context=CONTEXT, bind_resource={"app_guid": "app", "route": None}, parameters={"role": "ro"}))
     req = broker.last
     assert (req.method, req.path) == ("PUT", "/v2/service_instances/i1/service_bindings/b1")
     assert req.query == {"accepts_incomplete": ["true"]}
@@ -498,27 +478,27 @@ def test_bind_body_and_result(client: OSBClient, broker: Broker) -> None:
     assert result.metadata == {"expires_at": "2030-01-01T00:00:00.0Z"}
 
     broker.reply(202, {"operation": "bind-op"})
-    result = client.bind(instance_id="i1", binding_id="b2", service_id="s", plan_id="p")
+    result = client.send(BindRequest(instance_id="i1", binding_id="b2", service_id="s", plan_id="p"))
     assert broker.last.json() == {"service_id": "s", "plan_id": "p"}
     assert (result.async_, result.operation, result.credentials) == (True, "bind-op", None)
 
 
 def test_unbind_binding_last_operation_fetch_binding(client: OSBClient, broker: Broker) -> None:
     broker.reply(202, {"operation": "u1"})
-    result = client.unbind(instance_id="i1", binding_id="b1", service_id="s", plan_id="p")
+    result = client.send(UnbindRequest(instance_id="i1", binding_id="b1", service_id="s", plan_id="p"))
     req = broker.last
     assert (req.method, req.path, req.body) == ("DELETE", "/v2/service_instances/i1/service_bindings/b1", b"")
     assert req.query == {"service_id": ["s"], "plan_id": ["p"], "accepts_incomplete": ["true"]}
     assert (result.async_, result.operation) == (True, "u1")
 
     broker.reply(200, {"state": "succeeded", "description": "done"})
-    op = client.binding_last_operation(instance_id="i1", binding_id="b1", service_id="s", plan_id="p")
+    op = client.send(BindingLastOperationRequest(instance_id="i1", binding_id="b1", service_id="s", plan_id="p"))
     assert broker.last.path == "/v2/service_instances/i1/service_bindings/b1/last_operation"
     assert broker.last.query == {"service_id": ["s"], "plan_id": ["p"]}
     assert (op.state, op.description) == ("succeeded", "done")
 
     broker.reply(200, {"credentials": {"token": "t"}, "parameters": {"a": 1}})
-    info = client.fetch_binding(instance_id="i1", binding_id="b1", plan_id="p")
+    info = client.send(FetchBindingRequest(instance_id="i1", binding_id="b1", plan_id="p"))
     assert (broker.last.method, broker.last.path) == ("GET", "/v2/service_instances/i1/service_bindings/b1")
     assert broker.last.query == {"plan_id": ["p"]}
     assert info.credentials == {"token": "t"}
@@ -530,7 +510,7 @@ def test_unbind_binding_last_operation_fetch_binding(client: OSBClient, broker: 
 
 def test_catalog_200_and_conditional_304(client: OSBClient, broker: Broker) -> None:
     broker.reply(200, CATALOG, headers={"ETag": '"v1"', "Last-Modified": "Wed, 21 Oct 2015 07:28:00 GMT"})
-    result = client.get_catalog()
+    result = client.send(CatalogRequest())
     assert result.document == CATALOG
     assert (result.etag, result.last_modified, result.not_modified) == (
         '"v1"',
@@ -540,7 +520,7 @@ def test_catalog_200_and_conditional_304(client: OSBClient, broker: Broker) -> N
     assert "if-none-match" not in broker.last.headers
 
     broker.reply(304, b"", headers={"ETag": '"v1"'})
-    result = client.get_catalog(etag='"v1"', if_modified_since="Wed, 21 Oct 2015 07:28:00 GMT")
+    result = client.send(CatalogRequest(etag='"v1"', if_modified_since="Wed, 21 Oct 2015 07:28:00 GMT"))
     assert broker.last.headers["if-none-match"] == '"v1"'
     assert broker.last.headers["if-modified-since"] == "Wed, 21 Oct 2015 07:28:00 GMT"
     assert result.not_modified is True
@@ -559,7 +539,7 @@ def test_catalog_200_and_conditional_304(client: OSBClient, broker: Broker) -> N
 def test_catalog_garbage_is_permanent(client: OSBClient, broker: Broker, body: Any, match: str) -> None:
     broker.reply(200, body)
     with pytest.raises(OSBMalformedResponse, match=match) as info:
-        client.get_catalog()
+        client.send(CatalogRequest())
     assert info.value.permanent is True
     assert info.value.status == 200
 
@@ -593,7 +573,7 @@ def test_status_to_exception(
 ) -> None:
     broker.reply(status, body)
     with pytest.raises(OSBError) as info:
-        client.update(instance_id="i1", service_id="s")
+        client.send(UpdateRequest(instance_id="i1", service_id="s"))
     exc = info.value
     assert type(exc) is cls
     assert exc.status == status
@@ -615,7 +595,7 @@ def test_error_fields_and_message(client: OSBClient, broker: Broker) -> None:
         },
     )
     with pytest.raises(OSBServerError) as info:
-        client.update(instance_id="i1", service_id="s")
+        client.send(UpdateRequest(instance_id="i1", service_id="s"))
     exc = info.value
     assert str(exc) == "Broker answered 500 Internal Server Error (Boom): database on fire"
     assert (exc.error, exc.description) == ("Boom", "database on fire")
@@ -626,16 +606,16 @@ def test_error_fields_and_message(client: OSBClient, broker: Broker) -> None:
 def test_deprovision_410_raises_gone(client: OSBClient, broker: Broker) -> None:
     broker.reply(410, {})
     with pytest.raises(OSBGone):
-        client.deprovision(instance_id="i1", service_id="s", plan_id="p")
+        client.send(DeprovisionRequest(instance_id="i1", service_id="s", plan_id="p"))
     broker.reply(410, {})
     with pytest.raises(OSBGone):
-        client.last_operation(instance_id="i1", operation="del")
+        client.send(LastOperationRequest(instance_id="i1", operation="del"))
 
 
 def test_non_json_error_body_becomes_description(client: OSBClient, broker: Broker) -> None:
     broker.reply(502, "x" * 1000)
     with pytest.raises(OSBServerError) as info:
-        client.fetch_instance(instance_id="i1")
+        client.send(FetchInstanceRequest(instance_id="i1"))
     assert info.value.description == "x" * 200
     assert info.value.error is None
 
@@ -643,13 +623,13 @@ def test_non_json_error_body_becomes_description(client: OSBClient, broker: Brok
 def test_retry_after_seconds_and_http_date(client: OSBClient, broker: Broker) -> None:
     broker.reply(503, {}, headers={"Retry-After": "120"})
     with pytest.raises(OSBServerError) as info:
-        client.last_operation(instance_id="i1")
+        client.send(LastOperationRequest(instance_id="i1"))
     assert info.value.retry_after == 120.0
 
     when = datetime.now(UTC) + timedelta(seconds=90)
     broker.reply(429, {}, headers={"Retry-After": format_datetime(when, usegmt=True)})
     with pytest.raises(OSBError) as info2:
-        client.last_operation(instance_id="i1")
+        client.send(LastOperationRequest(instance_id="i1"))
     assert info2.value.retry_after is not None
     assert 85 <= info2.value.retry_after <= 91
     assert info2.value.permanent is False
@@ -669,7 +649,7 @@ def test_parse_retry_after() -> None:
 def test_redirects_are_not_followed(client: OSBClient, broker: Broker) -> None:
     broker.reply(302, b"", headers={"Location": "http://elsewhere/"})
     with pytest.raises(OSBError) as info:
-        client.fetch_instance(instance_id="i1")
+        client.send(FetchInstanceRequest(instance_id="i1"))
     assert info.value.status == 302
     assert info.value.permanent is True
     assert "redirects are not followed" in str(info.value)
@@ -680,9 +660,7 @@ def test_redirects_are_not_followed(client: OSBClient, broker: Broker) -> None:
 
 
 def provision(c: OSBClient) -> Any:
-    return c.provision(
-        instance_id="i1", service_id="s", plan_id="p", context=CONTEXT, organization_guid="o", space_guid="sp"
-    )
+    return c.send(ProvisionRequest(instance_id="i1", service_id="s", plan_id="p", context=CONTEXT, organization_guid="o", space_guid="sp"))
 
 
 @pytest.mark.parametrize(
@@ -708,7 +686,7 @@ def test_malformed_provision_answers(client: OSBClient, broker: Broker, status: 
 def test_malformed_bind_answer(client: OSBClient, broker: Broker) -> None:
     broker.reply(201, {"credentials": "user:pw"})
     with pytest.raises(OSBMalformedResponse) as info:
-        client.bind(instance_id="i1", binding_id="b1", service_id="s", plan_id="p")
+        client.send(BindRequest(instance_id="i1", binding_id="b1", service_id="s", plan_id="p"))
     assert info.value.status == 201
     assert "pw" not in str(info.value)
 
@@ -719,7 +697,7 @@ def test_malformed_bind_answer(client: OSBClient, broker: Broker) -> None:
 def test_malformed_last_operation(client: OSBClient, broker: Broker, body: Any) -> None:
     broker.reply(200, body)
     with pytest.raises(OSBMalformedResponse) as info:
-        client.last_operation(instance_id="i1")
+        client.send(LastOperationRequest(instance_id="i1"))
     assert info.value.status == 200
 
 
@@ -750,7 +728,7 @@ def test_connection_refused() -> None:
         OSBClient(f"http://127.0.0.1:{port}/x", recorder=records.append) as c,
         pytest.raises(OSBConnectionError) as info,
     ):
-        c.get_catalog()
+        c.send(CatalogRequest())
     assert str(info.value).startswith(f"Could not connect to the broker at http://127.0.0.1:{port}: ")
     assert info.value.permanent is False
     assert info.value.maybe_delivered is False
@@ -761,7 +739,7 @@ def test_connection_refused() -> None:
 def test_hang_up_after_request_may_have_been_delivered(client: OSBClient, broker: Broker) -> None:
     broker.reply(hang_up=True)
     with pytest.raises(OSBConnectionError) as info:
-        client.bind(instance_id="i1", binding_id="b1", service_id="s", plan_id="p")
+        client.send(BindRequest(instance_id="i1", binding_id="b1", service_id="s", plan_id="p"))
     assert info.value.maybe_delivered is True
     assert info.value.permanent is False
 
@@ -777,10 +755,10 @@ def test_explicit_timeouts_per_kind() -> None:
         return httpx.Response(200, json=CATALOG if request.url.path.endswith("catalog") else {})
 
     with OSBClient("http://broker", connect_timeout=2.5, transport=httpx.MockTransport(handler)) as c:
-        c.get_catalog()
-        c.last_operation(instance_id="i")
-        c.fetch_instance(instance_id="i")
-        c.update(instance_id="i", service_id="s")
+        c.send(CatalogRequest())
+        c.send(LastOperationRequest(instance_id="i"))
+        c.send(FetchInstanceRequest(instance_id="i"))
+        c.send(UpdateRequest(instance_id="i", service_id="s"))
     assert seen["/v2/catalog"]["read"] == 30.0
     assert seen["/v2/catalog"]["connect"] == 2.5
     assert seen["/v2/service_instances/i/last_operation"]["read"] == 15.0
@@ -802,22 +780,16 @@ def test_recorder_redacts_secrets(broker: Broker) -> None:
                 "syslog_drain_url": "syslog://u:tok-xyz@logs:514",
             },
         )
-        bound = c.bind(
-            instance_id="i1",
-            binding_id="b1",
-            service_id="s",
-            plan_id="p",
-            parameters={
+        bound = c.send(BindRequest(instance_id="i1", binding_id="b1", service_id="s", plan_id="p", parameters={
                 "admin_password": "p4ssw0rd",
                 "db_url": "postgres://u:hunter2@h/db",
                 "ssh": {"private_key": "privkey-material"},
                 "size": 3,
-            },
-        )
+            }))
         assert bound.credentials == {"password": "s3cret-cred", "uri": "mysql://user:pw123@host/db"}
         broker.reply(500, '{"description": "bad password=hunter2 for postgres://u:hunter2@h"')
         with pytest.raises(OSBServerError):
-            c.update(instance_id="i1", service_id="s", parameters={"token": "tok-xyz"})
+            c.send(UpdateRequest(instance_id="i1", service_id="s", parameters={"token": "tok-xyz"}))
 
     assert len(records) == 2
     blob = repr(records)
@@ -853,11 +825,11 @@ def test_recorder_catalog_summary_and_truncation(broker: Broker) -> None:
     records: list[CallRecord] = []
     with OSBClient(broker.url, recorder=records.append) as c:
         broker.reply(200, CATALOG)
-        c.get_catalog()
+        c.send(CatalogRequest())
         broker.reply(304, b"")
-        c.get_catalog(etag='"x"')
+        c.send(CatalogRequest(etag='"x"'))
         broker.reply(200, {})
-        c.update(instance_id="i1", service_id="s", parameters={"blob": "y" * 5000})
+        c.send(UpdateRequest(instance_id="i1", service_id="s", parameters={"blob": "y" * 5000}))
     assert records[0].response_excerpt == "2 services, 3 plans"
     assert records[0].request_excerpt == ""
     assert records[1].response_excerpt == "304 Not Modified"
@@ -872,7 +844,7 @@ def test_failing_recorder_does_not_break_the_call(broker: Broker) -> None:
 
     with OSBClient(broker.url, recorder=recorder) as c:
         broker.reply(200, {"state": "succeeded"})
-        assert c.last_operation(instance_id="i1").state == "succeeded"
+        assert c.send(LastOperationRequest(instance_id="i1")).state == "succeeded"
 
 
 def test_redact_helper() -> None:
@@ -916,6 +888,6 @@ def test_reprs_hide_secrets() -> None:
 def test_context_manager_closes(broker: Broker) -> None:
     with OSBClient(broker.url) as c:
         broker.reply(200, CATALOG)
-        c.get_catalog()
+        c.send(CatalogRequest())
     with pytest.raises(RuntimeError):
-        c.get_catalog()
+        c.send(CatalogRequest())

@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 
 from brokers import services
 from brokers.models import Broker, ServiceOffering, ServicePlan
-from brokers.sample_broker import SampleBroker, build_catalog, generate_catalog, plan_id
-from brokers.sample_broker.catalog import (
+from devtools.sample_broker import SampleBroker, build_catalog, generate_catalog, plan_id
+from devtools.sample_broker.catalog import (
     ANALYTICS_ID,
     OBJECT_STORAGE_ID,
     POSTGRES_ID,

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 
 from brokers import services
 from brokers.models import Broker, ServiceOffering, ServicePlan
-from brokers.sample_broker import SampleBroker, build_catalog, generate_catalog, plan_id
-from brokers.sample_broker.catalog import (
+from devtools.sample_broker import SampleBroker, build_catalog, generate_catalog, plan_id
+from devtools.sample_broker.catalog import (
     ANALYTICS_ID,
     OBJECT_STORAGE_ID,
     POSTGRES_ID,
@@ -414,7 +414,7 @@ def test_a_catalog_change_shows_at_once(
 def test_plan_visibility_and_team_membership_changes_show_at_once(
     client_alice: Client, client_carol: Client, admin_user: Any, team_a: Any, broker: Broker
 ) -> None:
-    from catalog_portal import teams
+    from teams.services import team_member_set
 
     assert POSTGRES_ID in catalog_ids(page(client_carol)) and POSTGRES_ID in catalog_ids(page(client_alice))
     for plan in ServicePlan.objects.filter(offering__catalog_id=POSTGRES_ID):
@@ -423,7 +423,7 @@ def test_plan_visibility_and_team_membership_changes_show_at_once(
     assert POSTGRES_ID not in catalog_ids(page(client_carol))  # team B: no plan of it left to see
     assert POSTGRES_ID in catalog_ids(page(client_alice))
 
-    teams.team_member_set(team=team_a, username="carol", role="viewer", requested_by=admin_user)
+    team_member_set(team=team_a, username="carol", role="viewer", requested_by=admin_user)
     assert POSTGRES_ID in catalog_ids(page(client_carol))
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from brokers.models import Broker
-from brokers.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker
 from tests.instances.helpers import mirrored_broker
 
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from brokers import services as broker_services
 from brokers.models import Broker, CatalogSync, ServicePlan
-from brokers.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker
 from instances.models import Operation
 from instances.services.operations import operation_step
 from instances.states import ACTIVE, OpState, Phase

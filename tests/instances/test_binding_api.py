@@ -11,9 +11,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker
-from catalog_portal.models import AuditRecord
+from devtools.sample_broker import SampleBroker
 from instances.models import Operation
+from teams.models import AuditRecord
 from tests.conftest import _token_client
 from tests.instances.helpers import plan, run_operations, step_once
 

@@ -30,7 +30,7 @@ import pytest
 from django.utils import timezone
 
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker
 from instances.models import Operation, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_delete
 from instances.services.instances import instance_deprovision, instance_provision

@@ -16,8 +16,8 @@ import pytest
 from django.db import connection
 
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker
 from catalog_portal.exceptions import ApplicationError, Conflict
+from devtools.sample_broker import SampleBroker
 from instances import tasks
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_credentials, binding_delete

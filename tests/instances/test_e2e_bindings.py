@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from brokers.sample_broker import SampleBroker
-from instances.kube_standin import KubeStandIn
+from devtools.kube_standin import KubeStandIn
+from devtools.sample_broker import SampleBroker
 from instances.services.kubernetes import BINDING_LABEL, MANAGED_BY, MANAGER
 from tests.conftest import Workers, wait_for
 from tests.instances.helpers import mirrored_broker, plan

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from brokers.sample_broker import SampleBroker
-from brokers.sample_broker.server import PASS_THROUGH
+from devtools.sample_broker import SampleBroker
+from devtools.sample_broker.server import PASS_THROUGH
 from instances.models import Operation
 from instances.states import ACTIVE
 from tests.conftest import Workers, wait_for

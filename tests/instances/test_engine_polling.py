@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker
 from instances.models import Operation, ServiceInstance
 from instances.services.instances import instance_deprovision, instance_provision, instance_update
 from instances.services.operations import _claim, operation_step, operations_due

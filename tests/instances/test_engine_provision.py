@@ -16,10 +16,9 @@ from django.utils import timezone
 
 from brokers import services as broker_services
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker
-from brokers.sample_broker.catalog import build_catalog
 from catalog_portal.exceptions import ApplicationError, Conflict
-from catalog_portal.models import TeamNamespace
+from devtools.sample_broker import SampleBroker
+from devtools.sample_broker.catalog import build_catalog
 from instances.models import Operation, OperationCall, ServiceInstance
 from instances.services.instances import (
     instance_deprovision,
@@ -28,6 +27,7 @@ from instances.services.instances import (
     start_operation,
 )
 from instances.states import InstanceState, OpState, OpType, Phase
+from teams.models import TeamNamespace
 from tests.conftest import BROKER_PASSWORD, free_port
 from tests.instances.helpers import plan, run_operations, step_once
 
@@ -770,3 +770,18 @@ def test_step_is_a_no_op_when_not_due_or_finished(broker: Broker, osb_broker: Sa
     run_operations()
     assert operation_step(operation_id=op.pk) is None
     assert len(osb_broker.requests_for("PUT")) == 1
+
+
+def test_the_engine_writes_only_changes_the_state_machine_allows(direct: Broker) -> None:
+    from instances.services.operations import CLAIMABLE, _transition
+    from instances.states import ACTIVE, InvalidTransition
+
+    assert CLAIMABLE == ACTIVE
+    _, op = provision(plan(direct, "postgresql", "standard-small"), parameters={"database_name": "orders"})
+    run_operations()
+    op.refresh_from_db()
+    assert op.state == OpState.SUCCEEDED
+    with pytest.raises(InvalidTransition):
+        _transition(op, OpState.IN_PROGRESS, next_step="again")
+    op.refresh_from_db()
+    assert op.state == OpState.SUCCEEDED and op.next_step == "Nothing more to do."

@@ -10,7 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker
 from instances.models import Operation, ServiceInstance
 from instances.states import OpType
 from tests.instances.helpers import plan, run_operations, step_once

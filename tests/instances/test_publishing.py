@@ -22,9 +22,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from brokers.models import Broker
-from brokers.sample_broker import SampleBroker
+from devtools.kube_standin import KubeStandIn
+from devtools.sample_broker import SampleBroker
 from instances import k8s
-from instances.kube_standin import KubeStandIn
 from instances.models import ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_delete
 from instances.services.instances import instance_provision

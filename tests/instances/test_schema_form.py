@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from brokers.sample_broker.catalog import build_catalog
+from devtools.sample_broker.catalog import build_catalog
 from instances import schema_form as sf
-from instances.services.validation import schema_errors
+from instances.services.validation import deep_merge, schema_errors
 
 CATALOG = build_catalog()
 
@@ -373,10 +373,13 @@ def test_an_update_sends_only_what_changed() -> None:
                "plugins": ["mqtt"]}
     new = {"storage_gb": 20, "backup": {"enabled": True, "retention_days": 14}, "public_access": False,
            "plugins": ["mqtt"], "extensions": []}
-    assert sf.changes(new, current) == {"storage_gb": 20, "backup": {"retention_days": 14}, "public_access": False}
+    # A change inside an object sends the object whole (brokers often replace top-level keys).
+    assert sf.changes(new, current) == {"storage_gb": 20, "backup": {"enabled": True, "retention_days": 14},
+                                        "public_access": False}
+    assert sf.changes({"backup": {"enabled": True, "retention_days": 7}}, current) == {}
     assert sf.changes({"storage_gb": 10.0}, {"storage_gb": 10}) == {"storage_gb": 10.0}
     assert sf.changes({"plugins": []}, current) == {"plugins": []}  # emptied on purpose
-    assert sf.deep_merge(current, {"backup": {"window": "02:00"}})["backup"] == {"enabled": True, "retention_days": 7,
+    assert deep_merge(current, {"backup": {"window": "02:00"}})["backup"] == {"enabled": True, "retention_days": 7,
                                                                                 "window": "02:00"}
 
 

@@ -17,13 +17,13 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from brokers.models import Broker, ServicePlan
-from brokers.sample_broker import SampleBroker
-from catalog_portal.models import AuditRecord
+from devtools.sample_broker import SampleBroker
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.schema_form import MASK
 from instances.services.bindings import binding_create
 from instances.services.instances import instance_provision, instance_update
 from instances.states import BindingState, InstanceState, OpType
+from teams.models import AuditRecord
 from tests.conftest import join, signed_in
 from tests.instances.helpers import plan, run_operations
 

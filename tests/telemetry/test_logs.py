@@ -18,7 +18,7 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
-from brokers.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker
 from instances.models import Operation
 from telemetry.logs import ContextFilter, JSONFormatter, log_context
 from tests.conftest import ROOT, Workers, _worker_database_url, signed_in, wait_for

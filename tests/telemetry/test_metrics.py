@@ -15,8 +15,8 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from brokers.metrics import osb_endpoint
-from brokers.sample_broker import SampleBroker
-from instances.kube_standin import KubeStandIn
+from devtools.kube_standin import KubeStandIn
+from devtools.sample_broker import SampleBroker
 from instances.models import Operation, OperationCall, ServiceInstance
 from tests.conftest import Workers, _worker_database_url
 from tests.instances.helpers import mirrored_broker, plan

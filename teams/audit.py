@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog_portal.models import AuditRecord
+from teams.models import AuditRecord
 
 
 def request_origin(request: Any) -> tuple[str | None, str | None]:

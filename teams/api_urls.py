@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalog_portal import apis
+from teams import apis
 
 urlpatterns = [
     path("teams/", apis.TeamListApi.as_view(), name="team-list-api"),

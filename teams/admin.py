@@ -8,8 +8,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from catalog_portal import teams
-from catalog_portal.models import AuditRecord, Membership, Team, TeamNamespace
+from teams import services
+from teams.models import AuditRecord, Membership, Team, TeamNamespace
 
 
 class TeamNamespaceInline(admin.TabularInline):
@@ -44,9 +44,9 @@ class TeamAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
         who = {"requested_by": request.user, "request": request}
         if change:
-            teams.team_update(team=Team.objects.get(pk=obj.pk), name=form.cleaned_data["name"], **who)
+            services.team_update(team=Team.objects.get(pk=obj.pk), name=form.cleaned_data["name"], **who)
         else:
-            created = teams.team_create(name=form.cleaned_data["name"], **who)
+            created = services.team_create(name=form.cleaned_data["name"], **who)
             obj.pk, obj.created_at = created.pk, created.created_at
             obj._state.adding = False
 
@@ -61,7 +61,7 @@ class TeamAdmin(admin.ModelAdmin):
                 keep = sorted({r["namespace"] for r in rows if not r.get("DELETE") and r.get("namespace")})
                 current = sorted(team.namespaces.values_list("namespace", flat=True))
                 if keep != current:
-                    teams.team_update(team=team, namespaces=keep, **who)
+                    services.team_update(team=team, namespaces=keep, **who)
             elif formset.model is Membership:
                 for f in formset.forms:
                     row = f.cleaned_data
@@ -70,18 +70,18 @@ class TeamAdmin(admin.ModelAdmin):
                     username = row["user"].get_username()
                     if row.get("DELETE"):
                         if f.instance.pk:
-                            teams.team_member_remove(team=team, username=f.instance.user.get_username(), **who)
+                            services.team_member_remove(team=team, username=f.instance.user.get_username(), **who)
                     elif f.has_changed():
                         if f.instance.pk and f.instance.user_id != row["user"].pk:
-                            teams.team_member_remove(team=team, username=f.instance.user.get_username(), **who)
-                        teams.team_member_set(team=team, username=username, role=row["role"], **who)
+                            services.team_member_remove(team=team, username=f.instance.user.get_username(), **who)
+                        services.team_member_set(team=team, username=username, role=row["role"], **who)
 
     def delete_model(self, request: HttpRequest, obj: Team) -> None:
-        teams.team_delete(team=obj, requested_by=request.user, request=request)
+        services.team_delete(team=obj, requested_by=request.user, request=request)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
         for team in queryset:
-            teams.team_delete(team=team, requested_by=request.user, request=request)
+            services.team_delete(team=team, requested_by=request.user, request=request)
 
 
 @admin.register(AuditRecord)

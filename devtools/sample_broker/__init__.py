@@ -1,6 +1,6 @@
 """A stdlib-only Open Service Broker API v2.17 broker.
 
-* ``python -m brokers.sample_broker`` runs the demo broker with a realistic catalog.
+* ``python -m devtools.sample_broker`` runs the demo broker with a realistic catalog.
 * ``SampleBroker`` is the same server, scriptable, for the portal's tests.
 * ``generate_catalog`` builds big deterministic catalogs for benchmarks.
 

@@ -2,7 +2,7 @@
 
 ``SampleBroker`` serves the OSB endpoints with in-memory state on a
 ``ThreadingHTTPServer``.  It is both the demo broker shipped with the project
-(``python -m brokers.sample_broker``) and the scriptable fake broker used by the
+(``python -m devtools.sample_broker``) and the scriptable fake broker used by the
 portal's test-suite.
 
 OSB endpoints (basic auth when configured, ``X-Broker-API-Version`` >= 2.17)::

@@ -1,4 +1,4 @@
-"""python -m instances.kube_standin [--host 127.0.0.1] [--port 8443] [--kubeconfig PATH] [--token T]
+"""python -m devtools.kube_standin [--host 127.0.0.1] [--port 8443] [--kubeconfig PATH] [--token T]
 [--namespace NS ...]: serve the Kubernetes API stand-in until interrupted (Ctrl-C or SIGTERM)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from .server import KubeStandIn
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m instances.kube_standin", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.kube_standin", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8443)
     parser.add_argument("--token", help="require this bearer token (default: accept any request)")

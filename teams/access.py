@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog_portal.models import Membership, TeamNamespace
+from catalog_portal.exceptions import Forbidden, NotFound
+from teams.models import Membership, TeamNamespace
 
 RANK = {Membership.Role.VIEWER: 1, Membership.Role.DEVELOPER: 2, Membership.Role.ADMIN: 3}
 
@@ -74,8 +75,6 @@ def require(user: Any, action: str, namespace: str, *, what: str) -> None:
     Someone who cannot even see it gets NotFound (other teams' objects are not acknowledged); a viewer gets
     Forbidden. `user` None is the portal itself (tasks, the sweeper), which may do anything.
     """
-    from catalog_portal.exceptions import Forbidden, NotFound
-
     if user is None:
         return
     if not can(user, "view", namespace):
@@ -89,8 +88,6 @@ def require(user: Any, action: str, namespace: str, *, what: str) -> None:
 
 def require_namespace(user: Any, action: str, namespace: str, *, field: str = "namespace") -> None:
     """Raise Forbidden (with a field error) unless `user` may `action` ("provision", "bind") in `namespace`."""
-    from catalog_portal.exceptions import Forbidden
-
     if user is None or can(user, action, namespace):
         return
     message = (f"You cannot {action} in namespace '{namespace}': it is not a namespace of a team in which you "

@@ -13,41 +13,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Prefetch, QuerySet
 
-from catalog_portal import access
-from catalog_portal.audit import audit
 from catalog_portal.exceptions import ApplicationError, Forbidden, NotFound
-from catalog_portal.models import Membership, Team, TeamNamespace
+from teams import access
+from teams.audit import audit
+from teams.models import Membership, Team, TeamNamespace
+from teams.selectors import role_in
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
-# --- reads ----------------------------------------------------------------------------------------------
-
-
-def team_list_for_user(*, user: Any) -> QuerySet[Team]:
-    """The teams `user` may see: all for platform admins (and internal code: None), else the teams they are in."""
-    members = Membership.objects.select_related("user").order_by("user__username")
-    query = Team.objects.prefetch_related("namespaces", Prefetch("memberships", queryset=members))
-    teams = None if user is None else access.team_ids_for(user)
-    return query if teams is None else query.filter(pk__in=teams)
-
-
-def team_get_for_user(*, user: Any, team_id: Any) -> Team:
-    team = team_list_for_user(user=user).filter(pk=team_id).first()
-    if team is None:
-        raise NotFound("No such team.")
-    return team
-
-
-def role_in(team: Team, user: Any) -> str | None:
-    """`user`'s role in `team`, or None."""
-    return Membership.objects.filter(team=team, user_id=getattr(user, "pk", None)).values_list("role", flat=True).first()
-
-
-def can_manage_members(team: Team, user: Any) -> bool:
-    return access.is_platform_admin(user) or role_in(team, user) == Membership.Role.ADMIN
 
 
 # --- permission checks ------------------------------------------------------------------------------------

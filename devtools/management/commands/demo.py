@@ -57,7 +57,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"Starting the sample broker on {broker_url}...")
                 # The password goes by environment, never on the command line (`ps` shows that to everyone).
                 children.append(self._spawn(
-                    [sys.executable, "-m", "brokers.sample_broker", "--port", str(options["broker_port"]),
+                    [sys.executable, "-m", "devtools.sample_broker", "--port", str(options["broker_port"]),
                      "--username=portal", "--quiet"], SAMPLE_BROKER_PASSWORD=broker_password))
                 self._wait_for_broker(broker_url)
             self._register_sample_broker(broker_url, broker_password)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog_portal import access, selectors, teams
-from catalog_portal.api import Pagination, paginated
+from catalog_portal.api import Pagination, paginated, query_param
 from catalog_portal.exceptions import Forbidden
-from catalog_portal.models import AuditRecord, Membership, Team
+from teams import access, selectors, services
+from teams.models import AuditRecord, Membership, Team
 
 # --- teams ---------------------------------------------------------------------------------------------
 
@@ -42,7 +41,7 @@ class TeamInputSerializer(serializers.Serializer):
 
 
 def _team_body(team: Team) -> dict[str, Any]:
-    return TeamSerializer(teams.team_list_for_user(user=None).get(pk=team.pk)).data
+    return TeamSerializer(selectors.team_list_for_user(user=None).get(pk=team.pk)).data
 
 
 class TeamListApi(APIView):
@@ -50,7 +49,7 @@ class TeamListApi(APIView):
 
     @extend_schema(responses=TeamSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return paginated(teams.team_list_for_user(user=request.user), request, self, TeamSerializer)
+        return paginated(selectors.team_list_for_user(user=request.user), request, self, TeamSerializer)
 
     @extend_schema(request=TeamInputSerializer, responses={201: TeamSerializer})
     def post(self, request: Request) -> Response:
@@ -58,27 +57,27 @@ class TeamListApi(APIView):
             raise Forbidden("Only platform admins create teams.")
         data = TeamInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        team = teams.team_create(requested_by=request.user, request=request, **data.validated_data)
+        team = services.team_create(requested_by=request.user, request=request, **data.validated_data)
         return Response(_team_body(team), status=status.HTTP_201_CREATED)
 
 
 class TeamDetailApi(APIView):
     @extend_schema(responses=TeamSerializer)
     def get(self, request: Request, team_id: Any) -> Response:
-        return Response(TeamSerializer(teams.team_get_for_user(user=request.user, team_id=team_id)).data)
+        return Response(TeamSerializer(selectors.team_get_for_user(user=request.user, team_id=team_id)).data)
 
     @extend_schema(request=TeamInputSerializer(partial=True), responses=TeamSerializer)
     def patch(self, request: Request, team_id: Any) -> Response:
-        team = teams.team_get_for_user(user=request.user, team_id=team_id)
+        team = selectors.team_get_for_user(user=request.user, team_id=team_id)
         data = TeamInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        team = teams.team_update(team=team, requested_by=request.user, request=request, **data.validated_data)
+        team = services.team_update(team=team, requested_by=request.user, request=request, **data.validated_data)
         return Response(_team_body(team))
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, team_id: Any) -> Response:
-        team = teams.team_get_for_user(user=request.user, team_id=team_id)
-        teams.team_delete(team=team, requested_by=request.user, request=request)
+        team = selectors.team_get_for_user(user=request.user, team_id=team_id)
+        services.team_delete(team=team, requested_by=request.user, request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -89,19 +88,19 @@ class TeamMembersApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: TeamSerializer, 200: TeamSerializer})
     def post(self, request: Request, team_id: Any) -> Response:
-        team = teams.team_get_for_user(user=request.user, team_id=team_id)
+        team = selectors.team_get_for_user(user=request.user, team_id=team_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         existed = Membership.objects.filter(team=team, user__username=data.validated_data["username"]).exists()
-        teams.team_member_set(team=team, requested_by=request.user, request=request, **data.validated_data)
+        services.team_member_set(team=team, requested_by=request.user, request=request, **data.validated_data)
         return Response(_team_body(team), status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
 
 
 class TeamMemberDetailApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, team_id: Any, username: str) -> Response:
-        team = teams.team_get_for_user(user=request.user, team_id=team_id)
-        teams.team_member_remove(team=team, username=username, requested_by=request.user, request=request)
+        team = selectors.team_get_for_user(user=request.user, team_id=team_id)
+        services.team_member_remove(team=team, username=username, requested_by=request.user, request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -125,7 +124,7 @@ class UserCreateApi(APIView):
             raise Forbidden("Only platform admins create users.")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = teams.user_create(requested_by=request.user, request=request, **data.validated_data)
+        user = services.user_create(requested_by=request.user, request=request, **data.validated_data)
         return Response(self.OutputSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
@@ -143,21 +142,17 @@ class AuditRecordSerializer(serializers.ModelSerializer):
         return record.actor_name or None
 
 
-def _param(name: str, description: str) -> OpenApiParameter:
-    return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.QUERY, description=description)
-
-
 class AuditListApi(APIView):
     pagination_class = Pagination
 
     @extend_schema(
         responses=AuditRecordSerializer(many=True),
         parameters=[
-            _param("actor", "Username of who acted ('-': the portal itself)."),
-            _param("action", "An action (instance.create) or a prefix of actions (instance)."),
-            _param("target", "A target id, or type:id (servicebinding:<uuid>)."),
-            _param("since", "ISO 8601 date or timestamp: records at or after it."),
-            _param("until", "ISO 8601 date or timestamp: records at or before it."),
+            query_param("actor", "Username of who acted ('-': the portal itself)."),
+            query_param("action", "An action (instance.create) or a prefix of actions (instance)."),
+            query_param("target", "A target id, or type:id (servicebinding:<uuid>)."),
+            query_param("since", "ISO 8601 date or timestamp: records at or after it."),
+            query_param("until", "ISO 8601 date or timestamp: records at or before it."),
         ],
     )
     def get(self, request: Request) -> Response:

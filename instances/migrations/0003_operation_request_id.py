@@ -21,7 +21,7 @@ def count_finished_operations(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('instances', '0001_initial'),
+        ('instances', '0002_operation_request_is_a_typed_osb_request'),
         ('telemetry', '0001_metric_sample'),
     ]
 

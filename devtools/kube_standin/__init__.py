@@ -5,7 +5,7 @@
         ...
         assert kube.secret_data("default", "binding-x") == {"password": "..."}
 
-Run it alone with `python -m instances.kube_standin --port 8443`.
+Run it alone with `python -m devtools.kube_standin --port 8443`.
 """
 
 from .server import ApiError, KubeStandIn, write_kubeconfig

@@ -14,9 +14,9 @@ import jsonschema
 import pytest
 import yaml
 
-from brokers.sample_broker import SampleBroker, build_catalog, generate_catalog, plan_id
-from brokers.sample_broker.catalog import ANALYTICS_ID, POSTGRES_ID, SEARCH_ID
-from brokers.sample_broker.server import Headers
+from devtools.sample_broker import SampleBroker, build_catalog, generate_catalog, plan_id
+from devtools.sample_broker.catalog import ANALYTICS_ID, POSTGRES_ID, SEARCH_ID
+from devtools.sample_broker.server import Headers
 
 SPEC_DIR = Path("/work/shared/osb-spec")
 H = {"X-Broker-API-Version": "2.17"}

@@ -1,4 +1,4 @@
-"""Run the sample broker: ``python -m brokers.sample_broker --port 9100``."""
+"""Run the sample broker: ``python -m devtools.sample_broker --port 9100``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .server import SampleBroker
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m brokers.sample_broker",
+        prog="python -m devtools.sample_broker",
         description="Serve the Catalog Portal sample Open Service Broker (OSB API v2.17).",
     )
     parser.add_argument("--host", default=os.environ.get("SAMPLE_BROKER_HOST", "127.0.0.1"))

@@ -1,4 +1,4 @@
-"""The audit log: who did what, when, from where. Never holds a secret."""
+"""Teams own namespaces and have members with roles; the audit log records who did what, when, from where."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
 
 
 class AuditRecord(models.Model):
+    """One change or credential reveal. Never holds a secret."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -42,8 +45,6 @@ class Team(models.Model):
         return self.name
 
     def get_absolute_url(self) -> str:
-        from django.urls import reverse
-
         return reverse("team-detail", args=[self.pk])
 
 

@@ -17,7 +17,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from instances.kube_standin import KubeStandIn, write_kubeconfig
+from devtools.kube_standin import KubeStandIn, write_kubeconfig
 
 PROBE = Path(__file__).resolve().parents[2].parent / "shared" / "k8s_probe.py"
 
@@ -196,7 +196,7 @@ def test_cli_serves_and_writes_a_kubeconfig(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     kubeconfig = tmp_path / "kc"
-    proc = subprocess.Popen([sys.executable, "-m", "instances.kube_standin", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "devtools.kube_standin", "--port", str(port),
                              "--kubeconfig", str(kubeconfig)],
                             cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, text=True)
     try:

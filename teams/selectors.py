@@ -1,16 +1,46 @@
-"""Permission-aware reads of the portal's own records (the audit log)."""
+"""Permission-aware reads: teams and their members, and the audit log."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from catalog_portal.exceptions import ApplicationError
-from catalog_portal.models import AuditRecord
+from catalog_portal.exceptions import ApplicationError, Forbidden, NotFound
+from teams import access
+from teams.models import AuditRecord, Membership, Team
+
+# --- teams ----------------------------------------------------------------------------------------------
+
+
+def team_list_for_user(*, user: Any) -> QuerySet[Team]:
+    """The teams `user` may see: all for platform admins (and internal code: None), else the teams they are in."""
+    members = Membership.objects.select_related("user").order_by("user__username")
+    query = Team.objects.prefetch_related("namespaces", Prefetch("memberships", queryset=members))
+    teams = None if user is None else access.team_ids_for(user)
+    return query if teams is None else query.filter(pk__in=teams)
+
+
+def team_get_for_user(*, user: Any, team_id: Any) -> Team:
+    team = team_list_for_user(user=user).filter(pk=team_id).first()
+    if team is None:
+        raise NotFound("No such team.")
+    return team
+
+
+def role_in(team: Team, user: Any) -> str | None:
+    """`user`'s role in `team`, or None."""
+    return Membership.objects.filter(team=team, user_id=getattr(user, "pk", None)).values_list("role", flat=True).first()
+
+
+def can_manage_members(team: Team, user: Any) -> bool:
+    return access.is_platform_admin(user) or role_in(team, user) == Membership.Role.ADMIN
+
+
+# --- the audit log --------------------------------------------------------------------------------------
 
 
 def parse_moment(value: str | None, *, field: str, end_of_day: bool = False) -> datetime | None:
@@ -56,9 +86,6 @@ def audit_list(
 
 def audit_list_for_user(*, user: Any, **filters: Any) -> QuerySet[AuditRecord]:
     """The audit log is for platform admins only."""
-    from catalog_portal.access import is_platform_admin
-    from catalog_portal.exceptions import Forbidden
-
-    if not is_platform_admin(user):
+    if not access.is_platform_admin(user):
         raise Forbidden("Only platform admins may read the audit log.")
     return audit_list(**filters)
