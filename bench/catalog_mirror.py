@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
 GOAL_COLD_S = 10.0
 GOAL_RELIST_S = 2.0
 CATALOG_TABLES = ("brokers_serviceoffering", "brokers_serviceplan")
-BOOKKEEPING_TABLES = ("brokers_catalogsync", "brokers_broker")
+BOOKKEEPING_TABLES = ("brokers_catalogsync", "brokers_broker", "brokers_catalogdocument", "teams_auditrecord")
 BROKER_USER, BROKER_PASSWORD = "bench", "bench-broker-pass"
 _WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?([A-Za-z0-9_]+)"?', re.IGNORECASE)
 
@@ -105,11 +105,13 @@ class SqlCounter:
 
 
 class Phases:
-    """Times the catalog GET (HTTP + JSON decoding), parse_catalog (validation) and _mirror (DB diff and
-    writes) inside catalog_sync, by wrapping them in this process only (no file is changed)."""
+    """Times the catalog GET (HTTP + JSON decoding), check_catalog (the conformance scorecard's catalog checks,
+    which also check the schemas first), parse_catalog (validation) and mirror_catalog (DB diff, the sync's diff,
+    and writes) inside catalog_sync, by wrapping them in this process only (no file is changed)."""
 
     def __init__(self) -> None:
         self.fetch = 0.0
+        self.checks = 0.0
         self.validate = 0.0
         self.mirror = 0.0
 
@@ -117,7 +119,8 @@ class Phases:
         from brokers import services
         from brokers.osb import OSBClient
 
-        original_parse, original_mirror = services.parse_catalog, services._mirror  # type: ignore[attr-defined]
+        original_parse, original_mirror = services.parse_catalog, services.mirror_catalog
+        original_checks = services.check_catalog
         original_send = OSBClient.send
 
         def send(client: Any, request: Any, **kwargs: Any) -> Any:
@@ -130,25 +133,33 @@ class Phases:
 
         OSBClient.send = send  # type: ignore[method-assign,assignment]
 
-        def parse_catalog(document: Any) -> Any:
+        def check_catalog(document: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
-                return original_parse(document)
+                return original_checks(document, **kwargs)
+            finally:
+                self.checks += time.perf_counter() - start
+
+        def parse_catalog(document: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original_parse(document, **kwargs)
             finally:
                 self.validate += time.perf_counter() - start
 
-        def _mirror(broker: Any, offerings: Any) -> Any:
+        def mirror_catalog(**kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
-                return original_mirror(broker, offerings)
+                return original_mirror(**kwargs)
             finally:
                 self.mirror += time.perf_counter() - start
 
         services.parse_catalog = parse_catalog  # type: ignore[attr-defined]
-        services._mirror = _mirror
+        services.check_catalog = check_catalog  # type: ignore[attr-defined]
+        services.mirror_catalog = mirror_catalog
 
     def reset(self) -> None:
-        self.fetch = self.validate = self.mirror = 0.0
+        self.fetch = self.checks = self.validate = self.mirror = 0.0
 
 
 # --- scenarios ------------------------------------------------------------------------------------
@@ -159,6 +170,7 @@ class Result:
     name: str
     seconds: float
     fetch_s: float
+    checks_s: float
     validate_s: float
     mirror_s: float
     sql: SqlStats
@@ -189,6 +201,7 @@ def run_sync(name: str, broker_id: Any, phases: Phases) -> Result:
         name=name,
         seconds=seconds,
         fetch_s=phases.fetch,
+        checks_s=phases.checks,
         validate_s=phases.validate,
         mirror_s=phases.mirror,
         sql=counter.stats,
@@ -225,7 +238,7 @@ def count_schemas(catalog: dict[str, Any]) -> int:
 
 def print_report(results: list[Result], expected_changed: int) -> list[str]:
     header = (
-        f"{'scenario':<28} {'total s':>8} {'fetch s':>8} {'valid. s':>8} {'mirror s':>8} {'SQL stmts':>9}  "
+        f"{'scenario':<28} {'total s':>8} {'fetch s':>8} {'checks s':>8} {'valid. s':>8} {'mirror s':>8} {'SQL stmts':>9}  "
         f"{'catalog rows written':<24} {'bookkeeping rows':>16}  {'sync: added/changed/deact.':<26}"
     )
     print(header)
@@ -237,7 +250,7 @@ def print_report(results: list[Result], expected_changed: int) -> list[str]:
         )
         summary = f"{r.outcome}: {r.added}/{r.changed}/{r.deactivated}"
         print(
-            f"{r.name:<28} {r.seconds:>8.2f} {r.fetch_s:>8.2f} {r.validate_s:>8.2f} {r.mirror_s:>8.2f} "
+            f"{r.name:<28} {r.seconds:>8.2f} {r.fetch_s:>8.2f} {r.checks_s:>8.2f} {r.validate_s:>8.2f} {r.mirror_s:>8.2f} "
             f"{r.sql.statements:>9}  {rows:<24} {r.sql.bookkeeping_rows():>16}  {summary:<26}"
         )
     print()
@@ -272,8 +285,9 @@ def print_report(results: list[Result], expected_changed: int) -> list[str]:
     if not ok:
         missed.append("partial")
     print(
-        "Bookkeeping rows = the CatalogSync record (INSERT + final UPDATE) and the broker row "
-        "(lease claim, ETag, status, next relist), written by every sync."
+        "Bookkeeping rows = the CatalogSync record (INSERT + final UPDATE) and the broker row (lease claim, status, "
+        "conformance score, next relist), written by every sync; a sync that fetched a changed catalog also writes "
+        "the ETag, the catalog document (its checks, then the document) and an audit record."
     )
     return missed
 

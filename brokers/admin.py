@@ -8,9 +8,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
 from brokers import selectors, services
+from brokers.mirror import describe_diff
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
 from catalog_portal.exceptions import ApplicationError
 
@@ -30,12 +32,34 @@ class BrokerForm(forms.ModelForm):
         help_text="Write-only. Leave empty to keep the stored secret.",
     )
 
+    service_rules = forms.CharField(
+        label="Service rules", required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Catalog restrictions, one rule per line; a service is offered when it satisfies every rule. "
+                  "name or catalog_id with ==, !=, in (a, b) or notin (a, b), e.g. name in (postgresql, redis-cache).",
+    )
+    plan_rules = forms.CharField(
+        label="Plan rules", required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One rule per line, as for services, also on free (true or false), e.g. free==true. Changing the "
+                  "rules re-mirrors the catalog at once; existing instances keep working.",
+    )
+
     class Meta:
         model = Broker
         fields = [
             "name", "url", "auth_type", "auth_username", "verify_tls", "ca_bundle", "relist_interval_seconds",
             "enabled",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        rules = services.restrictions_json(self.instance.catalog_restrictions)
+        self.fields["service_rules"].initial = "\n".join(rules["services"])
+        self.fields["plan_rules"].initial = "\n".join(rules["plans"])
+
+    def restrictions(self) -> dict[str, list[str]]:
+        data = self.cleaned_data
+        return {kind: [line for line in (data.get(f"{kind[:-1]}_rules") or "").splitlines() if line.strip()]
+                for kind in ("services", "plans")}
 
     def _get_validation_exclusions(self) -> Any:
         exclude = super()._get_validation_exclusions()
@@ -54,11 +78,11 @@ class BrokerForm(forms.ModelForm):
                                    secret=data.get("secret") or None)
         problems = services.broker_problems(
             url=data.get("url") or None, ca_bundle=data.get("ca_bundle"), auth=auth,
-            broker=None if self.instance._state.adding else self.instance)
+            catalog_restrictions=self.restrictions(), broker=None if self.instance._state.adding else self.instance)
         for key, found in problems.items():
-            field = self.PROBLEM_FIELDS[key]
-            if field not in self.errors:
-                for message in found:
+            for message in found:
+                field = self.PROBLEM_FIELDS.get(key) or ("plan_rules" if message.startswith("Plan") else "service_rules")
+                if field not in self.errors or key == "catalog_restrictions":
                     self.add_error(field, message)
         return data
 
@@ -81,10 +105,16 @@ class OfferingInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+@admin.display(description="What changed")
+def what_changed(sync: CatalogSync) -> str:
+    return describe_diff(sync.diff) if sync.outcome == CatalogSync.Outcome.CHANGED else ""
+
+
 class SyncInline(ReadOnlyInline):
     model = CatalogSync
-    fields = ["started_at", "trigger", "outcome", "duration_ms", "added", "changed", "deactivated", "error"]
+    fields = ["started_at", "trigger", "outcome", "duration_ms", what_changed, "error"]
     readonly_fields = fields
+
     show_change_link = True
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CatalogSync]:
@@ -96,13 +126,22 @@ class BrokerAdmin(admin.ModelAdmin):
     form = BrokerForm
     list_display = [
         "name", "url", "status_badge", "short_message", "last_synced_at", "service_count", "plan_count",
-        "enabled",
+        "conformance_score", "enabled",
     ]
     list_filter = ["status", "enabled"]
     search_fields = ["name", "url"]
     actions = ["sync_now"]
-    readonly_fields = ["status", "status_message", "last_synced_at", "next_sync_at", "created_at", "updated_at"]
+    readonly_fields = ["status", "status_message", "last_synced_at", "next_sync_at", "insight", "created_at",
+                       "updated_at"]
     inlines = [SyncInline, OfferingInline]
+
+    @admin.display(description="Insight")
+    def insight(self, broker: Broker) -> str:
+        if broker.pk is None:
+            return "-"
+        score = "not checked yet" if broker.conformance_score is None else f"{broker.conformance_score}/100"
+        return format_html('Spec conformance {}: <a href="{}">scorecard and sync history with diffs</a>', score,
+                           reverse("brokers:detail", args=[broker.pk]))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Broker]:
         return selectors.broker_list()
@@ -138,6 +177,7 @@ class BrokerAdmin(admin.ModelAdmin):
             type=data["auth_type"], username=data.get("auth_username", ""), secret=data.get("secret") or None
         )
         fields = {k: data[k] for k in ("name", "url", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled")}
+        fields["catalog_restrictions"] = form.restrictions()
         try:
             if change:
                 original = Broker.objects.get(pk=obj.pk)
@@ -163,7 +203,7 @@ class BrokerAdmin(admin.ModelAdmin):
 
 @admin.register(CatalogSync)
 class CatalogSyncAdmin(admin.ModelAdmin):
-    list_display = ["broker", "started_at", "trigger", "outcome", "duration_ms", "added", "changed", "deactivated"]
+    list_display = ["broker", "started_at", "trigger", "outcome", "duration_ms", what_changed]
     list_filter = ["outcome", "trigger", "broker"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -6,16 +6,18 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from brokers import selectors, services
-from brokers.models import Broker, ServiceOffering, ServicePlan
-from catalog_portal.api import Pagination, paginated, query_param
+from brokers import conformance, selectors, services
+from brokers.mirror import empty_diff
+from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
+from catalog_portal.api import ApiErrorSerializer, Pagination, paginated, query_param
+from teams import access
 from teams.models import Team
 
 
@@ -50,18 +52,41 @@ class AuthOutputSerializer(serializers.Serializer):
     username = serializers.CharField(required=False, help_text="Only for basic auth.")
 
 
+class CatalogRestrictionsSerializer(serializers.Serializer):
+    """Documents `catalog_restrictions`. Each rule is `PROPERTY OP VALUE`: PROPERTY `name` or `catalog_id`
+    (services and plans) or `free` (plans); OP `==`, `!=`, `in (a, b)` or `notin (a, b)`; every rule must hold."""
+
+    services = serializers.ListField(child=serializers.CharField(), required=False,
+                                     help_text='Rules a service must satisfy to be offered, e.g. "name in (postgresql, redis)".')
+    plans = serializers.ListField(child=serializers.CharField(), required=False,
+                                  help_text='Rules a plan must satisfy to be offered, e.g. "free==true".')
+
+
+@extend_schema_field(CatalogRestrictionsSerializer)
+class CatalogRestrictionsField(serializers.JSONField):
+    """Passed whole to the broker service, whose one parser (brokers.restrictions) says what is wrong."""
+
+
 class BrokerOutputSerializer(serializers.ModelSerializer):
     auth = serializers.SerializerMethodField()
     service_count = serializers.IntegerField(read_only=True)
     plan_count = serializers.IntegerField(read_only=True)
+    catalog_restrictions = serializers.SerializerMethodField()
 
     class Meta:
         model = Broker
         fields = [
             "id", "name", "url", "auth", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled",
-            "status", "status_message", "last_synced_at", "service_count", "plan_count", "created_at",
-            "updated_at",
+            "status", "status_message", "last_synced_at", "service_count", "plan_count", "catalog_restrictions",
+            "conformance_score", "created_at", "updated_at",
         ]
+        extra_kwargs = {"conformance_score": {
+            "help_text": "0-100 as of the last check (each sync refreshes it); null before the first sync. "
+                         "GET .../conformance/ computes the scorecard afresh."}}
+
+    @extend_schema_field(CatalogRestrictionsSerializer)
+    def get_catalog_restrictions(self, broker: Broker) -> dict[str, list[str]]:
+        return services.restrictions_json(broker.catalog_restrictions)
 
     @extend_schema_field(AuthOutputSerializer(allow_null=True))
     def get_auth(self, broker: Broker) -> dict[str, str] | None:
@@ -86,6 +111,15 @@ class BrokerInputSerializer(serializers.Serializer):
     ca_bundle = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     relist_interval_seconds = serializers.IntegerField(required=False, min_value=10, max_value=7 * 24 * 3600)
     enabled = serializers.BooleanField(required=False, default=True)
+    catalog_restrictions = CatalogRestrictionsField(
+        required=False, help_text="What the platform offers of the catalog; changing it re-mirrors the catalog at once.")
+
+
+FIELD_ERRORS = OpenApiResponse(
+    response=OpenApiTypes.OBJECT,
+    description='Invalid input: {"field": ["message", ...]} and "detail", e.g. {"catalog_restrictions": '
+                '["Plan rule 1 “fre==true”: unknown property \'fre\' (use name, catalog_id or free)."]}.',
+)
 
 
 def _broker_body(broker: Broker) -> dict[str, Any]:
@@ -100,7 +134,7 @@ class BrokerListApi(APIView):
     def get(self, request: Request) -> Response:
         return paginated(selectors.broker_list(), request, self, BrokerOutputSerializer)
 
-    @extend_schema(request=BrokerInputSerializer, responses={201: BrokerOutputSerializer})
+    @extend_schema(request=BrokerInputSerializer, responses={201: BrokerOutputSerializer, 400: FIELD_ERRORS})
     def post(self, request: Request) -> Response:
         serializer = BrokerInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -117,7 +151,8 @@ class BrokerDetailApi(APIView):
     def get(self, request: Request, broker_id: str) -> Response:
         return Response(BrokerOutputSerializer(get_object_or_404(selectors.broker_list(), pk=broker_id)).data)
 
-    @extend_schema(request=BrokerInputSerializer(partial=True), responses=BrokerOutputSerializer)
+    @extend_schema(request=BrokerInputSerializer(partial=True),
+                   responses={200: BrokerOutputSerializer, 400: FIELD_ERRORS, 404: ApiErrorSerializer})
     def patch(self, request: Request, broker_id: str) -> Response:
         broker = get_object_or_404(Broker, pk=broker_id)
         serializer = BrokerInputSerializer(data=request.data, partial=True)
@@ -147,6 +182,121 @@ class BrokerSyncApi(APIView):
         broker = get_object_or_404(Broker, pk=broker_id)
         services.broker_request_sync(broker=broker, requested_by=request.user, request=request)
         return Response({"detail": f"A catalog sync of '{broker.name}' is queued."}, status=status.HTTP_202_ACCEPTED)
+
+
+# --- Broker insight (platform admins) ------------------------------------------------------------
+
+
+class IsPlatformAdmin(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return access.is_platform_admin(request.user)
+
+
+INSIGHT_ERRORS = {401: ApiErrorSerializer, 403: ApiErrorSerializer, 404: ApiErrorSerializer}
+
+
+class SchemaChangeSerializer(serializers.Serializer):
+    """How one parameter schema changed: its properties (dotted paths for nested objects' properties)."""
+
+    added = serializers.ListField(child=serializers.CharField(), required=False)
+    removed = serializers.ListField(child=serializers.CharField(), required=False)
+    required = serializers.ListField(child=serializers.CharField(), required=False, help_text="Made required.")
+    optional = serializers.ListField(child=serializers.CharField(), required=False, help_text="No longer required.")
+    changed = serializers.ListField(child=serializers.CharField(), required=False,
+                                    help_text="Defined differently (type, bounds, enum, default...).")
+
+
+class CatalogDiffEntrySerializer(serializers.Serializer):
+    catalog_id = serializers.CharField(help_text="The broker's id of the service or plan.")
+    name = serializers.CharField()
+    service = serializers.CharField(required=False, help_text="Plans: the name of their service.")
+    fields = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="Changed entries: what changed, e.g. description, free, metadata.displayName, metadata.costs, "
+                  "maintenance_info, schemas.service_instance.create, service (moved), position (reordered).")
+    schemas = serializers.DictField(
+        child=SchemaChangeSerializer(), required=False,
+        help_text='Changed plans whose parameter schemas changed, by schema ("service_instance.create", '
+                  '"service_instance.update", "service_binding.create").')
+    reason = serializers.ChoiceField(
+        choices=["removed", "restricted"], required=False,
+        help_text="Removed entries: gone from the broker's catalog, or excluded by the catalog restrictions.")
+    affected_instances = serializers.IntegerField(help_text="Existing instances of this plan (of this service's plans).")
+
+
+class CatalogDiffChangesSerializer(serializers.Serializer):
+    added = CatalogDiffEntrySerializer(many=True)
+    removed = CatalogDiffEntrySerializer(many=True)
+    changed = CatalogDiffEntrySerializer(many=True)
+
+
+class CatalogDiffSerializer(serializers.Serializer):
+    services = CatalogDiffChangesSerializer()
+    plans = CatalogDiffChangesSerializer()
+
+
+class CatalogSyncSerializer(serializers.ModelSerializer):
+    diff = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CatalogSync
+        fields = ["id", "trigger", "outcome", "started_at", "finished_at", "duration_ms", "error", "diff"]
+
+    @extend_schema_field(CatalogDiffSerializer)
+    def get_diff(self, sync: CatalogSync) -> dict[str, Any]:
+        return sync.diff or empty_diff()
+
+
+class ConformanceCheckSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    title = serializers.CharField()
+    level = serializers.ChoiceField(choices=list(conformance.LEVELS))
+    passed = serializers.BooleanField(allow_null=True, help_text="null: not observed yet.")
+    detail = serializers.CharField(help_text="What was found; for a failure, what to fix, quoting the spec.")
+    spec = serializers.CharField(help_text="The section of the OSB v2.17 spec or profile the check comes from.")
+
+
+class ConformanceReportSerializer(serializers.Serializer):
+    score = serializers.IntegerField(min_value=0, max_value=100)
+    checked_at = serializers.DateTimeField()
+    checks = ConformanceCheckSerializer(many=True)
+
+
+def _broker_for_admin(broker_id: str) -> Broker:
+    return get_object_or_404(Broker, pk=broker_id)
+
+
+class BrokerSyncListApi(APIView):
+    permission_classes = [IsPlatformAdmin]
+    pagination_class = Pagination
+
+    @extend_schema(responses={200: CatalogSyncSerializer(many=True), **INSIGHT_ERRORS})
+    def get(self, request: Request, broker_id: str) -> Response:
+        """The broker's catalog syncs, newest first, each with what it changed."""
+        return paginated(selectors.sync_list(broker=_broker_for_admin(broker_id)), request, self,
+                         CatalogSyncSerializer)
+
+
+class BrokerSyncDetailApi(APIView):
+    permission_classes = [IsPlatformAdmin]
+
+    @extend_schema(responses={200: CatalogSyncSerializer, **INSIGHT_ERRORS})
+    def get(self, request: Request, broker_id: str, sync_id: str) -> Response:
+        sync = get_object_or_404(selectors.sync_list(broker=_broker_for_admin(broker_id)), pk=sync_id)
+        return Response(CatalogSyncSerializer(sync).data)
+
+
+class BrokerConformanceApi(APIView):
+    permission_classes = [IsPlatformAdmin]
+
+    @extend_schema(responses={200: ConformanceReportSerializer, **INSIGHT_ERRORS})
+    def get(self, request: Request, broker_id: str) -> Response:
+        """The broker's conformance scorecard, computed now: catalog checks of the last catalog fetched, behaviour
+        checks of the calls of the last 7 days."""
+        report = selectors.broker_conformance(broker=_broker_for_admin(broker_id))
+        body = {"score": report.score, "checked_at": report.checked_at,
+                "checks": [check.as_json() for check in report.checks]}
+        return Response(ConformanceReportSerializer(body).data)
 
 
 # --- Services and plans --------------------------------------------------------------------------

@@ -67,8 +67,10 @@ def _str_or_none(value: Any) -> str | None:
 
 
 class _Checker:
-    def __init__(self) -> None:
+    def __init__(self, schema_memo: dict[int, str | None] | None = None) -> None:
         self.problems: list[str] = []
+        # id(schema object) -> its problem: valid only while the document holding the schemas is alive.
+        self.schema_memo = schema_memo if schema_memo is not None else {}
 
     def add(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -105,35 +107,41 @@ def _describe(kind: str, index: int, obj: Any) -> str:
 
 
 def _check_schema(checker: _Checker, schema: Any, where: str) -> None:
+    # Once per schema object and document: a sync checks the same document twice (conformance, then validation).
+    memo = checker.schema_memo
+    if id(schema) not in memo:
+        memo[id(schema)] = _schema_problem(schema)
+    problem = memo[id(schema)]
+    if problem:
+        checker.add(where, problem)
+
+
+def _schema_problem(schema: Any) -> str | None:
     if not isinstance(schema, dict):
-        checker.add(where, "the parameters schema must be a JSON object")
-        return
+        return "the parameters schema must be a JSON object"
     compact = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
     size = len(compact)
     if size > MAX_SCHEMA_BYTES:
-        checker.add(where, f"the schema is {size // 1024} kB; schemas must not be larger than 64 kB")
-        return
+        return f"the schema is {size // 1024} kB; schemas must not be larger than 64 kB"
     if "$schema" not in schema:
-        checker.add(where, "the schema must declare its JSON Schema version with '$schema'")
-        return
+        return "the schema must declare its JSON Schema version with '$schema'"
     for ref in _refs(schema):
         if not ref.startswith("#"):
-            checker.add(where, f"the schema has an external reference '{ref}'; only local '#...' references are allowed")
-            return
+            return f"the schema has an external reference '{ref}'; only local '#...' references are allowed"
     key = hashlib.sha256(compact).hexdigest()
     if key in _VALID_SCHEMAS:
-        return
+        return None
     validator_class = validators.validator_for(schema, default=validators.Draft4Validator)
     try:
         validator_class.check_schema(schema)
     except jsonschema_exceptions.SchemaError as exc:
         location = "/".join(str(p) for p in exc.path) or "(top)"
-        checker.add(where, f"the schema is not valid JSON Schema at {location}: {exc.message}")
-        return
+        return f"the schema is not valid JSON Schema at {location}: {exc.message}"
     with _VALID_SCHEMAS_LOCK:
         if len(_VALID_SCHEMAS) >= _VALID_SCHEMAS_MAX:
             _VALID_SCHEMAS.clear()
         _VALID_SCHEMAS.add(key)
+    return None
 
 
 def _refs(node: Any) -> list[str]:
@@ -250,14 +258,15 @@ def _offering_fields(checker: _Checker, service: dict[str, Any], where: str) -> 
     }
 
 
-def parse_catalog(document: Any) -> list[OfferingEntry]:
-    """Validate a catalog document and return its offerings and plans, or raise CatalogInvalid."""
+def parse_catalog(document: Any, *, schema_memo: dict[int, str | None] | None = None) -> list[OfferingEntry]:
+    """Validate a catalog document and return its offerings and plans, or raise CatalogInvalid.
+    `schema_memo`: shared with brokers.conformance.catalog.check_catalog on the same document object."""
     if not isinstance(document, dict):
         raise CatalogInvalid(["the catalog must be a JSON object with a 'services' array"])
     services = document.get("services")
     if not isinstance(services, list):
         raise CatalogInvalid(["'services' is required and must be an array"])
-    checker = _Checker()
+    checker = _Checker(schema_memo)
     offerings: list[OfferingEntry] = []
     service_ids: dict[str, str] = {}
     service_names: dict[str, str] = {}

@@ -7,6 +7,7 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 
+from brokers.conformance.behaviour import call_kind
 from brokers.osb import CallRecord
 from telemetry.counters import Row, Stored, StoredCounter, StoredHistogram, record
 
@@ -21,27 +22,6 @@ CATALOG_SYNCS = StoredCounter("portal_catalog_syncs", "Catalog syncs by outcome 
                               ("broker", "outcome"))
 
 
-def osb_endpoint(method: str, path: str) -> str:
-    """The OSB endpoint a request went to, named as in the spec (a bounded label: never ids)."""
-    parts = path.split("?", 1)[0].rstrip("/").split("/")
-    if "v2" not in parts:
-        return "other"
-    parts = parts[parts.index("v2") + 1:]
-    if parts == ["catalog"]:
-        return "catalog"
-    if len(parts) < 2 or parts[0] != "service_instances":
-        return "other"
-    binding = len(parts) >= 4 and parts[2] == "service_bindings"
-    rest = parts[4:] if binding else parts[2:]
-    if rest == ["last_operation"]:
-        return "binding_last_operation" if binding else "last_operation"
-    if rest:
-        return "other"
-    names = ({"PUT": "bind", "DELETE": "unbind", "GET": "fetch_binding"} if binding else
-             {"PUT": "provision", "PATCH": "update", "DELETE": "deprovision", "GET": "fetch_instance"})
-    return names.get(method.upper(), "other")
-
-
 def osb_call_rows(*, broker: str, calls: Iterable[CallRecord | dict[str, Any]]) -> list[Row]:
     """Counter rows for OSB calls (a CallRecord, or the dict a catalog sync keeps of one)."""
     rows: list[Row] = []
@@ -49,7 +29,7 @@ def osb_call_rows(*, broker: str, calls: Iterable[CallRecord | dict[str, Any]]) 
         method, path, status, duration_ms = (
             (call["method"], call["path"], call["status"], call["duration_ms"]) if isinstance(call, dict)
             else (call.method, call.path, call.status, call.duration_ms))
-        endpoint = osb_endpoint(method, path)
+        endpoint = call_kind(method, path) or "other"  # the spec's endpoint names: a bounded label, never ids
         rows += OSB_REQUESTS.rows(broker=broker, endpoint=endpoint, status=str(status) if status else "error")
         rows += OSB_DURATION.rows(duration_ms / 1000, broker=broker, endpoint=endpoint)
     return rows

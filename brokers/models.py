@@ -50,6 +50,12 @@ class Broker(models.Model):
     # Bumped whenever what the store shows of this broker's catalog changes (a mirror that wrote rows, a plan's
     # visibility): the marketplace's page cache is keyed by it (brokers.selectors.store_state).
     catalog_revision = models.PositiveBigIntegerField(default=0, editable=False)
+    # What the platform offers of the catalog (brokers.restrictions): {"services": [rule, ...], "plans": [...]}.
+    catalog_restrictions = models.JSONField(default=dict, blank=True)
+    # The conformance score as of the last check (each sync refreshes it), for the broker list's badge; the
+    # broker page and the API compute the scorecard afresh.
+    conformance_score = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    conformance_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -106,6 +112,8 @@ class ServiceOffering(models.Model):
     content_hash = models.CharField(max_length=64)
     position = models.PositiveIntegerField(default=0)
     active = models.BooleanField(default=True, db_index=True)
+    # Inactive because the broker's catalog restrictions exclude it (still in the broker's catalog).
+    restricted = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -152,6 +160,11 @@ class ServicePlan(models.Model):
     content_hash = models.CharField(max_length=64)
     position = models.PositiveIntegerField(default=0)
     active = models.BooleanField(default=True, db_index=True)
+    # Inactive because the broker's catalog restrictions exclude it (still in the broker's catalog).
+    restricted = models.BooleanField(default=False)
+    # The last change of the plan's parameter schemas the mirror saw: {"at": iso time, "sync": id,
+    # "schemas": {"service_instance.create": {"added": [...], ...}}} (brokers.catalog_diff.schema_change).
+    schemas_changed = models.JSONField(null=True, blank=True)
     # Service access (Cloud Foundry's): who sees and may provision this plan. Set by platform admins, never by
     # the catalog mirror.
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
@@ -214,6 +227,7 @@ class CatalogSync(models.Model):
         REGISTRATION = "registration", "Registration"
         MANUAL = "manual", "On demand"
         PERIODIC = "periodic", "Periodic relist"
+        RESTRICTIONS = "restrictions", "Catalog restrictions changed"
 
     class Outcome(models.TextChoices):
         RUNNING = "running", "Running"
@@ -232,6 +246,9 @@ class CatalogSync(models.Model):
     changed = models.PositiveIntegerField(default=0)
     deactivated = models.PositiveIntegerField(default=0)
     summary = models.JSONField(default=dict, blank=True)
+    # What changed in what the platform offers (brokers.mirror): {"services": {"added": [entry], "removed": [...],
+    # "changed": [...]}, "plans": {...}}; entry = {"catalog_id", "name", "affected_instances", ...}.
+    diff = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     calls = models.JSONField(default=list, blank=True, help_text="The OSB calls of this sync (redacted).")
 
@@ -241,3 +258,21 @@ class CatalogSync(models.Model):
 
     def __str__(self) -> str:
         return f"{self.broker} sync {self.started_at:%Y-%m-%d %H:%M:%S} ({self.outcome})"
+
+
+class CatalogDocument(models.Model):
+    """The broker's catalog as the portal last saw it.
+
+    `document` is the last document the mirror accepted: a change of the catalog restrictions re-mirrors it at
+    once, without asking the broker. `checks` are the conformance results (brokers.conformance.catalog) of the
+    last document fetched, accepted or not: a rejected catalog is the one its author most needs checked.
+    """
+
+    broker = models.OneToOneField(Broker, primary_key=True, on_delete=models.CASCADE, related_name="catalog_document")
+    document = models.JSONField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    checks = models.JSONField(default=list, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Catalog document of {self.broker_id}"

@@ -5,12 +5,17 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, Lower, NullIf
+from django.utils import timezone
 
-from brokers.models import Broker, ServiceOffering, ServicePlan
+from brokers import conformance, hooks
+from brokers.conformance import CheckResult, behaviour
+from brokers.conformance import catalog as conformance_catalog
+from brokers.models import Broker, CatalogDocument, CatalogSync, ServiceOffering, ServicePlan
 from teams import access
 
 
@@ -273,3 +278,56 @@ def _active_count(model: type[ServiceOffering] | type[ServicePlan]) -> Coalesce:
     rows = model.objects.filter(broker=OuterRef("pk"), active=True).order_by().values("broker")
     return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")), 0)
 
+
+
+# --- Broker insight (platform admins) -------------------------------------------------------------------------
+
+
+def sync_list(*, broker: Broker) -> QuerySet[CatalogSync]:
+    """A broker's catalog syncs, newest first (the calls each made are left out: the scorecard reads them)."""
+    return CatalogSync.objects.filter(broker=broker).defer("calls", "summary").order_by("-started_at")
+
+
+@dataclass(frozen=True)
+class ConformanceReport:
+    score: int
+    checked_at: datetime
+    checks: list[CheckResult]
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [check for check in self.checks if check.passed is False]
+
+
+# Bounds of what one scorecard reads, whatever the broker's traffic: the newest calls of the window.
+CONFORMANCE_MAX_CALLS = 5000
+CONFORMANCE_MAX_SYNCS = 1000
+
+
+def broker_conformance(*, broker: Broker) -> ConformanceReport:
+    """The broker's scorecard now: the catalog checks of the last catalog fetched, the behaviour checks of the
+    calls of the last days (catalog syncs, and the operations' calls through brokers.hooks). Three bounded reads."""
+    now = timezone.now()
+    since = now - timedelta(days=behaviour.WINDOW_DAYS)
+    stored = CatalogDocument.objects.filter(broker=broker).values_list("checks", flat=True).first()
+    catalog_results = _catalog_results(stored) if stored else conformance_catalog.not_fetched()
+    sync_calls = (CatalogSync.objects.filter(broker=broker, started_at__gte=since).order_by("-started_at")
+                  .values_list("calls", flat=True)[:CONFORMANCE_MAX_SYNCS])
+    calls = [behaviour.observed_from_json(call) for calls in sync_calls for call in calls or []]
+    calls += hooks.recorded_calls(broker.pk, since=since, limit=CONFORMANCE_MAX_CALLS)
+    results = catalog_results + behaviour.check_behaviour(calls)
+    return ConformanceReport(score=conformance.score(results), checked_at=now, checks=results)
+
+
+def _catalog_results(stored: list[dict[str, Any]]) -> list[CheckResult]:
+    """Stored catalog results with the checks' current titles, levels and sections (the code may have moved on)."""
+    by_id = {item.get("id"): item for item in stored}
+    results = []
+    for check in conformance_catalog.CATALOG_CHECKS:
+        item = by_id.get(check.id)
+        if item is None:
+            results.append(check.not_observed("not checked on the last catalog fetched; the next sync checks it."))
+        else:
+            results.append(CheckResult(check.id, check.title, check.level, item.get("passed"), item.get("detail", ""),
+                                       check.spec))
+    return results

@@ -19,9 +19,23 @@ from django.db.models import F, ProtectedError
 from django.utils import timezone
 
 from brokers import metrics
-from brokers.catalog import CatalogInvalid, OfferingEntry, parse_catalog
-from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
-from brokers.osb import BasicAuth, BearerAuth, CallRecord, CatalogRequest, OSBClient, OSBError, ReadTimeouts
+from brokers.catalog import CatalogInvalid, parse_catalog
+from brokers.conformance import CheckResult
+from brokers.conformance.catalog import check_catalog
+from brokers.mirror import MirrorResult, describe_diff, mirror_catalog
+from brokers.models import Broker, CatalogDocument, CatalogSync, ServiceOffering, ServicePlan
+from brokers.osb import (
+    BasicAuth,
+    BearerAuth,
+    CallRecord,
+    CatalogRequest,
+    OSBClient,
+    OSBError,
+    OSBMalformedResponse,
+    ReadTimeouts,
+)
+from brokers.restrictions import RestrictionError, parse_restrictions
+from brokers.selectors import broker_conformance
 from catalog_portal.exceptions import ApplicationError, Conflict
 from catalog_portal.tasks import enqueue_on_commit
 from teams.audit import audit
@@ -29,19 +43,6 @@ from teams.models import Team
 from telemetry.logs import log_context
 
 logger = logging.getLogger(__name__)
-
-OFFERING_FIELDS = [
-    "name", "description", "tags", "requires", "bindable", "instances_retrievable", "bindings_retrievable",
-    "allow_context_updates", "plan_updateable", "metadata", "dashboard_client", "display_name",
-    "long_description", "provider", "image_url", "documentation_url", "support_url", "raw", "position",
-    "search_text", "tag_index",
-]
-PLAN_FIELDS = [
-    "name", "description", "free", "bindable", "plan_updateable", "binding_rotatable", "metadata",
-    "display_name", "bullets", "costs", "schemas", "maximum_polling_duration", "maintenance_info", "raw",
-    "position",
-]
-BATCH = 250
 
 
 # --- OSB client for a broker --------------------------------------------------------------------
@@ -102,6 +103,10 @@ def call_record_json(record: CallRecord) -> dict[str, Any]:
         "error": record.error,
         "request": record.request_excerpt,
         "response": record.response_excerpt,
+        "retry_after": record.retry_after,
+        "malformed": record.malformed,
+        "error_code": record.error_code,
+        "error_described": record.error_described,
     }
 
 
@@ -159,13 +164,18 @@ def _auth_problems(auth: BrokerAuth, broker: Broker | None) -> dict[str, list[st
 
 def broker_problems(
     *, url: str | None = None, ca_bundle: str | None = None, auth: BrokerAuth | None = None,
-    broker: Broker | None = None,
+    catalog_restrictions: Any = None, broker: Broker | None = None,
 ) -> dict[str, list[str]]:
     """What makes a registration unusable, by field: `url`, `ca_bundle`, `auth.type`, `auth.username`,
-    `auth.secret` (empty when it is fine). `broker`: the registration being changed (None: a new one); None
-    values are not checked. `broker_register` and `broker_update` refuse what this finds; the admin form shows it
-    beside its fields."""
+    `auth.secret`, `catalog_restrictions` (each bad rule, named; empty when it is fine). `broker`: the registration
+    being changed (None: a new one); None values are not checked. `broker_register` and `broker_update` refuse what
+    this finds; the admin form shows it beside its fields."""
     problems: dict[str, list[str]] = {}
+    if catalog_restrictions is not None:
+        try:
+            parse_restrictions(catalog_restrictions)
+        except RestrictionError as exc:
+            problems["catalog_restrictions"] = exc.messages
     error = broker_url_error(url) if url is not None else None
     if error:
         problems["url"] = [error]
@@ -224,6 +234,7 @@ def broker_register(
     ca_bundle: str | None = None,
     relist_interval_seconds: int | None = None,
     enabled: bool = True,
+    catalog_restrictions: Any = None,
     requested_by: Any = None,
     request: Any = None,
 ) -> Broker:
@@ -232,7 +243,7 @@ def broker_register(
     Refuses (ApplicationError, by field) a taken name, an unusable URL or CA bundle, incomplete auth.
     """
     _check_unique_name(name)
-    _require_usable(url=url, ca_bundle=_ca_bundle(ca_bundle), auth=auth)
+    _require_usable(url=url, ca_bundle=_ca_bundle(ca_bundle), auth=auth, catalog_restrictions=catalog_restrictions)
     broker = Broker(
         name=name,
         url=url.rstrip("/"),
@@ -240,6 +251,7 @@ def broker_register(
         ca_bundle=_ca_bundle(ca_bundle),
         relist_interval_seconds=relist_interval_seconds or settings.CATALOG_DEFAULT_RELIST_SECONDS,
         enabled=enabled,
+        catalog_restrictions=restrictions_json(catalog_restrictions),
     )
     _apply_auth(broker, auth)
     with transaction.atomic():
@@ -253,8 +265,9 @@ def broker_register(
 def broker_update(
     *, broker: Broker, auth: BrokerAuth | None = None, requested_by: Any = None, request: Any = None, **changes: Any
 ) -> Broker:
-    """Change a broker's registration; a changed URL, auth or TLS setting queues a fresh sync; audited."""
-    allowed = {"name", "url", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled"}
+    """Change a broker's registration; a changed URL, auth or TLS setting queues a fresh sync; changed catalog
+    restrictions re-mirror the last catalog at once (existing instances keep their plans); audited."""
+    allowed = {"name", "url", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled", "catalog_restrictions"}
     unknown = set(changes) - allowed
     if unknown:
         raise ApplicationError(f"Cannot change {', '.join(sorted(unknown))}.")
@@ -262,7 +275,12 @@ def broker_update(
         _check_unique_name(changes["name"], exclude=broker.pk)
     if "ca_bundle" in changes:
         changes["ca_bundle"] = _ca_bundle(changes["ca_bundle"])
-    _require_usable(url=changes.get("url"), ca_bundle=changes.get("ca_bundle"), auth=auth, broker=broker)
+    _require_usable(url=changes.get("url"), ca_bundle=changes.get("ca_bundle"), auth=auth,
+                    catalog_restrictions=changes.get("catalog_restrictions"), broker=broker)
+    if "catalog_restrictions" in changes:
+        changes["catalog_restrictions"] = restrictions_json(changes["catalog_restrictions"])
+        if changes["catalog_restrictions"] == restrictions_json(broker.catalog_restrictions):
+            del changes["catalog_restrictions"]  # the same rules, maybe written differently
     if "url" in changes:
         changes["url"] = changes["url"].rstrip("/")
     resync = auth is not None or any(
@@ -280,6 +298,8 @@ def broker_update(
             _request_sync(broker, CatalogSync.Trigger.MANUAL)
         audit(action="broker.update", target=broker, actor=requested_by, request=request,
               summary=f"Broker '{broker.name}' changed: {', '.join(changed) or 'nothing'}")
+        if "catalog_restrictions" in changes:
+            _remirror(broker, actor=requested_by, request=request)
     return broker
 
 
@@ -386,6 +406,9 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
             response = client.send(CatalogRequest(
                 etag=broker.catalog_etag or None, if_modified_since=broker.catalog_last_modified or None
             ))
+    except OSBMalformedResponse as exc:
+        _store_catalog_checks(broker, check_catalog(None, error=str(exc)))
+        raise
     finally:
         sync.calls = calls
     if response.not_modified:
@@ -397,22 +420,41 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
         sync.outcome = CatalogSync.Outcome.UNCHANGED
         sync.summary = {"identical": True}
         return
-    offerings = parse_catalog(response.document)
+    # Checked before validation: a rejected catalog is the one its author most needs the scorecard for.
+    schema_memo: dict[int, str | None] = {}  # each schema checked once for both
+    _store_catalog_checks(broker, check_catalog(response.document, schema_memo=schema_memo))
+    offerings = parse_catalog(response.document, schema_memo=schema_memo)
     with transaction.atomic():
-        counts = _mirror(broker, offerings)
+        result = mirror_catalog(broker_id=broker.pk, offerings=offerings, sync_id=sync.pk)
         Broker.objects.filter(pk=broker.pk).update(
             catalog_etag=response.etag or "", catalog_last_modified=response.last_modified or "",
             catalog_digest=digest, catalog_revision=F("catalog_revision") + 1,
         )
-    written = sum(counts.values())
-    if written >= ANALYZE_AFTER_ROWS:
+        _save_catalog_document(broker, document=response.document, accepted_at=timezone.now())
+    if result.written >= ANALYZE_AFTER_ROWS:
         _analyze_catalog_tables()
-    sync.summary = counts
+    _record_result(sync, result)
+
+
+def _record_result(sync: CatalogSync, result: MirrorResult) -> None:
+    sync.summary = result.counts
+    sync.diff = result.diff
+    counts = result.counts  # rows written; the diff says what that changed for the platform's users
     sync.added = counts["offerings_added"] + counts["plans_added"]
     sync.changed = counts["offerings_changed"] + counts["plans_changed"]
     sync.deactivated = counts["offerings_deactivated"] + counts["plans_deactivated"]
-    changed = sync.added or sync.changed or sync.deactivated
-    sync.outcome = CatalogSync.Outcome.CHANGED if changed else CatalogSync.Outcome.UNCHANGED
+    sync.outcome = CatalogSync.Outcome.CHANGED if result.written else CatalogSync.Outcome.UNCHANGED
+
+
+def _store_catalog_checks(broker: Broker, results: list[CheckResult]) -> None:
+    stored = [{"id": r.id, "passed": r.passed, "detail": r.detail} for r in results]
+    _save_catalog_document(broker, checks=stored, checked_at=timezone.now())
+
+
+def _save_catalog_document(broker: Broker, **fields: Any) -> None:
+    # An UPDATE, not update_or_create: that would first load (and decode) the stored document, megabytes of JSON.
+    if not CatalogDocument.objects.filter(broker=broker).update(**fields):
+        CatalogDocument.objects.create(broker=broker, **fields)
 
 
 # A mirror that wrote at least this many rows refreshes the planner's statistics of the catalog tables at once:
@@ -429,7 +471,8 @@ def _analyze_catalog_tables() -> None:
 
 
 # Bump when the mirror stores more or differently, so that an upgrade processes unchanged catalogs again.
-MIRROR_FORMAT = 1
+# 2: the document kept (CatalogDocument), conformance checks, catalog restrictions.
+MIRROR_FORMAT = 2
 
 
 def catalog_digest(document: Any) -> str:
@@ -454,11 +497,8 @@ def _finish_sync(broker: Broker, sync: CatalogSync, started: float, claimed_next
     if not failed:
         fields["last_synced_at"] = now
     Broker.objects.filter(pk=broker.pk).update(**fields)
-    if sync.outcome in (CatalogSync.Outcome.CHANGED, CatalogSync.Outcome.FAILED):
-        # The portal's own action (actor null); unchanged relists are not worth a record each.
-        what = (f"failed: {sync.error[:300]}" if failed else
-                f"{sync.added} added, {sync.changed} changed, {sync.deactivated} deactivated")
-        audit(action="broker.catalog.sync", target=broker, summary=f"Catalog of broker '{broker.name}' synced: {what}")
+    _audit_sync(broker, sync)
+    _refresh_conformance_score(broker)
     # Schedule the next relist, unless someone asked for a sync while this one ran.
     next_at = now + timedelta(seconds=broker.relist_interval_seconds) if broker.enabled else None
     same_request = {"next_sync_at": claimed_next} if claimed_next is not None else {"next_sync_at__isnull": True}
@@ -467,75 +507,55 @@ def _finish_sync(broker: Broker, sync: CatalogSync, started: float, claimed_next
     )
 
 
-def _mirror(broker: Broker, offerings: list[OfferingEntry]) -> dict[str, int]:
-    """Upsert the validated catalog by the broker's ids; untouched rows are not written."""
-    now = timezone.now()
-    broker = Broker.objects.select_for_update().get(pk=broker.pk)
-    # Only what the diff reads: a changed row gets every written field assigned before bulk_update, so
-    # loading (and JSON-decoding) the big columns of thousands of unchanged rows is wasted work.
-    diff_fields = ("id", "catalog_id", "content_hash", "active")
-    existing_offerings = {
-        o.catalog_id: o for o in ServiceOffering.objects.filter(broker=broker).only(*diff_fields)
-    }
-    existing_plans = {p.catalog_id: p for p in ServicePlan.objects.filter(broker=broker).only(*diff_fields)}
-    counts = dict.fromkeys(
-        ["offerings_added", "offerings_changed", "offerings_deactivated", "plans_added", "plans_changed",
-         "plans_deactivated"], 0,
-    )
-    new_offerings: list[ServiceOffering] = []
-    changed_offerings: list[ServiceOffering] = []
-    new_plans: list[ServicePlan] = []
-    changed_plans: list[ServicePlan] = []
-    offering_by_catalog_id: dict[str, ServiceOffering] = {}
-    for entry in offerings:
-        offering = existing_offerings.get(entry.catalog_id)
-        write = True
-        if offering is None:
-            offering = ServiceOffering(broker=broker, catalog_id=entry.catalog_id, created_at=now)
-            new_offerings.append(offering)
-        elif offering.content_hash != entry.content_hash or not offering.active:
-            changed_offerings.append(offering)
-        else:
-            write = False
-        if write:
-            for key, value in entry.fields.items():
-                setattr(offering, key, value)
-            offering.content_hash, offering.active, offering.updated_at = entry.content_hash, True, now
-        offering_by_catalog_id[entry.catalog_id] = offering
-        for plan_entry in entry.plans:
-            plan = existing_plans.get(plan_entry.catalog_id)
-            if plan is None:
-                plan = ServicePlan(broker=broker, catalog_id=plan_entry.catalog_id, created_at=now)
-                new_plans.append(plan)
-            elif plan.content_hash != plan_entry.content_hash or not plan.active:
-                changed_plans.append(plan)
-            else:
-                continue
-            for key, value in plan_entry.fields.items():
-                if key != "offering_catalog_id":
-                    setattr(plan, key, value)
-            plan.offering = offering
-            plan.content_hash, plan.active, plan.updated_at = plan_entry.content_hash, True, now
-    ServiceOffering.objects.bulk_create(new_offerings, batch_size=BATCH)
-    ServiceOffering.objects.bulk_update(
-        changed_offerings, [*OFFERING_FIELDS, "content_hash", "active", "updated_at"], batch_size=BATCH
-    )
-    ServicePlan.objects.bulk_create(new_plans, batch_size=BATCH)
-    ServicePlan.objects.bulk_update(
-        changed_plans, [*PLAN_FIELDS, "offering", "content_hash", "active", "updated_at"], batch_size=BATCH
-    )
-    incoming_plan_ids = {plan.catalog_id for entry in offerings for plan in entry.plans}
-    gone_offerings = [o.pk for cid, o in existing_offerings.items() if o.active and cid not in offering_by_catalog_id]
-    gone_plans = [p.pk for cid, p in existing_plans.items() if p.active and cid not in incoming_plan_ids]
-    for model, pks in ((ServiceOffering, gone_offerings), (ServicePlan, gone_plans)):
-        for start in range(0, len(pks), BATCH):
-            model.objects.filter(pk__in=pks[start : start + BATCH]).update(active=False, updated_at=now)
-    counts.update(
-        offerings_added=len(new_offerings), offerings_changed=len(changed_offerings),
-        offerings_deactivated=len(gone_offerings), plans_added=len(new_plans), plans_changed=len(changed_plans),
-        plans_deactivated=len(gone_plans),
-    )
-    return counts
+def _audit_sync(broker: Broker, sync: CatalogSync, actor: Any = None, request: Any = None) -> None:
+    """A sync that changed the mirror, or failed, is an audit event (the portal's own action unless someone
+    changed the restrictions); unchanged relists are not worth a record each."""
+    if sync.outcome not in (CatalogSync.Outcome.CHANGED, CatalogSync.Outcome.FAILED):
+        return
+    what = f"failed: {sync.error[:300]}" if sync.outcome == CatalogSync.Outcome.FAILED else describe_diff(sync.diff)
+    how = "re-mirrored for its new catalog restrictions" if sync.trigger == CatalogSync.Trigger.RESTRICTIONS else "synced"
+    audit(action="broker.catalog.sync", target=broker, actor=actor, request=request,
+          summary=f"Catalog of broker '{broker.name}' {how}: {what} (sync {sync.pk})")
+
+
+def _refresh_conformance_score(broker: Broker) -> None:
+    """The broker list's badge: the scorecard as of this sync (bounded reads; see brokers.selectors)."""
+    try:
+        report = broker_conformance(broker=broker)
+    except Exception:  # the badge must never fail a sync
+        logger.exception("Conformance check of broker %s failed", broker.pk)
+        return
+    Broker.objects.filter(pk=broker.pk).update(conformance_score=report.score, conformance_checked_at=report.checked_at)
+
+
+# --- Catalog restrictions ------------------------------------------------------------------------
+
+
+def restrictions_json(value: Any) -> dict[str, list[str]]:
+    """Catalog restriction rules, normalised (`{"services": [...], "plans": [...]}`); ApplicationError (400)
+    naming each bad rule."""
+    _require_usable(catalog_restrictions=value if value is not None else {})
+    return parse_restrictions(value).as_json()
+
+
+def _remirror(broker: Broker, *, actor: Any = None, request: Any = None) -> CatalogSync | None:
+    """Mirror the last accepted catalog again under the broker's current restrictions, now and without asking
+    the broker (the caller holds the transaction). None when no catalog was accepted yet: the first sync applies
+    the rules."""
+    document = CatalogDocument.objects.filter(broker=broker).values_list("document", flat=True).first()
+    if document is None:
+        return None
+    started = time.monotonic()
+    sync = CatalogSync.objects.create(broker=broker, trigger=CatalogSync.Trigger.RESTRICTIONS)
+    result = mirror_catalog(broker_id=broker.pk, offerings=parse_catalog(document), sync_id=sync.pk)
+    if result.written:
+        Broker.objects.filter(pk=broker.pk).update(catalog_revision=F("catalog_revision") + 1)
+    _record_result(sync, result)
+    sync.finished_at = timezone.now()
+    sync.duration_ms = int((time.monotonic() - started) * 1000)
+    sync.save()
+    _audit_sync(broker, sync, actor=actor, request=request)
+    return sync
 
 
 def catalog_sync_due() -> list[str]:

@@ -104,4 +104,22 @@ def broker_sync(request: HttpRequest, broker_id: str) -> HttpResponse:
         row = selectors.broker_list().get(pk=broker.pk)
         return render(request, "brokers/_broker_row.html", {"broker": row, "sync_requested": True})
     messages.success(request, f"Catalog sync of “{broker.name}” requested.")
-    return redirect("brokers:health")
+    back_to_broker = request.POST.get("next") == "detail"  # the broker's own page, else the list
+    return redirect("brokers:detail", broker.pk) if back_to_broker else redirect("brokers:health")
+
+
+# --- Broker insight: one broker's page (platform admins) ------------------------------------------------------
+
+SYNCS_PER_PAGE = 20
+
+
+@require_GET
+def broker_detail(request: HttpRequest, broker_id: str) -> HttpResponse:
+    """The broker's scorecard (computed now), what it offers, and its sync history with what each sync changed."""
+    _staff_only(request)
+    broker = get_object_or_404(selectors.broker_list(), pk=broker_id)
+    syncs = Paginator(selectors.sync_list(broker=broker), SYNCS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "brokers/broker_detail.html", {
+        "broker": broker, "report": selectors.broker_conformance(broker=broker), "syncs": syncs,
+        "restrictions": services.restrictions_json(broker.catalog_restrictions),
+    })

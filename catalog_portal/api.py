@@ -7,13 +7,19 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from catalog_portal.exceptions import ApplicationError
+
+
+class ApiErrorSerializer(serializers.Serializer):
+    """Documents an error body: {"detail": message} (401, 403, 404, 409)."""
+
+    detail = serializers.CharField()
 
 
 class Pagination(PageNumberPagination):

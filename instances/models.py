@@ -229,9 +229,16 @@ class OperationCall(models.Model):
     error = models.TextField(null=True, blank=True)
     request_excerpt = models.TextField(blank=True)
     response_excerpt = models.TextField(blank=True)
+    # What the conformance scorecard reads (brokers.osb.CallRecord has the meaning of each).
+    retry_after = models.CharField(max_length=100, blank=True)
+    malformed = models.BooleanField(default=False)
+    error_code = models.CharField(max_length=100, blank=True)
+    error_described = models.BooleanField(null=True, blank=True)
 
     class Meta:
         ordering = ["at", "id"]
+        # The scorecard reads a broker's calls of the last days, newest first.
+        indexes = [models.Index(fields=["at"], name="operationcall_at")]
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} → {self.status}"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
+from brokers.catalog_diff import describe_schema_changes
+from brokers.conformance.behaviour import ObservedCall
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.states import OpType
 from teams import access
@@ -98,3 +102,80 @@ def operation_list(*, user: Any = None, instance: Any = None, binding: Any = Non
         query = query.filter(state=state)
     calls = OperationCall.objects.order_by("at", "id")
     return query.prefetch_related(Prefetch("calls", queryset=calls)).order_by("-started_at")
+
+
+# --- answers for the brokers app (brokers.hooks; registered in instances/apps.py) -------------------------------
+
+
+def instance_counts_by_plan(broker_id: Any) -> dict[Any, int]:
+    """{plan pk: existing (not deleted) instances} for one broker's plans (one grouped query)."""
+    rows = (ServiceInstance.objects.visible().filter(broker_id=broker_id).order_by().values("plan_id")
+            .annotate(count=Count("pk")).values_list("plan_id", "count"))
+    return dict(rows)
+
+
+def broker_calls_since(broker_id: Any, since: Any, limit: int) -> list[ObservedCall]:
+    """The OSB calls made for a broker's operations since `since`, newest first, at most `limit`."""
+    rows = (OperationCall.objects.filter(at__gte=since, operation__instance__broker_id=broker_id)
+            .order_by("-at").values_list(
+                "method", "path", "status", "duration_ms", "at", "error", "retry_after", "malformed", "error_code",
+                "error_described", "response_excerpt", "operation_id", "operation__type")[:limit])
+    return [
+        ObservedCall(method=method, path=path, status=status, duration_ms=duration, at=at, error=error,
+                     retry_after=retry_after or None, malformed=malformed, error_code=error_code or None,
+                     error_described=described, response_excerpt=excerpt, operation_id=str(operation_id),
+                     operation_type=op_type)
+        for (method, path, status, duration, at, error, retry_after, malformed, error_code, described, excerpt,
+             operation_id, op_type) in rows
+    ]
+
+
+# --- what changed about an instance's plan in the catalog ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogNote:
+    kind: str  # "removed", "restricted", "maintenance", "schema"
+    title: str
+    text: str
+    lines: tuple[str, ...] = ()
+
+
+def instance_catalog_notes(instance: ServiceInstance) -> list[CatalogNote]:
+    """What the catalog changed under an existing instance: its plan removed or no longer offered, a newer
+    maintenance version, or the plan's parameter schemas changed since the instance's parameters were last set."""
+    if instance.is_deleted:
+        return []
+    plan = instance.plan
+    notes = []
+    if not plan.active:
+        when = plan.updated_at.strftime("%Y-%m-%d")
+        if plan.restricted:
+            notes.append(CatalogNote("restricted", "This plan is no longer offered",
+                                     f"The platform's catalog restrictions exclude the {plan.title} plan (since {when}). "
+                                     "This instance keeps working; no new instance can use the plan."))
+        else:
+            notes.append(CatalogNote("removed", "This plan was removed from the broker's catalog",
+                                     f"The broker no longer lists the {plan.title} plan (since {when}). This instance "
+                                     "keeps working; no new instance can use the plan."))
+    offered = (plan.maintenance_info or {}).get("version")
+    current = (instance.maintenance_info or {}).get("version")
+    if offered and offered != current:
+        description = (plan.maintenance_info or {}).get("description") or ""
+        notes.append(CatalogNote("maintenance", f"Maintenance version {offered} is available",
+                                 f"The broker now offers version {offered} of this plan"
+                                 f"{f' (this instance has {current})' if current else ''}. {description}".strip()))
+    change = plan.schemas_changed or {}
+    if change.get("at") and _schema_changed_since_set(instance, change["at"]):
+        lines = tuple(describe_schema_changes(change.get("schemas")))
+        notes.append(CatalogNote("schema", "The plan's parameters changed",
+                                 f"The broker changed the parameters of the {plan.title} plan on "
+                                 f"{change['at'][:10]}, after this instance's parameters were set.", lines))
+    return notes
+
+
+def _schema_changed_since_set(instance: ServiceInstance, at: str) -> bool:
+    last_set = (Operation.objects.filter(instance=instance, binding__isnull=True, state="succeeded",
+                                         type__in=[OpType.PROVISION, OpType.UPDATE])
+                .order_by("-finished_at").values_list("finished_at", flat=True).first()) or instance.created_at
+    return datetime.fromisoformat(at) > last_set

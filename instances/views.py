@@ -276,6 +276,7 @@ def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: An
         "binding_params": forms.get("binding_params") or ParametersForm(plan.binding_create_schema,
                                                                         prefix=BIND_PREFIX),
         "can_deprovision": not instance.is_deleted and instance.state != InstanceState.DEPROVISIONING,
+        "catalog_notes": selectors.instance_catalog_notes(instance),
     })
     return context
 

@@ -55,15 +55,16 @@ def _require_browser() -> Any:
 class Shots:
     """Numbered full-page screenshots under test-artifacts/browser/."""
 
-    def __init__(self, page: Any) -> None:
+    def __init__(self, page: Any, folder: Path = ARTIFACTS) -> None:
         self.page = page
         self.count = 0
-        shutil.rmtree(ARTIFACTS, ignore_errors=True)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, step: str, *, full_page: bool = True) -> Path:
         self.count += 1
-        path = ARTIFACTS / f"{self.count:02d}-{step}.png"
+        path = self.folder / f"{self.count:02d}-{step}.png"
         if full_page:  # from the top, or the sticky header is drawn where the page was scrolled to
             self.page.evaluate("window.scrollTo(0, 0)")
         self.page.screenshot(path=str(path), full_page=full_page)
@@ -295,3 +296,106 @@ def _walk_through(page: Any, base: str, shot: Shots, expect: Any, kube: KubeStan
     page.get_by_role("navigation", name="Main").get_by_role("link", name="My instances").click()
     expect(page.get_by_role("heading", name="Instances", level=1)).to_be_visible()
     shot("instances")
+
+
+# --- broker insight: a platform admin reads what changed and how well the broker follows the spec -----------------
+
+INSIGHT_ARTIFACTS = ARTIFACTS / "insight"
+
+
+@pytest.fixture
+def changed_catalog(osb_broker: SampleBroker, osb_url: str) -> tuple[Broker, Any]:
+    """A mirrored broker whose second sync removed a plan that has an instance, and changed another's schema."""
+    import copy
+
+    from brokers import services
+    from brokers.models import ServicePlan
+    from devtools.sample_broker import build_catalog
+    from devtools.sample_broker.catalog import plan_id
+    from instances.models import ServiceInstance
+
+    catalog = build_catalog(osb_broker.url)
+    osb_broker.catalog = catalog
+    broker = mirrored_broker(osb_url)
+    large = ServicePlan.objects.get(broker=broker, catalog_id=plan_id("postgresql", "standard-large"))
+    instance = ServiceInstance.objects.create(name="orders-db", namespace="team-a", broker=broker, plan=large,
+                                              state="ready")
+    new = copy.deepcopy(catalog)
+    postgres = new["services"][0]
+    postgres["plans"] = [p for p in postgres["plans"] if p["name"] != "standard-large"]
+    create = copy.deepcopy(postgres["plans"][0]["schemas"]["service_instance"]["create"]["parameters"])
+    create["properties"]["pool_size"] = {"type": "integer", "minimum": 1}
+    postgres["plans"][0]["schemas"]["service_instance"]["create"]["parameters"] = create
+    osb_broker.catalog = new
+    services.catalog_sync(broker_id=broker.pk, force=True)
+    return broker, instance
+
+
+def test_a_platform_admin_reads_a_brokers_insight_in_the_browser(
+    sync_api: Any, live_server: Any, admin_user: Any, changed_catalog: tuple[Broker, Any], browser_page: Any,
+) -> None:
+    """The broker list's score badge, the broker page (scorecard, sync history with the diff), the note on an
+    instance whose plan was removed, and catalog restrictions changed in the admin, re-mirrored at once."""
+    page, base, expect = browser_page, live_server.url, sync_api.expect
+    shot = Shots(page, INSIGHT_ARTIFACTS)
+    try:
+        _read_insight(page, base, shot, expect, *changed_catalog)
+    except BaseException:
+        page.screenshot(path=str(INSIGHT_ARTIFACTS / "failure.png"), full_page=True)
+        raise
+    assert not page.problems, page.problems
+
+
+def _read_insight(page: Any, base: str, shot: Shots, expect: Any, broker: Broker, instance: Any) -> None:
+    page.goto(base + "/brokers/")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+    # --- the list: a score badge per broker ---------------------------------------------------------------------
+    expect(page.get_by_role("heading", name="Brokers", level=1)).to_be_visible()
+    badge = page.get_by_role("link", name=re.compile(r"^\d+ out of 100, spec conformance of test-broker$"))
+    expect(badge).to_be_visible()
+    shot("broker-list")
+
+    # --- the broker page: scorecard and sync history ------------------------------------------------------------
+    page.get_by_role("link", name="test-broker", exact=True).click()
+    expect(page.get_by_role("heading", name=re.compile(r"^test-broker"), level=1)).to_be_visible()
+    scorecard = page.get_by_role("region", name="Spec conformance")
+    expect(scorecard.get_by_role("img", name=re.compile(r"^Conformance score \d+ out of 100$"))).to_be_visible()
+    failing = scorecard.get_by_role("list", name="Failing checks")
+    expect(failing).to_contain_text("Services carry the profile's display metadata")
+    expect(failing).to_contain_text("service 'status-page' lacks metadata.longDescription")
+    scorecard.get_by_text(re.compile(r"^\d+ passing checks?$")).click()
+    expect(scorecard.get_by_role("list", name="Passing checks")).to_contain_text("Service ids are unique")
+    history = page.get_by_role("region", name="Sync history")
+    latest = history.locator("li.sync").first
+    expect(latest).to_contain_text("1 plan removed (1 instance affected); 1 plan changed")
+    removed = latest.get_by_role("list", name="Removed plans")
+    expect(removed).to_contain_text("postgresql / standard-large")
+    expect(removed).to_contain_text("1 instance affected")
+    expect(latest.get_by_role("list", name="Changed plans")).to_contain_text(
+        "Parameters for creating an instance: added pool_size")
+    shot("broker-page")
+
+    # --- the instance on the removed plan says so ---------------------------------------------------------------
+    page.goto(f"{base}/instances/{instance.pk}/")
+    notes = page.get_by_role("region", name="Catalog changes")
+    expect(notes).to_contain_text("This plan was removed from the broker's catalog")
+    shot("instance-plan-removed")
+
+    # --- restrict the catalog in the admin: re-mirrored at once ---------------------------------------------------
+    page.goto(f"{base}/brokers/{broker.pk}/")
+    page.get_by_role("link", name="Change the catalog restrictions").click()
+    page.get_by_label("Plan rules").fill("free==true")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
+    page.goto(f"{base}/brokers/{broker.pk}/")
+    offered = page.get_by_role("region", name="What is offered")
+    expect(offered).to_contain_text("free==true")
+    latest = page.get_by_role("region", name="Sync history").locator("li.sync").first
+    expect(latest).to_contain_text("Catalog restrictions changed")
+    expect(latest).to_contain_text("plans removed")
+    expect(latest.locator("details")).to_have_attribute("open", "")  # the newest change is shown unfolded
+    expect(latest.get_by_role("list", name="Removed plans")).to_contain_text("excluded by the catalog restrictions")
+    shot("restrictions-applied")

@@ -152,6 +152,19 @@ def excerpt_body(content: bytes) -> str:
         return truncate(redact_text(text.strip()))
 
 
+def error_described(response: httpx.Response) -> bool | None:
+    """For an error answer (4xx, 5xx): is its body a JSON object with a non-empty ``description``, as the
+    spec's "Service Broker Errors" defines it? None for other answers."""
+    if response.status_code < 400:
+        return None
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        return False
+    description = data.get("description") if isinstance(data, dict) else None
+    return isinstance(description, str) and bool(description.strip())
+
+
 def catalog_summary(document: JSONObject) -> str:
     services = document.get("services")
     if not isinstance(services, list):
@@ -606,6 +619,10 @@ class OSBClient:
                 error=truncate(redact_text(str(failure))) if failure is not None else None,
                 request_excerpt=excerpt_json(body) if body is not None else "",
                 response_excerpt=response_excerpt,
+                retry_after=response.headers.get("Retry-After") if response is not None else None,
+                malformed=isinstance(failure, OSBMalformedResponse),
+                error_code=failure.error if failure is not None else None,
+                error_described=error_described(response) if response is not None else None,
             )
             self._recorder(record)
         except Exception:

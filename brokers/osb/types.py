@@ -206,6 +206,11 @@ class CallRecord:
     error: str | None
     request_excerpt: str
     response_excerpt: str
+    # What the platform can learn about the broker from this exchange (the conformance scorecard reads it).
+    retry_after: str | None = None  # the answer's Retry-After header, as sent
+    malformed: bool = False  # the answer lacks the shape the spec requires for its endpoint and status
+    error_code: str | None = None  # the ``error`` field of an error answer
+    error_described: bool | None = None  # an error answer: a JSON object with a non-empty ``description``?
 
 
 @dataclass(frozen=True)

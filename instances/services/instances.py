@@ -32,8 +32,9 @@ def _plan_is_visible(plan: ServicePlan, user: Any) -> None:
 
 def _plan_is_offered(plan: ServicePlan) -> None:
     if not (plan.active and plan.offering.active):
+        by = "on this platform" if plan.restricted or plan.offering.restricted else "by the broker"
         raise ApplicationError(
-            f"The plan '{plan.title}' is no longer offered by the broker; choose another plan.",
+            f"The plan '{plan.title}' is no longer offered {by}; choose another plan.",
             fields={"plan": ["This plan is no longer offered."]},
         )
 

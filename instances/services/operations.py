@@ -635,7 +635,8 @@ def _call_row(op: Operation, call: CallRecord) -> OperationCall:
     return OperationCall(
         operation=op, method=call.method, path=call.path, status=call.status, duration_ms=call.duration_ms,
         request_id=call.request_id, at=call.at, error=call.error, request_excerpt=call.request_excerpt,
-        response_excerpt=call.response_excerpt,
+        response_excerpt=call.response_excerpt, retry_after=(call.retry_after or "")[:100], malformed=call.malformed,
+        error_code=(call.error_code or "")[:100], error_described=call.error_described,
     )
 
 

@@ -21,7 +21,7 @@ def count_finished_operations(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('instances', '0002_operation_request_is_a_typed_osb_request'),
+        ('instances', '0003_operationcall_conformance_fields'),
         ('telemetry', '0001_metric_sample'),
     ]
 
