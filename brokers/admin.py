@@ -24,7 +24,8 @@ class BrokerURLField(forms.URLField):
 
 
 class BrokerForm(forms.ModelForm):
-    url = BrokerURLField(max_length=500, assume_scheme="https", help_text="Base URL of the broker, without /v2.")
+    url = BrokerURLField(max_length=500, assume_scheme="https", label="URL",
+                         help_text="Base URL of the broker, without /v2.")
     secret = forms.CharField(
         label="Password or token",
         required=False,
@@ -49,6 +50,16 @@ class BrokerForm(forms.ModelForm):
             "name", "url", "auth_type", "auth_username", "verify_tls", "ca_bundle", "relist_interval_seconds",
             "enabled",
         ]
+        labels = {
+            "url": "URL", "auth_type": "Authentication", "auth_username": "Username", "verify_tls": "Verify TLS",
+            "ca_bundle": "CA bundle", "relist_interval_seconds": "Relist every (seconds)",
+        }
+        help_texts = {
+            "verify_tls": "Check the broker's certificate. Turn off only for a test broker.",
+            "ca_bundle": "PEM certificates to trust for this broker, when its certificate is not from a public CA.",
+            "relist_interval_seconds": "How often the catalog is fetched again.",
+            "enabled": "A disabled broker's services are hidden from the marketplace.",
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -134,6 +145,31 @@ class BrokerAdmin(admin.ModelAdmin):
     readonly_fields = ["status", "status_message", "last_synced_at", "next_sync_at", "insight", "created_at",
                        "updated_at"]
     inlines = [SyncInline, OfferingInline]
+    # The form in groups: what it is, how the portal signs in to it, TLS, the schedule; anything else after.
+    FIELD_GROUPS = (
+        (None, ("name", "url", "enabled")),
+        ("Authentication", ("auth_type", "auth_username", "secret")),
+        ("TLS", ("verify_tls", "ca_bundle")),
+        ("Catalog", ("relist_interval_seconds",)),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else []  # nothing to show before it exists
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.inlines if obj is not None else []
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        names = list(self.get_form(request, obj, fields=None).base_fields) + list(self.get_readonly_fields(request, obj))
+        groups = [(title, {"fields": [f for f in fields if f in names]}) for title, fields in self.FIELD_GROUPS]
+        grouped = {f for _, fields in self.FIELD_GROUPS for f in fields}
+        status = [f for f in self.readonly_fields if f in names]
+        rest = [f for f in names if f not in grouped and f not in status]
+        if rest:
+            groups.append(("More", {"fields": rest}))
+        if status:
+            groups.append(("Status", {"fields": status}))
+        return [group for group in groups if group[1]["fields"]]
 
     @admin.display(description="Insight")
     def insight(self, broker: Broker) -> str:

@@ -390,7 +390,8 @@ class ServiceListApi(APIView):
     @extend_schema(
         responses=ServiceSerializer(many=True),
         parameters=[
-            query_param("search", "Words matched in name, display name, description and tags (all must match)."),
+            query_param("search", "Words matched in name, display name, description, tags, provider and broker "
+                        "name (every word must match somewhere)."),
             query_param("tag", "Only services with this tag (repeatable: all must match).", many=True),
             query_param("broker", "Only services of this broker id (repeatable).", many=True),
             query_param("provider", "Only services of this provider (repeatable).", many=True),

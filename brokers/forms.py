@@ -11,9 +11,12 @@ from django import forms
 
 from brokers.selectors import STORE_SORTS, StoreFacets
 
-SORT_CHOICES = [("name", "Name"), ("provider", "Provider"), ("newest", "Newest")]
+SORT_CHOICES = [("relevance", "Best match"), ("name", "Name"), ("provider", "Provider"), ("newest", "Newest")]
 PRICE_CHOICES = [("free", "Free"), ("paid", "Paid")]
 MAX_VALUES = 20
+# Values listed per facet (the chosen ones always are): enough to browse, few enough to render quickly; search
+# narrows the rest.
+FACET_LIMIT = 40
 
 
 class StringListField(forms.Field):
@@ -73,8 +76,34 @@ class MarketplaceForm(forms.Form):
             "broker": self.cleaned_data.get("broker") or [],
             "provider": self.cleaned_data.get("provider") or [],
             "price": [p for p, _ in PRICE_CHOICES if p in (self.cleaned_data.get("price") or [])],
-            "sort": self.cleaned_data.get("sort") if self.cleaned_data.get("sort") in STORE_SORTS else "name",
         }
+        # Searching, the best matches come first unless another order is asked for.
+        asked = self.cleaned_data.get("sort")
+        self.values["sort"] = asked if asked in (*STORE_SORTS, "relevance") else self.default_sort
+        if self.values["sort"] == "relevance" and not self.values["q"]:
+            self.values["sort"] = "name"
+
+    @property
+    def default_sort(self) -> str:
+        return "relevance" if self.values["q"] else "name"
+
+    @property
+    def sort_choices(self) -> list[tuple[str, str]]:
+        """The order choices; the default one posts "" so that it stays the default when a search starts or
+        ends (best match while searching, name otherwise)."""
+        default = self.default_sort
+        labels = dict(SORT_CHOICES)
+        others = [(v, label) for v, label in SORT_CHOICES if v not in (default, "relevance")]
+        return [("", labels[default]), *others]
+
+    @property
+    def sort_value(self) -> str:
+        return "" if self.values["sort"] == self.default_sort else self.values["sort"]
+
+    @property
+    def is_landing(self) -> bool:
+        """The marketplace as it first opens (nothing chosen): it leads with categories, new and popular services."""
+        return not self.is_filtered and self.page_number == 1 and self.values["sort"] == "name"
 
     # --- what the selectors take ----------------------------------------------------------------
 
@@ -112,7 +141,8 @@ class MarketplaceForm(forms.Form):
             pairs += (
                 [(key, item) for item in value] if isinstance(value, list) else [(key, value)] * bool(value)
             )
-        if values.get("sort") and values["sort"] != "name":
+        default = "relevance" if values.get("q") else "name"
+        if values.get("sort") and values["sort"] != default and (values["sort"] != "relevance" or values.get("q")):
             pairs.append(("sort", values["sort"]))
         if values.get("page") and values["page"] != 1:
             pairs.append(("page", values["page"]))
@@ -160,4 +190,5 @@ class MarketplaceForm(forms.Form):
         listed = {option.value.lower() for option in options}
         # A chosen value with no results left stays listed, so it can be unticked.
         missing = [FacetOption(param, v, v, 0, True) for k, v in chosen.items() if k not in listed]
-        return sorted(options + missing, key=lambda o: not o.selected)
+        chosen_first = sorted(options + missing, key=lambda o: not o.selected)
+        return chosen_first[: max(FACET_LIMIT, len(chosen))]

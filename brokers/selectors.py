@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import reduce
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, Lower, NullIf
 from django.utils import timezone
 
@@ -61,20 +75,48 @@ def offering_list(
     active: bool | None = True,
     user: Any = None,
     plan_fields: tuple[str, ...] = (),
+    any_tag: bool = False,
 ) -> QuerySet[ServiceOffering]:
     """Offerings filtered as the API and the store's facets describe; plans prefetched (active first).
 
+    Tags: every one given (the API's filter), or with `any_tag` any of them (the store's facet: values of one
+    facet combine with OR).
     With `user`, only what they may see: the plans visible to them, and the services that have one.
     `plan_fields`: load only these columns of the prefetched plans (all when empty).
     """
+    query = _faceted(_searched(user=user, active=active, search=search), user=user, tags=tags, brokers=brokers,
+                     providers=providers, free=free, any_tag=any_tag)
+    plans = visible_plans(user).filter(active=True).order_by("position")
+    if plan_fields:
+        plans = plans.only(*plan_fields)
+    # Ordered by the name people see: display_name, or name when the broker gave none.
+    shown_name = Coalesce(NullIf("display_name", Value("")), "name")
+    return query.prefetch_related(Prefetch("plans", queryset=plans, to_attr="active_plans")).order_by(
+        shown_name, "name", "pk"
+    )
+
+
+def _searched(*, user: Any, active: bool | None, search: str | None) -> QuerySet[ServiceOffering]:
+    """What `user` may see, active or not, matching every word of `search`: the part of the filters that the
+    facets share (built once when the facets are counted)."""
     query = ServiceOffering.objects.select_related("broker")
     if plan_visibility_q(user) is not None:
         query = query.filter(Exists(visible_plans(user).filter(offering=OuterRef("pk"))))
     if active is not None:
         query = query.filter(active=active)
-    for word in (search or "").lower().split():
-        query = query.filter(search_text__contains=word)
-    for tag in tags or []:
+    for word in search_words(search):
+        # Each word somewhere: name, display name, description or tags (search_text), provider, or broker name.
+        query = query.filter(Q(search_text__contains=word) | Q(provider__icontains=word)
+                             | Q(broker__name__icontains=word))
+    return query
+
+
+def _faceted(query: QuerySet[ServiceOffering], *, user: Any, tags: list[str] | None = None,
+             brokers: list[str] | None = None, providers: list[str] | None = None, free: bool | None = None,
+             any_tag: bool = False) -> QuerySet[ServiceOffering]:
+    if tags and any_tag:
+        query = query.filter(reduce(operator.or_, (Q(tag_index__contains=f"|{tag.lower()}|") for tag in tags)))
+    for tag in tags if tags and not any_tag else []:
         query = query.filter(tag_index__contains=f"|{tag.lower()}|")
     if brokers:
         query = query.filter(Q(broker__pk__in=[b for b in brokers if _is_uuid(b)]) | Q(broker__name__in=brokers))
@@ -84,14 +126,11 @@ def offering_list(
         query = query.filter(_free_plan(True, user))
     elif free is False:
         query = query.filter(~_free_plan(True, user))
-    plans = visible_plans(user).filter(active=True).order_by("position")
-    if plan_fields:
-        plans = plans.only(*plan_fields)
-    # Ordered by the name people see: display_name, or name when the broker gave none.
-    shown_name = Coalesce(NullIf("display_name", Value("")), "name")
-    return query.prefetch_related(Prefetch("plans", queryset=plans, to_attr="active_plans")).order_by(
-        shown_name, "name", "pk"
-    )
+    return query
+
+
+def search_words(search: str | None) -> list[str]:
+    return (search or "").lower().split()[:10]
 
 
 def plan_list(*, service: str | None = None, active: bool | None = True, user: Any = None) -> QuerySet[ServicePlan]:
@@ -128,6 +167,25 @@ STORE_SORTS: dict[str, tuple[Any, ...]] = {
 }
 
 
+def relevance(search: str) -> Any:
+    """A score for ordering search results: the words in the name people see count most (the whole query as
+    the name, then a name that starts with a word), then a tag, the provider, the broker, the description."""
+    title = Lower(Coalesce(NullIf("display_name", Value("")), "name"))
+    words = search_words(search)
+    score: Any = Case(When(Q(**{"name__iexact": search.strip()}) | Q(display_name__iexact=search.strip()),
+                           then=Value(100)), default=Value(0), output_field=IntegerField())
+    for word in words:
+        score = score + Case(
+            When(Q(title_lower__startswith=word), then=Value(30)),
+            When(Q(title_lower__contains=word), then=Value(20)),
+            When(Q(tag_index__contains=f"|{word}|"), then=Value(15)),
+            When(Q(provider__icontains=word), then=Value(12)),
+            When(Q(broker__name__icontains=word), then=Value(5)),
+            default=Value(1), output_field=IntegerField(),
+        )
+    return title, score
+
+
 # What a card of the marketplace grid shows (brokers/_service_card.html, the price badge): the other columns,
 # among them the broker's raw documents and the plans' schemas, are left in the database.
 CARD_FIELDS = ("id", "broker__name", "name", "display_name", "description", "provider", "tags", "image_url")
@@ -147,14 +205,18 @@ def store_offering_list(
     """Active offerings for the marketplace grid, filtered like `offering_list`, in the chosen order; only the
     columns a card shows are loaded."""
     query = offering_list(search=search, tags=tags, brokers=brokers, providers=providers, free=free, user=user,
-                          plan_fields=CARD_PLAN_FIELDS)
-    return query.only(*CARD_FIELDS).order_by(*STORE_SORTS.get(sort, STORE_SORTS["name"]))
+                          plan_fields=CARD_PLAN_FIELDS, any_tag=True).only(*CARD_FIELDS)
+    if sort == "relevance" and search_words(search):
+        title, score = relevance(search)
+        return query.annotate(title_lower=title).annotate(score=score).order_by("-score", *STORE_SORTS["name"])
+    return query.order_by(*STORE_SORTS.get(sort, STORE_SORTS["name"]))
 
 
 # What the service page shows: the catalog's raw documents, schemas and search columns stay in the database.
 SERVICE_PAGE_DEFERRED = ("raw", "metadata", "requires", "dashboard_client", "search_text", "tag_index")
 SERVICE_PAGE_PLAN_FIELDS = ("id", "offering_id", "name", "display_name", "description", "free", "bindable",
-                            "plan_updateable", "bullets", "costs", "maintenance_info", "position")
+                            "plan_updateable", "bullets", "costs", "maintenance_info", "position",
+                            "maximum_polling_duration", "schemas")
 
 
 def store_offering(*, service_id: Any, user: Any) -> ServiceOffering | None:
@@ -165,8 +227,8 @@ def store_offering(*, service_id: Any, user: Any) -> ServiceOffering | None:
 
 @dataclass(frozen=True)
 class StoreFacets:
-    """Counts per facet value. Each facet is counted with every *other* facet applied (so the values
-    of one facet stay visible while it is in use); tags combine with AND, so they count the results."""
+    """Counts per facet value. Values of one facet combine with OR, facets with AND; each facet is counted with
+    every *other* facet applied, so its sibling values stay visible, with what ticking them would add."""
 
     tags: list[tuple[str, int]]
     providers: list[tuple[str, int]]
@@ -186,19 +248,13 @@ def store_facets(
     user: Any = None,
 ) -> StoreFacets:
     """Facet counts of the marketplace, whatever the catalog size: one query over the filtered services counts
-    every facet, plus one query for each of the provider, broker and price facets that is in use."""
-    filters: dict[str, Any] = {
-        "user": user,
-        "search": search,
-        "tags": tags,
-        "brokers": brokers,
-        "providers": providers,
-        "free": free,
-    }
+    every facet, plus one query for each of the tag, provider, broker and price facets that is in use."""
+    facets: dict[str, Any] = {"tags": tags, "brokers": brokers, "providers": providers, "free": free}
+    searched = _searched(user=user, active=True, search=search)
 
     def without(name: str | None) -> QuerySet[ServiceOffering]:
-        kept = {key: value for key, value in filters.items() if key != name}
-        return offering_list(**kept).prefetch_related(None).order_by()
+        kept = {key: value for key, value in facets.items() if key != name}
+        return _faceted(searched, user=user, any_tag=True, **kept).order_by()
 
     # One pass over the filtered set (one query, a few columns, no JSON but the tags) counts the tags, and the
     # providers, brokers and prices too when that facet is not in use: then its "others applied" set is this one.
@@ -214,9 +270,7 @@ def store_facets(
     columns = ("tags", "provider", "broker__name", *(("has_free_plan",) if free is None else ()))
     for offering_tags, provider, broker_name, *has_free_plan in rows.values_list(*columns):
         total += 1
-        for key, label in {str(t).lower(): str(t) for t in offering_tags or [] if str(t).strip()}.items():
-            tag_counts[key] += 1
-            labels.setdefault(key, label)
+        _tally_tags(offering_tags, tag_counts, labels)
         if provider != "":
             provider_counts[provider] += 1
         broker_counts[broker_name] += 1
@@ -231,6 +285,14 @@ def store_facets(
     if free is not None:
         price = without("free").aggregate(total=Count("pk"), free=Count("pk", filter=_free_plan(True, user)))
 
+    if tags:
+        # Counted again without the tag filter (its siblings stay visible), from the lower-cased tag_index: no
+        # JSON to decode. Labels keep the broker's spelling where the first pass saw the tag.
+        tag_counts = Counter()
+        for (index,) in without("tags").values_list("tag_index"):
+            tag_counts.update(key for key in set((index or "").split("|")) if key.strip())
+        labels = {key: labels.get(key, key) for key in tag_counts}
+
     def ranked(pairs: Any) -> list[tuple[str, int]]:
         return sorted(pairs, key=lambda pair: (-pair[1], pair[0].lower()))
 
@@ -242,6 +304,52 @@ def store_facets(
         paid=price["total"] - price["free"],
         total=total,
     )
+
+
+def _tally_tags(offering_tags: Any, counts: Counter[str], labels: dict[str, str]) -> None:
+    """Count one service's tags (case-insensitively; the first spelling seen is the label)."""
+    for key, label in {str(t).lower(): str(t) for t in offering_tags or [] if str(t).strip()}.items():
+        counts[key] += 1
+        labels.setdefault(key, label)
+
+
+# --- The marketplace's landing view (nothing searched or ticked yet) --------------------------------------------
+
+LANDING_SIZE = 4
+
+
+@dataclass(frozen=True)
+class StoreLanding:
+    categories: list[tuple[str, int]]  # the most used tags, with how many services carry each
+    recent: list[ServiceOffering]  # newest in the mirror first
+    popular: list[tuple[ServiceOffering, int]]  # most provisioned in this portal, with how many times
+
+
+def _instance_model() -> Any:
+    # Instances belong to the app above this one (imports flow instances -> brokers): reach them by relation.
+    return ServicePlan._meta.get_field("instances").related_model
+
+
+def provision_count() -> int:
+    """How many instances were ever provisioned here (deleted ones stay as rows): changes exactly when "most
+    provisioned" could, so the landing view's cache key holds it."""
+    return _instance_model().objects.count()
+
+
+def store_landing(*, user: Any, facets: StoreFacets) -> StoreLanding:
+    """Categories (from the facet counts already made), the newest services and the most provisioned ones
+    that `user` may see: two small queries."""
+    recent = list(store_offering_list(sort="newest", user=user)[:LANDING_SIZE])
+    # Counted per plan on the instances table alone (no join: the planner would walk every plan), then summed
+    # per service.
+    per_plan = dict(_instance_model().objects.order_by().values_list("plan_id").annotate(n=Count("pk")))
+    ranked: Counter[Any] = Counter()
+    for plan_id, offering_id in ServicePlan.objects.filter(pk__in=list(per_plan)).values_list("pk", "offering_id"):
+        ranked[offering_id] += per_plan[plan_id]
+    ranked = Counter(dict(sorted(ranked.items(), key=lambda item: (-item[1], str(item[0])))[: LANDING_SIZE * 4]))
+    shown = {o.pk: o for o in store_offering_list(user=user).filter(pk__in=list(ranked))}
+    popular = [(shown[pk], n) for pk, n in ranked.items() if pk in shown][:LANDING_SIZE]
+    return StoreLanding(categories=facets.tags[:12], recent=recent, popular=popular)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ def marketplace(request: HttpRequest) -> HttpResponse:
     form = MarketplaceForm(request.GET)
     # The results (facets, grid, pager) are the same for everyone who sees the same catalog the same way.
     what = request.path + form.querystring(page=form.page_number)
+    if form.is_landing:  # "most provisioned" changes with each provision: part of the key, so never stale
+        what += f"#provisions={selectors.provision_count()}"
     results_html, page_number = _cached(request, what, lambda state: _marketplace_results(request, form, state))
     if htmx_partial(request):
         response = HttpResponse(results_html)
@@ -57,9 +59,12 @@ def _marketplace_results(request: HttpRequest, form: MarketplaceForm, state: sel
         paginator.count = facets.total  # the facets counted the same filtered set: no COUNT query of its own
     page = paginator.get_page(form.page_number)
     failed = state.failed_brokers
+    landing = selectors.store_landing(user=request.user, facets=facets) if form.is_landing else None
     context = {
         "form": form,
         "page": page,
+        "landing": landing,
+        "categories": [(tag, n, form.querystring(tag=[tag])) for tag, n in landing.categories] if landing else [],
         "facet_groups": form.facet_groups(facets),
         "failed_brokers": failed if request.user.is_staff else [],
         # Nothing to show and a broker is down: say so rather than "no services".

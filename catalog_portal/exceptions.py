@@ -15,7 +15,15 @@ class ApplicationError(Exception):
 
 
 class Forbidden(ApplicationError):
+    """Not allowed. `namespace` and `role` say what would allow it (the 403 page names who can grant it)."""
+
     status_code = 403
+
+    def __init__(self, message: str, *, fields: dict[str, list[str]] | None = None, namespace: str | None = None,
+                 role: str | None = None) -> None:
+        super().__init__(message, fields=fields)
+        self.namespace = namespace
+        self.role = role
 
 
 class NotFound(ApplicationError):

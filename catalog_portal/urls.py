@@ -23,8 +23,9 @@ urlpatterns = [
     path("login/", login_not_required(auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm)),
          name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("account/", views.account, name="account"),
     path("", include("teams.urls")),
+    # Browsers ask for /favicon.ico on every site, whatever the pages link: the portal's logo.
+    path("favicon.ico", login_not_required(views.favicon), name="favicon"),
     # Teams and the audit log moved from the catalog_portal app to teams: old admin bookmarks still work.
     re_path(r"^admin/catalog_portal/(?P<rest>.*)$",
             RedirectView.as_view(url="/admin/teams/%(rest)s", permanent=True, query_string=True)),
@@ -34,5 +35,6 @@ urlpatterns = [
     path("", include("brokers.urls")),
 ]
 
+handler403 = "teams.views.permission_denied"
 handler404 = "catalog_portal.views.not_found"
 handler500 = "catalog_portal.views.server_error"

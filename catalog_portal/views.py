@@ -1,25 +1,18 @@
-"""Project pages: the account page and the error handlers (health and metrics: telemetry.http)."""
+"""Project pages: the favicon and the error handlers (health and metrics are telemetry.http's; the 403 page, which
+names who can grant a role, is the teams app's: teams.views.permission_denied)."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_http_methods
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.defaults import page_not_found
-from rest_framework.authtoken.models import Token
 
 
-@require_http_methods(["GET", "POST"])
-def account(request: HttpRequest) -> HttpResponse:
-    """The user's page: their API token (created or rotated on request)."""
-    token = Token.objects.filter(user=request.user).first()
-    new_key = None
-    if request.method == "POST":
-        if token is not None:
-            token.delete()
-        token = Token.objects.create(user=request.user)
-        new_key = token.key
-    return render(request, "account.html", {"has_token": token is not None, "new_key": new_key})
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on every site, whatever the pages link: the portal's logo. A temporary redirect:
+    the logo's URL carries its content's hash, so a new logo gets a new URL."""
+    return redirect(static("img/logo.svg"))
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -27,6 +20,15 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
     return page_not_found(request, exception)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A form sent without a valid CSRF token (an old tab, cookies blocked, signed out meanwhile): in the frame,
+    with what to do next."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "CSRF check failed; send the X-CSRFToken header or use a token.",
+                             "code": "csrf_failed"}, status=403)
+    return render(request, "403_csrf.html", {"reason": reason}, status=403)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

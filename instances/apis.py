@@ -17,7 +17,12 @@ from catalog_portal.api import paginated
 from instances import selectors
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_credentials, binding_delete
-from instances.services.instances import instance_deprovision, instance_provision, instance_update
+from instances.services.instances import (
+    instance_deprovision,
+    instance_provision,
+    instance_retry,
+    instance_update,
+)
 from instances.states import InstanceState, OpState
 
 
@@ -145,6 +150,42 @@ class InstanceDetailApi(APIView):
         instance = instance_deprovision(instance=self._get(request, instance_id), requested_by=request.user,
                                         cascade=cascade, request=request)
         return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
+
+
+class InstanceRetryErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="Why the retry was refused, in words for a person.")
+
+
+class InstanceRetryApi(APIView):
+    @extend_schema(
+        operation_id="instances_retry",
+        summary="Retry the instance's failed operation",
+        description=(
+            "Tries the instance's last provision, update or deprovision again when it failed, as the OSB spec "
+            "allows:\n\n"
+            "* **failed provision**: provisioned anew with the same name, namespace, plan and parameters under a "
+            "**new instance id** (platforms should not reuse instance ids). Allowed once the broker holds nothing "
+            "of the failed one: it refused the request, or the clean-up after it (orphan mitigation) succeeded. "
+            "The failed instance becomes `deleted` (its operations stay readable); the answer is the **new** "
+            "instance: follow its `id`.\n"
+            "* **failed update**: the same update is sent again, unless the broker answered "
+            "`update_repeatable: false` or the instance is no longer usable.\n"
+            "* **failed deprovision**: the deprovision is requested again (409 while bindings exist).\n\n"
+            "No body. Audited."
+        ),
+        request=None,
+        responses={
+            202: InstanceSerializer,
+            400: InstanceRetryErrorSerializer,
+            403: InstanceRetryErrorSerializer,
+            404: InstanceRetryErrorSerializer,
+            409: InstanceRetryErrorSerializer,
+        },
+    )
+    def post(self, request: Request, instance_id: Any) -> Response:
+        instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
+        retried = instance_retry(instance=instance, requested_by=request.user, request=request)
+        return Response(_instance_body(retried), status=status.HTTP_202_ACCEPTED)
 
 
 class InstanceOperationsApi(APIView):

@@ -88,6 +88,10 @@ class ParametersForm:
         return f"{self.prefix}__json"
 
     @property
+    def container_id(self) -> str:
+        return schema_form.html_id(f"{self.prefix}params")
+
+    @property
     def json_id(self) -> str:
         return schema_form.html_id(self.json_name)
 
@@ -218,6 +222,12 @@ class ParametersForm:
             self.errors.setdefault(path, []).extend(e for e in errors if e not in self.errors.get(path, []))
         self.non_field_errors.extend(rest)
 
+    def error_items(self) -> list[tuple[str, str, str]]:
+        """(label, input id, message) of every problem, in page order (the error summary's links)."""
+        items = [("Parameters", self.container_id, message) for message in self.non_field_errors]
+        items += [("Parameters as JSON", self.json_id, message) for message in self.json_errors]
+        return items + schema_form.error_items(self.bound_fields)
+
     def masked(self, params: Mapping[str, Any] | None) -> Any:
         return schema_form.mask_secrets(self.schema, params) if params is not None else None
 
@@ -225,6 +235,19 @@ class ParametersForm:
 def _about(spec: schema_form.FormSpec, message: str, path: str) -> bool:
     by_path, _ = schema_form.map_errors(spec, [message])
     return path in by_path
+
+
+def error_summary(form: forms.Form, params: ParametersForm | None = None) -> list[tuple[str, str, str]]:
+    """Every problem of a submitted page form as (label, input id, message): the summary at the top of the form
+    links each one to its field. A problem of the whole form has no label and links to the form."""
+    items: list[tuple[str, str, str]] = []
+    for name, messages in form.errors.items():
+        if name == forms.forms.NON_FIELD_ERRORS:
+            items += [("", "", str(message)) for message in messages]
+        else:
+            bound = form[name]
+            items += [(str(bound.label), bound.auto_id, str(message)) for message in messages]
+    return items + (params.error_items() if params is not None else [])
 
 
 def apply_service_error(exc: ApplicationError, form: forms.Form, params: ParametersForm | None = None) -> None:

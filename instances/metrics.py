@@ -28,11 +28,10 @@ def operation_finished(*, type: str, state: str) -> None:
 
 
 def secret_published(*, binding: Any) -> None:
-    """Observe the publication lag of a binding's first Secret (repairs are not a publication lag)."""
+    """Observe the publication lag of a binding's first Secret (the caller calls it once per binding; repairs are
+    not a publication lag)."""
     from instances.models import Operation
 
-    if binding.published_at is not None:
-        return
     bound_at = (Operation.objects.filter(binding=binding, type=OpType.BIND, state=OpState.SUCCEEDED)
                 .order_by("-finished_at").values_list("finished_at", flat=True).first())
     if bound_at is not None:

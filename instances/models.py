@@ -211,6 +211,13 @@ class Operation(models.Model):
         return self.state in TERMINAL
 
     @property
+    def title(self) -> str:
+        """What people read ("Cleaning up at the broker", not "Orphan mitigation")."""
+        from instances.timeline import title
+
+        return title(self.type)
+
+    @property
     def osb_request(self) -> StoredRequest:
         """The stored request as its typed value (what the engine sends)."""
         return request_from_json(self.request)

@@ -693,7 +693,6 @@ _REWORDS: list[tuple[str, str]] = [
     (r".* is less than the minimum of (.+)", "Must be at least {0}."),
     (r".* is greater than the maximum of (.+)", "Must be at most {0}."),
     (r".* is not a multiple of (.+)", "Must be a multiple of {0}."),
-    (r".* does not match '(.*)'", "Must match the pattern {0}"),
     (r".* is not one of .*", "Choose one of the options."),
     (r".* is not of type '(\w+)'", "Must be {0}."),
     (r".* has non-unique elements", "Each value may appear only once."),
@@ -715,12 +714,81 @@ def humanize_error(f: Field, text: str, *, exact: bool = True) -> str:
         if f.kind in ("multienum", "list", "rows"):
             return f"At most {f.max_items} allowed."
         return f"Must be at most {f.max_length} characters."
+    if re.fullmatch(r".* does not match '.*'", text, re.S):
+        return pattern_error(f)
     for pattern, words in _REWORDS:
         match = re.fullmatch(pattern, text, re.S)
         if match:
             args = [_TYPE_WORDS.get(g, g) for g in match.groups()]
             return words.format(*args)
     return text if not f.secret else "This value is not accepted."
+
+
+def pattern_error(f: Field) -> str:
+    """A value that does not match the field's pattern, in words: the pattern described when it is a simple
+    one ("Use only lowercase letters, digits or “_”."), else the field's own description or title."""
+    described = describe_pattern(f.pattern or "")
+    if described:
+        return f"Not in the expected format. {described}"
+    if f.help:
+        return f"Not in the expected format. {f.help.rstrip('.')}."
+    return f"Not in the expected format: {f.label}."
+
+
+_CLASS_WORDS = (("a-z", "lowercase letters"), ("A-Z", "capital letters"), ("0-9", "digits"))
+_PART = re.compile(r"\[([^\]\\^]+)\]([*+?]|\{\d+(?:,\d*)?\})?")
+
+
+def describe_pattern(pattern: str) -> str:
+    """Words for a pattern made of character classes, e.g. ``^[a-z_][a-z0-9_]*$`` -> "Start with a lowercase
+    letter or “_”, then use only lowercase letters, digits or “_”." "" for anything more complex."""
+    if not (pattern.startswith("^") and pattern.endswith("$")):
+        return ""
+    body, parts = pattern[1:-1], []
+    while body:
+        match = _PART.match(body)
+        if not match:
+            return ""
+        parts.append((_class_words(match.group(1)), match.group(2) or ""))
+        body = body[match.end():]
+    if not parts or any(not words for words, _ in parts):
+        return ""
+    if len(parts) == 1:
+        return f"Use only {parts[0][0]}."
+    if len(parts) == 2 and parts[0][1] == "" and parts[1][1] in ("*", "+"):
+        first = parts[0][0].replace("lowercase letters", "a lowercase letter").replace(
+            "capital letters", "a capital letter").replace("letters", "a letter").replace("digits", "a digit")
+        return f"Start with {first}, then use only {parts[1][0]}."
+    return ""
+
+
+def _class_words(chars: str) -> str:
+    words = []
+    if "a-z" in chars and "A-Z" in chars:
+        words.append("letters")
+        chars = chars.replace("a-z", "").replace("A-Z", "")
+    for text, word in _CLASS_WORDS:
+        if text in chars:
+            words.append(word)
+            chars = chars.replace(text, "")
+    if "-" in chars[1:-1] or "\\" in chars:
+        return ""  # another range, or an escape: too complex to say in words
+    words += [f"“{c}”" for c in chars]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def error_items(bound: list[BoundField], trail: str = "") -> list[tuple[str, str, str]]:
+    """Every error of the bound fields as (label, input id, message), in page order, for the error summary.
+    Nested fields are named with their parents ("Backups › Retention (days)", "Queues 2 › Name")."""
+    items: list[tuple[str, str, str]] = []
+    for bf in bound:
+        label = f"{trail} › {bf.field.label}" if trail else bf.field.label
+        if bf.index is not None:
+            label = f"{trail} {bf.index + 1}" if trail else str(bf.index + 1)
+        items += [(label, bf.id, message) for message in bf.errors]
+        items += error_items(bf.children, label)
+        items += error_items(bf.rows, label)
+    return items
 
 
 # --- secrets ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ urlpatterns = [
     path("instances/<uuid:instance_id>/", views.instance_detail, name="detail"),
     path("instances/<uuid:instance_id>/status/", views.instance_status, name="status"),
     path("instances/<uuid:instance_id>/update/", views.instance_update_view, name="update"),
+    path("instances/<uuid:instance_id>/retry/", views.instance_retry_view, name="retry"),
     path("instances/<uuid:instance_id>/deprovision/", views.instance_deprovision_view, name="deprovision"),
     path("instances/<uuid:instance_id>/bindings/", views.binding_create_view, name="binding-create"),
     path("bindings/<uuid:binding_id>/credentials/", views.binding_credentials_view, name="binding-credentials"),

@@ -8,8 +8,9 @@ runs; the last poll answers 286 so htmx stops.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -31,7 +32,7 @@ from brokers.models import ServiceOffering, ServicePlan
 from brokers.selectors import visible_plans
 from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, NotFound
 from catalog_portal.htmx import htmx_partial
-from instances import schema_form, selectors
+from instances import schema_form, selectors, timeline
 from instances.forms import (
     BindingForm,
     DeprovisionForm,
@@ -41,6 +42,7 @@ from instances.forms import (
     UpdateForm,
     apply_service_error,
     default_namespace,
+    error_summary,
     is_uuid,
     known_namespaces,
     update_plans,
@@ -57,10 +59,12 @@ from instances.services.instances import (
     PREVIEW_INSTANCE_ID,
     instance_deprovision,
     instance_provision,
+    instance_retry,
     instance_update,
     provision_preview,
+    retry_refusal,
 )
-from instances.states import ACTIVE, InstanceState
+from instances.states import ACTIVE, InstanceState, OpType
 from teams import access
 
 PROVISION_PREFIX, UPDATE_PREFIX, BIND_PREFIX = "p.", "u.", "b."
@@ -178,7 +182,8 @@ def _render_provision(request: HttpRequest, plan: ServicePlan, form: ProvisionFo
                 if plan.offering.active else [])
     context = {"plan": plan, "offering": plan.offering, "form": form, "params": params, "preview": preview,
                "sibling_plans": siblings, "namespaces": known_namespaces(request.user),
-               "offered": plan.active and plan.offering.active}
+               "offered": plan.active and plan.offering.active,
+               "summary": error_summary(form, params) if status >= 400 else []}
     template = "instances/_provision_form.html" if htmx_partial(request) else "instances/instance_provision.html"
     return render(request, template, context, status=status)
 
@@ -198,23 +203,43 @@ def _instance_or_404(request: HttpRequest, instance_id: Any, *, visible: bool = 
     return instance
 
 
-def _status_context(instance: ServiceInstance, *, all_operations: bool = False) -> dict[str, Any]:
-    """The live part of the page: state, what is happening, the timeline of operations with their calls."""
-    operations = selectors.operation_list(instance=str(instance.pk))
-    operations = list(operations if all_operations else operations[:TIMELINE_LENGTH + 1])
+def _status_context(request: HttpRequest, instance: ServiceInstance, *, all_operations: bool = False
+                    ) -> dict[str, Any]:
+    """The live part of the page: state, what is happening, the timeline of operations with their calls.
+
+    Header and timeline come from one reading: if a worker changed the instance while its operations were
+    read, both are read again (on Postgres the whole request is one snapshot anyway)."""
+    for _ in range(3):
+        operations = selectors.operation_list(instance=str(instance.pk))
+        operations = list(operations if all_operations else operations[:TIMELINE_LENGTH + 1])
+        fresh = ServiceInstance.objects.filter(pk=instance.pk).values_list("state", "updated_at").first()
+        if fresh == (instance.state, instance.updated_at):
+            break
+        instance = _instance_or_404(request, instance.pk, visible=False)
     more = not all_operations and len(operations) > TIMELINE_LENGTH
     operations = operations[:TIMELINE_LENGTH] if more else operations
     _name_binding_operations(instance, operations)
     for op in operations:
         op.took = _duration(op.finished_at - op.started_at) if op.finished_at else ""
+        op.call_groups = timeline.group_calls(list(op.calls.all()))
+    own = [op for op in operations if op.binding_id is None]
+    current = next((op for op in own if op.type in selectors.INSTANCE_OPERATION_TYPES), None)
     active = [op for op in operations if op.state in ACTIVE]
     parameters = schema_form.mask_secrets(instance.plan.instance_create_schema, instance.parameters)
+    failed = current is not None and current.state == "failed" and not instance.is_deleted
+    can_write = access.can(request.user, "update", instance.namespace)
     return {
-        "instance": instance, "current": selectors.last_operation(instance),
-        "cleanup": selectors.active_cleanup(instance), "operations": operations, "more_operations": more,
+        "instance": instance, "current": current,
+        "cleanup": own[0] if own and own[0].type == OpType.ORPHAN_MITIGATION else None,
+        "operations": operations, "more_operations": more,
         "binding_operations": [op for op in active if op.binding_id is not None],
-        "live": bool(active) and not instance.is_deleted, "dashboard_url": _safe_url(instance.dashboard_url),
+        "live": bool(active) and not instance.is_deleted,
+        "dashboard_url": _safe_url(instance.dashboard_url) if instance.state == InstanceState.READY else "",
         "parameters_text": json.dumps(parameters, indent=2, ensure_ascii=False) if parameters else "",
+        "failed": failed, "can_write": can_write,
+        "retry_refusal": retry_refusal(instance) if failed and can_write else None,
+        # The broker's words are shown once: not again inside the portal's error that quotes them.
+        "same_error": bool(current and current.description.strip() and current.description.strip() in current.error),
     }
 
 
@@ -245,7 +270,8 @@ def _safe_url(url: str) -> str:
 
 
 def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: Any) -> dict[str, Any]:
-    context = _status_context(instance, all_operations=request.GET.get("operations") == "all")
+    context = _status_context(request, instance, all_operations=request.GET.get("operations") == "all")
+    instance = context["instance"]
     bindings = (list(selectors.binding_list(user=request.user, instance=str(instance.pk)))
                 if not instance.is_deleted else [])
     revealed = forms.pop("revealed", None)
@@ -254,8 +280,8 @@ def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: An
     for binding in bindings:
         binding.last_op = selectors.binding_last_operation(binding)
         binding.can_reveal = revealable is None or binding.namespace in revealable
-        binding.revealed = revealed["credentials"] if revealed and revealed["binding"] == binding.pk else None
-        binding.reveal_error = revealed["error"] if revealed and revealed["binding"] == binding.pk else None
+        mine = revealed if revealed and revealed["binding"] == binding.pk else {}
+        _prepare_credentials(binding, mine.get("values") or {}, mine.get("error"))
     ready = instance.state == InstanceState.READY
     plan = instance.plan
     plans = update_plans(instance)
@@ -272,10 +298,14 @@ def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: An
             instance=instance, binding_count=len(bindings)),
         "binding_form": forms.get("binding_form") or BindingForm(
             instance=instance, namespaces=writable_namespaces(request.user)),
-        "can_write": access.can(request.user, "update", instance.namespace),
         "binding_params": forms.get("binding_params") or ParametersForm(plan.binding_create_schema,
                                                                         prefix=BIND_PREFIX),
         "can_deprovision": not instance.is_deleted and instance.state != InstanceState.DEPROVISIONING,
+        "successor": (selectors.instance_list(user=request.user).filter(namespace=instance.namespace,
+                                                                         name=instance.name).first()
+                      if instance.is_deleted else None),
+        "update_summary": forms.get("update_summary", []),
+        "binding_summary": forms.get("binding_summary", []),
         "catalog_notes": selectors.instance_catalog_notes(instance),
     })
     return context
@@ -291,7 +321,7 @@ def instance_detail(request: HttpRequest, instance_id: Any) -> HttpResponse:
 def instance_status(request: HttpRequest, instance_id: Any) -> HttpResponse:
     """The polled fragment; 286 (stop polling) once nothing runs, with an event so the page refreshes its forms."""
     instance = _instance_or_404(request, instance_id, visible=False)
-    context = _status_context(instance, all_operations=request.GET.get("operations") == "all")
+    context = _status_context(request, instance, all_operations=request.GET.get("operations") == "all")
     content = render_to_string("instances/_operation_status.html", context, request=request)
     if context["live"]:
         return HttpResponse(content)
@@ -334,7 +364,8 @@ def instance_update_view(request: HttpRequest, instance_id: Any) -> HttpResponse
 def _render_update(request: HttpRequest, instance: ServiceInstance, form: UpdateForm, params: ParametersForm, *,
                    status: int) -> HttpResponse:
     return _render_detail_part(request, instance, "instances/_update_form.html", status=status,
-                               update_form=form, update_params=params)
+                               update_form=form, update_params=params,
+                               update_summary=error_summary(form, params) if status >= 400 else [])
 
 
 @require_POST
@@ -354,6 +385,22 @@ def instance_deprovision_view(request: HttpRequest, instance_id: Any) -> HttpRes
             return _done(request, instance.get_absolute_url(), f"Deprovisioning {instance.name} has started.")
     return _render_detail_part(request, instance, "instances/_deprovision_form.html", status=status,
                                deprovision_form=form)
+
+
+@require_POST
+def instance_retry_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
+    """Retry the failed operation (a failed provision becomes a new instance: go to its page)."""
+    instance = _instance_or_404(request, instance_id)
+    try:
+        retried = instance_retry(instance=instance, requested_by=request.user, request=request)
+    except (Forbidden, NotFound) as exc:
+        raise PermissionDenied(exc) from None
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        url = instance.get_absolute_url()
+        return HttpResponseClientRedirect(url) if htmx_partial(request) else HttpResponseRedirect(url)
+    what = "Provisioning it again" if retried.pk != instance.pk else "Trying again"
+    return _done(request, retried.get_absolute_url(), f"{what}; this page follows it.")
 
 
 # --- bindings ------------------------------------------------------------------------------------------------
@@ -379,7 +426,8 @@ def binding_create_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
                 return _done(request, instance.get_absolute_url() + "#bindings",
                              f"Binding {binding.name} has been requested; its credentials follow.")
     return _render_detail_part(request, instance, "instances/_binding_form.html", status=status,
-                               binding_form=form, binding_params=params)
+                               binding_form=form, binding_params=params,
+                               binding_summary=error_summary(form, params) if status >= 400 else [])
 
 
 def _binding_or_404(request: HttpRequest, binding_id: Any) -> ServiceBinding:
@@ -388,22 +436,29 @@ def _binding_or_404(request: HttpRequest, binding_id: Any) -> ServiceBinding:
 
 @require_POST
 def binding_credentials_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
-    """Reveal a binding's credentials: only through the service, which checks who may and audits it."""
+    """Reveal one value of a binding's credentials (`key`): only through the service, which checks who may and
+    audits it. htmx swaps that value's row; without JavaScript the whole page comes back with it shown."""
     binding = _binding_or_404(request, binding_id)
-    status, credentials, error = 200, None, None
+    key = request.POST.get("key")
+    status, revealed, error = 200, {}, None
     try:
-        credentials = _credential_items(binding_credentials(binding=binding, user=request.user, request=request))
+        revealed = dict(_credential_items(binding_credentials(binding=binding, user=request.user, request=request,
+                                                              key=key)))
     except ApplicationError as exc:
         status, error = _error_status(exc), exc.message
-    revealed = {"binding": binding.pk, "credentials": credentials, "error": error}
     if htmx_partial(request):
-        binding.can_reveal = can_reveal_credentials(binding=binding, user=request.user)
-        binding.revealed, binding.reveal_error = credentials, error
-        response = render(request, "instances/_credentials.html", {"binding": binding}, status=status)
+        if error or key is None:
+            binding.can_reveal = can_reveal_credentials(binding=binding, user=request.user)
+            _prepare_credentials(binding, revealed, error)
+            response = render(request, "instances/_credentials.html", {"binding": binding}, status=status)
+        else:
+            row = next(r for r in _credential_rows(binding, revealed) if r["key"] == key)
+            response = render(request, "instances/_credential_value.html", {"binding": binding, "row": row})
     else:
         instance = _instance_or_404(request, binding.instance_id)
         response = render(request, "instances/instance_detail.html",
-                          _detail_context(request, instance, revealed=revealed), status=status)
+                          _detail_context(request, instance, revealed={"binding": binding.pk, "values": revealed,
+                                                                       "error": error}), status=status)
     add_never_cache_headers(response)  # never keep credentials in a cache or the back/forward history
     return response
 
@@ -416,6 +471,40 @@ def _credential_items(result: dict[str, Any]) -> list[tuple[str, str]]:
     return items
 
 
+def _credential_rows(binding: ServiceBinding, revealed: dict[str, str]) -> list[dict[str, Any]]:
+    """Each credential's name (not secret) and, if it was just revealed, its value."""
+    names = [name for name, _ in _credential_items(binding.secrets)] if binding.state == "ready" else []
+    return [{"key": name, "index": i, "value": revealed.get(name), "env": _env_name(name)}
+            for i, name in enumerate(names, start=1)]
+
+
+def _env_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_").upper() or "VALUE"
+
+
+def _prepare_credentials(binding: ServiceBinding, revealed: dict[str, str], error: str | None) -> None:
+    """What the credentials block shows: every name (values masked unless revealed), the error of a refused
+    reveal, and the snippets of "Use in your app" (a connection string only with its password masked)."""
+    binding.credential_rows = _credential_rows(binding, revealed)
+    binding.reveal_error = error
+    uri = (binding.secrets.get("credentials") or {}).get("uri") if binding.state == "ready" else None
+    binding.connection_string = _masked_uri(uri) if isinstance(uri, str) else ""
+
+
+def _masked_uri(uri: str) -> str:
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return ""
+    if not parts.scheme or not parts.netloc:
+        return ""
+    if parts.password:
+        user = parts.username or ""
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{user}:{schema_form.MASK}@{host}")
+    return urlunsplit(parts)
+
+
 @require_POST
 def binding_delete_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
     binding = _binding_or_404(request, binding_id)
@@ -423,7 +512,7 @@ def binding_delete_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
     try:
         binding_delete(binding=binding, requested_by=request.user, request=request)
     except (Forbidden, NotFound) as exc:
-        raise PermissionDenied(exc.message) from None
+        raise PermissionDenied(exc) from None
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return HttpResponseClientRedirect(url) if htmx_partial(request) else HttpResponseRedirect(url)

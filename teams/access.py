@@ -82,7 +82,7 @@ def require(user: Any, action: str, namespace: str, *, what: str) -> None:
     if not can(user, action, namespace):
         raise Forbidden(
             f"You cannot {action} {what}: that needs the developer role in namespace '{namespace}', and your role "
-            "there lets you only look."
+            "there lets you only look.", namespace=namespace, role=ACTION_ROLES[action],
         )
 
 
@@ -92,4 +92,14 @@ def require_namespace(user: Any, action: str, namespace: str, *, field: str = "n
         return
     message = (f"You cannot {action} in namespace '{namespace}': it is not a namespace of a team in which you "
                "are a developer.")
-    raise Forbidden(message, fields={field: [message]})
+    raise Forbidden(message, fields={field: [message]}, namespace=namespace, role=ACTION_ROLES[action])
+
+
+def who_can_grant(namespace: str | None) -> tuple[str | None, list[str]]:
+    """The team that owns `namespace` and the usernames of its team admins (who may give someone a role there);
+    (None, []) when no team owns it (then only platform admins can)."""
+    owner = TeamNamespace.objects.filter(namespace=namespace).select_related("team").first() if namespace else None
+    if owner is None:
+        return None, []
+    admins = Membership.objects.filter(team=owner.team, role=Membership.Role.ADMIN).order_by("user__username")
+    return owner.team.name, list(admins.values_list("user__username", flat=True))

@@ -77,3 +77,15 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.team} ({self.role})"
+
+
+class TokenUse(models.Model):
+    """When an API token was last used to sign in (written at most once a minute per token, so reading it is cheap
+    and a busy script does not write on every request). Goes with its token: a replaced token starts unused."""
+
+    token = models.OneToOneField("authtoken.Token", primary_key=True, on_delete=models.CASCADE,
+                                 related_name="use")
+    last_used_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"token of {self.token.user} last used {self.last_used_at:%Y-%m-%d %H:%M}"

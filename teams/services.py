@@ -7,17 +7,20 @@ Someone who is not in a team does not see it (NotFound); a member without the ri
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from catalog_portal.exceptions import ApplicationError, Forbidden, NotFound
 from teams import access
 from teams.audit import audit
-from teams.models import Membership, Team, TeamNamespace
+from teams.models import Membership, Team, TeamNamespace, TokenUse
 from teams.selectors import role_in
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -184,3 +187,33 @@ def user_create(*, username: str, email: str = "", password: str, requested_by: 
         audit(action="user.create", target=user, actor=requested_by, request=request,
               summary=f"User '{username}' created")
     return user
+
+
+# --- API tokens -------------------------------------------------------------------------------------------
+
+# A token's "last used" moves at most this often: a script calling the API many times a second writes once a minute.
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+
+
+def token_replace(*, user: Any, request: Any = None) -> Token:
+    """Give `user` a new API token (the old one, if any, stops working at once); audited. The key is in the answer
+    only: it is shown once."""
+    with transaction.atomic():
+        replaced = Token.objects.filter(user=user).delete()[0] > 0
+        token = Token.objects.create(user=user)
+        audit(action="token.replace" if replaced else "token.create", target=user, actor=user, request=request,
+              summary=f"API token of '{user.get_username()}' {'replaced' if replaced else 'created'}")
+    return token
+
+
+def token_touch(*, token: Token) -> None:
+    """Note that `token` signed a request in now (at most one write a minute per token)."""
+    now = timezone.now()
+    updated = TokenUse.objects.filter(token=token, last_used_at__lt=now - TOKEN_USE_RESOLUTION).update(
+        last_used_at=now)
+    if not updated and not TokenUse.objects.filter(token=token).exists():
+        try:
+            with transaction.atomic():
+                TokenUse.objects.create(token=token, last_used_at=now)
+        except IntegrityError:
+            pass  # a concurrent request of the same token noted it first

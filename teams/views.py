@@ -6,14 +6,32 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
+from rest_framework.authtoken.models import Token
 
 from catalog_portal.exceptions import ApplicationError, NotFound
 from teams import access, selectors, services
 from teams.forms import AuditFilterForm, MemberForm, TeamForm
 from teams.models import Membership
+
+# --- refusals ------------------------------------------------------------------------------------------------
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The 403 page (handler403) in the portal's frame: what was refused, the role that would allow it, and who
+    can grant that role (the team admins of the namespace). JSON under /api/. A view passes the service's
+    Forbidden as the PermissionDenied's argument."""
+    refusal = exception.args[0] if exception.args else None
+    message = getattr(refusal, "message", None) or (str(refusal) if refusal else "")
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": message or "You do not have permission to do this."}, status=403)
+    namespace, role = getattr(refusal, "namespace", None), getattr(refusal, "role", None)
+    team, admins = access.who_can_grant(namespace)
+    context = {"message": message, "namespace": namespace, "role": role, "team": team, "admins": admins}
+    return render(request, "403.html", context, status=403)
+
 
 # --- teams ---------------------------------------------------------------------------------------------------
 
@@ -53,8 +71,10 @@ def team_list(request: HttpRequest) -> HttpResponse:
                 return redirect("team-detail", team.pk)
         else:
             status = 422
-    rows = [{"team": team, "role": _my_role(team, request.user)} for team in selectors.team_list_for_user(user=request.user)]
-    return render(request, "teams/team_list.html", {"rows": rows, "form": form, "is_admin": admin}, status=status)
+    page = Paginator(selectors.team_list_for_user(user=request.user), 25).get_page(request.GET.get("page"))
+    rows = [{"team": team, "role": _my_role(team, request.user)} for team in page]
+    return render(request, "teams/team_list.html", {"rows": rows, "form": form, "is_admin": admin, "page": page,
+                                                     "query": ""}, status=status)
 
 
 def _my_role(team: Any, user: Any) -> str | None:
@@ -153,3 +173,18 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     return render(request, "audit/audit_list.html", {"form": form, "page": page, "query": query.urlencode()},
                   status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def account(request: HttpRequest) -> HttpResponse:
+    """The user's page: their API token, with when it was made and last used (POST creates or replaces it)."""
+    new_key = None
+    if request.method == "POST":
+        new_key = services.token_replace(user=request.user, request=request).key
+    token = Token.objects.filter(user=request.user).select_related("use").first()
+    use = getattr(token, "use", None) if token is not None else None
+    return render(request, "account.html", {
+        "has_token": token is not None, "new_key": new_key,
+        "token_created": token.created if token is not None else None,
+        "token_last_used": use.last_used_at if use is not None else None,
+    })

@@ -113,3 +113,44 @@ def ago(value: Any) -> str:
     if (timezone.now() - value).total_seconds() < 60:
         return "just now"
     return f"{timesince(value)} ago"
+
+
+@register.filter
+def wait_words(seconds: Any) -> str:
+    """A maximum polling duration in words ("30 min", "2 h")."""
+    try:
+        seconds = int(seconds)
+    except (TypeError, ValueError):
+        return ""
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{round(seconds / 60)} min"
+    hours = seconds / 3600
+    return f"{hours:.0f} h" if hours == int(hours) else f"{hours:.1f} h"
+
+
+TYPE_WORDS = {"string": "text", "integer": "whole number", "number": "number", "boolean": "yes/no",
+              "array": "list", "object": "group"}
+
+
+@register.filter
+def parameter_preview(plan: ServicePlan) -> list[dict[str, Any]]:
+    """The top-level parameters a plan's provision form asks for: label (title, else the name), kind in words,
+    required, default and description; [] when the plan describes none."""
+    schema = plan.instance_create_schema or {}
+    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    required = set(schema.get("required") or []) if isinstance(schema.get("required"), list) else set()
+    rows = []
+    for name, prop in properties.items():
+        prop = prop if isinstance(prop, dict) else {}
+        kind = prop.get("type")
+        words = "choice" if "enum" in prop else TYPE_WORDS.get(kind if isinstance(kind, str) else "", "value")
+        default = prop.get("default")
+        rows.append({
+            "label": str(prop.get("title") or name), "kind": words, "required": name in required,
+            "default": "" if default is None or isinstance(default, dict | list) else
+            ("yes" if default is True else "no" if default is False else str(default)),
+            "description": str(prop.get("description") or ""),
+        })
+    return rows

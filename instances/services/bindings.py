@@ -81,7 +81,8 @@ def _require_binding(user: Any, action: str, binding: ServiceBinding) -> None:
     if not any(access.can(user, "view", ns) for ns in namespaces):
         raise NotFound("No such binding.")
     if not any(access.can(user, action, ns) for ns in namespaces):
-        raise Forbidden(f"You cannot {action} binding '{binding}': that needs the developer role in its namespace.")
+        raise Forbidden(f"You cannot {action} binding '{binding}': that needs the developer role in namespace "
+                        f"'{binding.namespace}'.", namespace=binding.namespace, role=access.ACTION_ROLES[action])
 
 
 def binding_delete(*, binding: ServiceBinding, requested_by: Any = None, request: Any = None) -> ServiceBinding:
@@ -103,25 +104,40 @@ def binding_delete(*, binding: ServiceBinding, requested_by: Any = None, request
     return binding
 
 
-def binding_credentials(*, binding: ServiceBinding, user: Any, request: Any = None) -> dict[str, Any]:
-    """The binding's credentials for someone allowed to see them; every reveal is audited."""
+def binding_credentials(*, binding: ServiceBinding, user: Any, request: Any = None, key: str | None = None
+                        ) -> dict[str, Any]:
+    """The binding's credentials for someone allowed to see them; every reveal is audited.
+
+    With `key`, only that value is revealed (and audited by its name): `{"credentials": {key: value}}` for a
+    credential, or the one companion field (`syslog_drain_url`, ...). NotFound if the binding has no such key.
+    """
     _require_binding(user, "view", binding)
     if not can_reveal_credentials(binding=binding, user=user):
         raise Forbidden("You are not allowed to see these credentials: that needs the developer role in the "
-                        f"binding's namespace '{binding.namespace}'.")
+                        f"binding's namespace '{binding.namespace}'.", namespace=binding.namespace,
+                        role=access.ACTION_ROLES["reveal"])
     if binding.state != BindingState.READY:
         raise Conflict("The binding has no credentials yet." if binding.state == BindingState.BINDING
                        else f"The binding is {binding.get_state_display().lower()}.")
     secrets = binding.secrets
-    audit(action="binding.credentials.reveal", target=binding, actor=user, request=request,
-          summary=f"Credentials of binding {binding} revealed")
-    return {
+    everything = {
         "credentials": secrets.get("credentials", {}),
         "syslog_drain_url": secrets.get("syslog_drain_url"),
         "route_service_url": secrets.get("route_service_url"),
         "volume_mounts": secrets.get("volume_mounts", []),
         "endpoints": secrets.get("endpoints", []),
     }
+    if key is not None:
+        if key in everything["credentials"]:
+            everything = {"credentials": {key: everything["credentials"][key]}}
+        elif key in everything and key != "credentials" and everything[key]:
+            everything = {"credentials": {}, key: everything[key]}
+        else:
+            raise NotFound(f"The binding has no credential named '{key}'.")
+    audit(action="binding.credentials.reveal", target=binding, actor=user, request=request,
+          summary=(f"Credential '{key}' of binding {binding} revealed" if key is not None
+                   else f"Credentials of binding {binding} revealed"))
+    return everything
 
 
 def can_reveal_credentials(*, binding: ServiceBinding, user: Any) -> bool:

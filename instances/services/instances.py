@@ -19,7 +19,7 @@ from catalog_portal.tasks import enqueue_on_commit
 from instances.models import Operation, ServiceInstance
 from instances.services.identity import identity_for, instance_context, legacy_guids, originating_identity
 from instances.services.validation import check_dns_label, check_parameters, parameters_for_update
-from instances.states import InstanceState, OpType
+from instances.states import ACTIVE, InstanceState, OpState, OpType
 from teams import access
 from teams.audit import audit
 
@@ -178,12 +178,18 @@ def instance_update(
                           context=instance.context, parameters=params, maintenance_version=maintenance,
                           previous_plan_id=current.catalog_id,
                           previous_maintenance_version=(instance.maintenance_info or {}).get("version"))
+    return _start_update(instance, patch.to_json(), requested_by=requested_by, request=request,
+                         summary=f"Update of instance {instance} requested: {', '.join(changed)}")
+
+
+def _start_update(instance: ServiceInstance, stored_request: dict[str, Any], *, requested_by: Any, request: Any,
+                  summary: str) -> ServiceInstance:
+    """The update operation with this stored request, the instance marked updating, the audit record."""
     with transaction.atomic():
-        start_operation(Operation(type=OpType.UPDATE, instance=instance, request=patch.to_json(),
+        start_operation(Operation(type=OpType.UPDATE, instance=instance, request=stored_request,
                                   requested_by=requested_by, identity=identity_for(requested_by)))
         ServiceInstance.objects.filter(pk=instance.pk).update(state=InstanceState.UPDATING, updated_at=timezone.now())
-        audit(action="instance.update", target=instance, actor=requested_by, request=request,
-              summary=f"Update of instance {instance} requested: {', '.join(changed)}")
+        audit(action="instance.update", target=instance, actor=requested_by, request=request, summary=summary)
     instance.refresh_from_db()
     return instance
 
@@ -231,3 +237,66 @@ def instance_deprovision(*, instance: ServiceInstance, requested_by: Any = None,
               summary=f"Deprovisioning of instance {instance} requested" + (" (cascade)" if bindings else ""))
     instance.refresh_from_db()
     return instance
+
+
+def retry_refusal(instance: ServiceInstance) -> str | None:
+    """Why the instance's failed operation cannot be retried now, or None if it can (see `instance_retry`)."""
+    try:
+        _failed_operation_to_retry(instance)
+    except ApplicationError as exc:
+        return exc.message
+    return None
+
+
+def _failed_operation_to_retry(instance: ServiceInstance) -> Operation:
+    if instance.is_deleted:
+        raise ApplicationError("This instance is deleted.")
+    own = Operation.objects.filter(instance=instance, binding__isnull=True)
+    if own.filter(state__in=ACTIVE).exists():
+        raise Conflict("Wait until the running operation (or the clean-up at the broker) has finished.")
+    last = own.filter(type__in=[OpType.PROVISION, OpType.UPDATE, OpType.DEPROVISION]).order_by("-started_at").first()
+    if last is None or last.state != OpState.FAILED:
+        raise ApplicationError("The last operation did not fail: there is nothing to retry.")
+    if last.type == OpType.PROVISION:
+        cleanup = own.filter(type=OpType.ORPHAN_MITIGATION, parent=last).order_by("-started_at").first()
+        if cleanup is not None and cleanup.state != OpState.SUCCEEDED:
+            raise ApplicationError(
+                "The broker may still hold what the failed provision created (cleaning it up did not finish). "
+                "Delete this instance first, then provision again.")
+    if last.type == OpType.UPDATE:
+        if instance.state != InstanceState.READY:
+            raise ApplicationError("The broker says the instance is no longer usable; delete it instead.")
+        if last.update_repeatable is False:
+            raise ApplicationError("The broker says this change would fail again, so it is not repeated.")
+    return last
+
+
+def instance_retry(*, instance: ServiceInstance, requested_by: Any = None, request: Any = None) -> ServiceInstance:
+    """Try an instance's failed provision, update or deprovision again, as the OSB spec allows; audited.
+
+    * A failed provision is provisioned anew under a **new instance id** with the same name, namespace, plan and
+      parameters (platforms should not reuse instance ids, spec "Provisioning"). Only once the broker holds
+      nothing of the failed one: it refused the request, or the clean-up after it (orphan mitigation) succeeded.
+      The failed instance is kept, deleted, for the record. Returns the new instance.
+    * A failed update is sent again exactly as before, unless the broker said it is not repeatable
+      (`update_repeatable: false`) or the instance is no longer usable.
+    * A failed deprovision is asked for again.
+
+    Raises ApplicationError when there is nothing to retry, Conflict while an operation runs.
+    """
+    access.require(requested_by, "update", instance.namespace, what=f"instance '{instance}'")
+    with transaction.atomic():
+        locked = ServiceInstance.objects.select_for_update().get(pk=instance.pk)
+        last = _failed_operation_to_retry(locked)
+        if last.type == OpType.DEPROVISION:
+            return instance_deprovision(instance=locked, requested_by=requested_by, request=request)
+        if last.type == OpType.UPDATE:  # the same stored request: the broker gets the same body again
+            return _start_update(locked, last.request, requested_by=requested_by, request=request,
+                                 summary=f"Retry of the failed update of instance {locked}")
+        now = timezone.now()
+        ServiceInstance.objects.filter(pk=locked.pk).update(state=InstanceState.DELETED, deleted_at=now, updated_at=now)
+        retried = instance_provision(plan=locked.plan, name=locked.name, namespace=locked.namespace,
+                                     parameters=locked.parameters, requested_by=requested_by, request=request)
+        audit(action="instance.retry", target=locked, actor=requested_by, request=request,
+              summary=f"Failed instance {locked} provisioned again as {retried.pk}")
+    return retried

@@ -168,10 +168,15 @@ def _record(binding: ServiceBinding, state: str, message: str, *, next_at: Any, 
         if binding.publication_state != PublicationState.PUBLISHED or binding.publication_hash != fingerprint:
             fields["published_at"] = timezone.now()
         fields["publication_hash"] = fingerprint
+    rows = ServiceBinding.objects.filter(pk=binding.pk)
     with transaction.atomic():
-        ServiceBinding.objects.filter(pk=binding.pk).update(**fields)
-        if published:
+        # The first publication's lag is observed once, though the bind's own message and the reconcile may both
+        # publish: only the write that finds published_at still empty counts it.
+        first = published and binding.published_at is None and rows.filter(published_at__isnull=True).update(**fields)
+        if first:
             metrics.secret_published(binding=binding)
+        else:
+            rows.update(**fields)
     return state
 
 

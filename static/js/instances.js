@@ -34,6 +34,18 @@
     }
   });
 
+  // A link of the error summary puts the cursor in its field (without script it only scrolls there).
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest(".error-summary a[href^='#']");
+    if (!link) return;
+    var field = document.getElementById(link.getAttribute("href").slice(1));
+    if (!field) return;
+    event.preventDefault();
+    if (field.tabIndex < 0 && !/^(INPUT|SELECT|TEXTAREA|BUTTON)$/.test(field.tagName)) field.tabIndex = -1;
+    field.focus({ preventScroll: true });
+    field.scrollIntoView({ block: "center" });
+  });
+
   function copyText(text, button) {
     var done = function () {
       var label = button.firstChild.nodeValue;
@@ -54,7 +66,56 @@
     try { document.execCommand("copy"); done(); } finally { document.body.removeChild(area); }
   }
 
+  // Sections marked data-tabs become tabs (without script they are shown one after the other).
+  function makeTabs(box) {
+    if (box.dataset.ready) return;
+    box.dataset.ready = "1";
+    var panels = Array.prototype.slice.call(box.querySelectorAll(":scope > .tab-panel"));
+    if (panels.length < 2) return;
+    var list = document.createElement("div");
+    list.className = "tablist";
+    list.setAttribute("role", "tablist");
+    if (box.dataset.tabsLabel) list.setAttribute("aria-label", box.dataset.tabsLabel);
+    var tabs = panels.map(function (panel, i) {
+      var title = panel.querySelector(".tab-title");
+      var tab = document.createElement("button");
+      tab.type = "button";
+      tab.id = panel.id + "-tab";
+      tab.textContent = title ? title.textContent : "Tab " + (i + 1);
+      tab.setAttribute("role", "tab");
+      tab.setAttribute("aria-controls", panel.id);
+      panel.setAttribute("role", "tabpanel");
+      panel.setAttribute("aria-labelledby", tab.id);
+      list.appendChild(tab);
+      return tab;
+    });
+    function select(index, focus) {
+      tabs.forEach(function (tab, i) {
+        var on = i === index;
+        tab.setAttribute("aria-selected", on ? "true" : "false");
+        tab.tabIndex = on ? 0 : -1;
+        panels[i].hidden = !on;
+      });
+      if (focus) tabs[index].focus();
+    }
+    tabs.forEach(function (tab, i) {
+      tab.addEventListener("click", function () { select(i, false); });
+      tab.addEventListener("keydown", function (event) {
+        var step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+        if (event.key === "Home") step = -i;
+        if (event.key === "End") step = tabs.length - 1 - i;
+        if (step === undefined) return;
+        event.preventDefault();
+        select((i + step + tabs.length) % tabs.length, true);
+      });
+    });
+    box.insertBefore(list, panels[0]);
+    box.classList.add("is-tabs");
+    select(0, false);
+  }
+
   function init(root) {
+    if (root.querySelectorAll) root.querySelectorAll("[data-tabs]").forEach(makeTabs);
     // Copy buttons are hidden until there is script to run them.
     root.querySelectorAll("[data-copy]").forEach(function (button) {
       if (button.dataset.ready) return;

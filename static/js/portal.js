@@ -39,11 +39,14 @@
     if (error) error.hidden = true;
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    // Facets start folded above the grid on small screens; open beside it on wide ones.
+  // Facets start folded above the grid on small screens; open beside it on wide ones (also when the window is
+  // resized or the phone turned).
+  function fitFilters() {
     var panel = document.getElementById("filters-panel");
-    if (panel && narrow.matches) panel.open = false;
-  });
+    if (panel) panel.open = !narrow.matches;
+  }
+  document.addEventListener("DOMContentLoaded", fitFilters);
+  if (narrow.addEventListener) narrow.addEventListener("change", fitFilters);
 
   document.addEventListener("htmx:beforeSwap", rememberDetails);
   document.addEventListener("htmx:afterSwap", function () { restoreDetails(); afterResults(); });

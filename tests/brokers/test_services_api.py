@@ -233,6 +233,8 @@ def test_services_and_plans_are_read_only(admin_api: APIClient, broker: Broker) 
         ("sql", {POSTGRES_ID, ANALYTICS_ID}),
         ("sql warehouse", {ANALYTICS_ID}),  # every word must match
         ("status-page", {STATUS_PAGE_ID}),
+        ("slow data", {ANALYTICS_ID}),  # the provider's name
+        ("sql slow", {ANALYTICS_ID}),  # words may match different fields
         ("nothing-matches-this", set()),
         ("", {POSTGRES_ID, REDIS_ID, OBJECT_STORAGE_ID, RABBITMQ_ID, SEARCH_ID, ANALYTICS_ID, STATUS_PAGE_ID}),
     ],

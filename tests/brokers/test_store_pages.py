@@ -85,7 +85,8 @@ def page(client: Client, path: str = "/", headers: dict[str, str] | None = None,
 
 
 def catalog_ids(html: str) -> list[str]:
-    """The catalog ids of the cards, in page order."""
+    """The catalog ids of the grid's cards, in page order (the landing view's cards above the grid left out)."""
+    html = html.split('<h2 class="all-services">', 1)[-1]
     pks = re.findall(r'class="stretched" href="/services/([0-9a-f-]{36})/"', html)
     by_pk = {str(pk): cid for pk, cid in ServiceOffering.objects.values_list("pk", "catalog_id")}
     return [by_pk[pk] for pk in pks]
@@ -162,7 +163,9 @@ def test_search_over_name_description_and_tags(
 
 def test_facets_filter_combine_and_live_in_the_url(client_alice: Client, broker: Broker) -> None:
     assert set(catalog_ids(page(client_alice, tag="sql"))) == {POSTGRES_ID, ANALYTICS_ID}
-    assert set(catalog_ids(page(client_alice, tag=["sql", "olap"]))) == {ANALYTICS_ID}  # tags: all of them
+    # Values of one facet combine with OR, facets with AND
+    assert set(catalog_ids(page(client_alice, tag=["sql", "caching"]))) == {POSTGRES_ID, ANALYTICS_ID, REDIS_ID}
+    assert set(catalog_ids(page(client_alice, tag=["sql", "caching"], price="paid"))) == {ANALYTICS_ID}
     assert set(catalog_ids(page(client_alice, provider="Slow Data Inc."))) == {ANALYTICS_ID}
     assert set(catalog_ids(page(client_alice, broker="sample"))) == ALL
     assert set(catalog_ids(page(client_alice, broker="other"))) == set()
@@ -192,12 +195,50 @@ def test_facet_counts(client_alice: Client, broker: Broker) -> None:
     assert facet_counts(html, "broker") == {"sample": 7}
     assert facet_counts(html, "price") == {"free": 5, "paid": 2}
 
-    # Tags combine with AND, so they count within the results; a facet's own values stay visible
-    # (counted without that facet) so one can switch or add a provider.
+    # Each facet is counted with the *other* facets applied: its sibling values stay visible with the count
+    # that ticking them adds (values of one facet combine with OR).
     html = page(client_alice, tag="sql", provider="Slow Data Inc.")
     assert facet_counts(html, "tag") == {"sql": 1, "analytics": 1, "olap": 1, "warehouse": 1}
     assert facet_counts(html, "provider") == {"Catalog Portal Sample Broker": 1, "Slow Data Inc.": 1}
     assert facet_counts(html, "price") == {"free": 0, "paid": 1}
+    html = page(client_alice, tag="sql")
+    tags = facet_counts(html, "tag")
+    assert tags["sql"] == 2 and tags["caching"] == 1  # siblings of a ticked tag keep their counts
+    assert set(catalog_ids(html)) == {POSTGRES_ID, ANALYTICS_ID}
+
+
+def test_search_finds_services_by_provider_and_broker_name_best_matches_first(
+    client_alice: Client, broker: Broker
+) -> None:
+    assert set(catalog_ids(page(client_alice, q="slow data"))) == {ANALYTICS_ID}  # the provider's name
+    assert set(catalog_ids(page(client_alice, q="sample"))) == ALL  # the broker's name
+    # Best match first: the service named "Redis Cache" before services that only mention caching
+    html = page(client_alice, q="redis")
+    assert catalog_ids(html)[0] == REDIS_ID and '<option value="" selected>Best match</option>' in html
+    assert "sort=" not in html.split('class="chip"')[0].split("results-count")[0]
+    by_name = page(client_alice, q="redis", sort="name")
+    assert 'value="name" selected' in by_name
+
+
+def test_the_landing_view_leads_with_categories_new_and_most_provisioned_services(
+    client_alice: Client, broker: Broker, alice: Any
+) -> None:
+    from instances.services.instances import instance_provision
+
+    html = page(client_alice)
+    assert "Browse by category" in html and "Recently added" in html and "All services" in html
+    assert re.search(r'<a class="category" href="/\?tag=sql"[^>]*>sql <span class="count">2</span>', html)
+    assert "Most provisioned here" not in html  # nothing provisioned yet
+    # Provisions change "most provisioned": the cached landing follows on the next request
+    redis = ServicePlan.objects.filter(offering__catalog_id=REDIS_ID).order_by("position").first()
+    for name in ("c1", "c2"):
+        instance_provision(plan=redis, name=name, namespace="team-a", requested_by=alice, parameters={})
+    html = page(client_alice)
+    popular = html.split("Most provisioned here")[1].split("</section>")[0]
+    assert catalog_ids(popular) == [REDIS_ID] and "Provisioned 2 times here" in popular
+    # Not on a search or a filtered page
+    assert "Browse by category" not in page(client_alice, q="sql")
+    assert "Browse by category" not in page(client_alice, tag="sql")
 
 
 def test_active_filters_show_as_removable_chips(client_alice: Client, broker: Broker) -> None:
@@ -467,6 +508,25 @@ def test_service_page_header_description_and_plans(client_alice: Client, broker:
     assert html.count(">Provision</a>") == 4
     assert "<li>Shared CPU</li>" in html  # bullets as a checklist
     assert re.search(r"<dt>Version</dt><dd>1\.2\.0</dd>", html)
+
+
+def test_plans_say_when_they_are_asynchronous_and_preview_their_parameters(
+    client_alice: Client, broker: Broker
+) -> None:
+    postgres = ServiceOffering.objects.get(catalog_id=POSTGRES_ID)
+    html = page(client_alice, f"/services/{postgres.pk}/")
+    plans = dict(re.findall(r'<h3 id="plan-[^"]+">([^<]+)</h3>(.*?)</article>', html, re.S))
+    slow = [name for name, body in plans.items() if "In the background, up to" in body]
+    for plan in ServicePlan.objects.filter(offering=postgres, active=True):
+        body = plans[plan.title]
+        if plan.maximum_polling_duration:
+            assert f"up to {plan.maximum_polling_duration // 60} min" in body, plan.title
+        else:
+            assert "Time not stated" in body
+    assert slow  # the sample catalog has asynchronous PostgreSQL plans
+    first = next(iter(plans.values()))
+    assert "Database name" in first and "required" in first and "parameter" in first
+    assert "featured" not in html  # no plan looks chosen before anyone chose
 
 
 def test_broker_text_is_escaped_and_only_http_links_are_made(client_alice: Client, broker: Broker) -> None:

@@ -93,3 +93,20 @@ def assert_cleanup_retries_until_confirmed(osb_broker: SampleBroker, cleanup: Op
         assert request.query == {"service_id": p.offering.catalog_id, "plan_id": p.catalog_id,
                                  "accepts_incomplete": "true"}
     return cleanup
+
+
+def record_polls(op: Operation, count: int, *, minutes_ago: float = 5) -> str:
+    """`count` last_operation polls answered "in progress", one a second, recorded on `op` as the engine records
+    them (a long asynchronous operation, without waiting for one). Returns the polled path."""
+    from datetime import timedelta
+
+    from instances.models import OperationCall
+
+    start = timezone.now() - timedelta(minutes=minutes_ago)
+    path = f"/v2/service_instances/{op.instance_id}/last_operation?operation=task-1"
+    OperationCall.objects.bulk_create([
+        OperationCall(operation=op, method="GET", path=path, status=200, duration_ms=3 + i % 4, request_id=f"r{i}",
+                      at=start + timedelta(seconds=i), response_excerpt='{"state":"in progress"}')
+        for i in range(count)
+    ])
+    return path

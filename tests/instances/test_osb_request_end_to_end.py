@@ -78,7 +78,9 @@ def form_data(page: str, form_id: str, **changes: str) -> dict[str, Any]:
 
 def preview_of(page: str) -> dict[str, Any]:
     """The request preview as shown: method, URL, headers and the body's text."""
-    shown = html_lib.unescape(re.sub(r"<[^>]+>", "", page.split('<pre class="code request">', 1)[1].split("</pre>")[0]))
+    block = re.search(r'<pre class="code request"[^>]*>(.*?)</pre>', page, re.S)
+    assert block, "no request preview on the page"
+    shown = html_lib.unescape(re.sub(r"<[^>]+>", "", block.group(1)))
     head, body = shown.split("\n\n", 1)
     request_line, *header_lines = head.split("\n")
     method, url = request_line.split(" ", 1)

@@ -392,11 +392,12 @@ def test_schema_messages_are_mapped_to_fields_and_reworded() -> None:
               "backup": {"retention_days": 0, "window": "25:00"}, "mystery": True}
     fields, rest = sf.map_errors(spec, schema_errors(PG_CREATE, params))
     assert fields == {
-        "database_name": ["Must match the pattern ^[a-z_][a-z0-9_]*$"],
+        "database_name": ["Not in the expected format. Start with a lowercase letter or “_”, then use only "
+                          "lowercase letters, digits or “_”."],
         "storage_gb": ["Must be at most 100."],
         "extensions": ["An item: Choose one of the options."],
         "backup.retention_days": ["Must be at least 1."],
-        "backup.window": ["Must match the pattern ^([01][0-9]|2[0-3]):[0-5][0-9]$"],
+        "backup.window": ["Not in the expected format: Backup window start (UTC, HH:MM)."],
     }
     assert len(rest) == 1 and "'mystery' was unexpected" in rest[0]
 

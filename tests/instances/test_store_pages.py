@@ -153,10 +153,19 @@ def test_validation_errors_are_shown_beside_the_fields_and_nothing_is_sent(
     response = alice_client.post(provision_url(small), data)
     html = response.content.decode()
     assert response.status_code == 422
-    assert "Must match the pattern ^[a-z_][a-z0-9_]*$" in error_list(html, "id_p-database_name")
+    # A pattern is said in words (never the raw regex)
+    assert ("Not in the expected format. Start with a lowercase letter or “_”, then use only lowercase letters, "
+            "digits or “_”.") in error_list(html, "id_p-database_name")
     assert "Must be at most 100." in error_list(html, "id_p-storage_gb")
     assert "Enter a whole number." in error_list(html, "id_p-backup-retention_days")
-    assert "Must match the pattern" in error_list(html, "id_p-backup-window")
+    assert "Not in the expected format: Backup window start (UTC, HH:MM)." in error_list(html, "id_p-backup-window")
+    assert "^[" not in html.split("<form", 1)[1].split("</form>")[0].split("The plan's schema")[0]
+    # The summary at the top links every problem to its field, and takes the focus (autofocus without JS)
+    summary = re.search(r'<div class="error-summary" id="provision-errors"[^>]*>(.*?)</div>', html, re.S)
+    assert summary and "autofocus" in summary.group(0) and "5 things to fix" in summary.group(1)
+    for target in ("id_name", "id_p-database_name", "id_p-storage_gb", "id_p-backup-retention_days",
+                   "id_p-backup-window"):
+        assert f'href="#{target}"' in summary.group(1), target
     assert re.search(r'id="id_name_error">.*lowercase letters', html, re.S)
     assert 'value="two weeks"' in html and 'value="Bad-Name"' in html  # what was typed comes back
     assert ServiceInstance.objects.count() == 0 and Operation.objects.count() == 0
@@ -297,7 +306,7 @@ def test_instance_page_follows_the_operation_live(
     html = response.content.decode()
     assert response.status_code == 286 and "hx-trigger" not in html
     assert "instance-settled" in response["HX-Trigger"]
-    assert "status-pill is-ready" in html and "Provision succeeded" in html
+    assert "status-pill is-ready" in html and "Provisioning succeeded" in html
     assert op.description and op.description in html  # the broker's own words
     for call in op.calls.all():
         assert escape(call.path) in html
@@ -321,7 +330,7 @@ def test_a_failed_call_is_shown_in_red_with_the_broker_message(
                                   parameters={"database_name": "x"})
     run_operations()
     html = alice_client.get(instance.get_absolute_url()).content.decode()
-    assert "status-pill is-failed" in html and "Provision failed" in html
+    assert "status-pill is-failed" in html and "Provisioning failed" in html
     assert "Quota of databases exceeded for team-a" in html
     assert '<tr class="failed">' in html and '<span class="http-status">400</span>' in html
 
@@ -508,27 +517,49 @@ def test_binding_errors_are_shown_beside_the_fields(alice_client: Client, alice:
     assert not ServiceBinding.objects.exists()
 
 
-def test_credentials_are_masked_and_revealed_to_the_creator_with_an_audit_record(
+def test_credentials_are_masked_and_revealed_one_value_at_a_time_with_an_audit_record(
     alice_client: Client, alice: Any, small: ServicePlan
 ) -> None:
     instance = ready_instance(small, alice)
     binding = ready_binding(instance, alice)
-    password = binding.secrets["credentials"]["password"]
+    password, host = binding.secrets["credentials"]["password"], binding.secrets["credentials"]["host"]
     html = alice_client.get(instance.get_absolute_url()).content.decode()
-    assert password not in html and "Show credentials" in html and "••••" in html
+    assert password not in html and host not in html.split('id="creds-')[1] and "••••" in html
+    assert html.count("Reveal<span") >= 3 and '<input type="hidden" name="key" value="password">' in html
     assert not AuditRecord.objects.filter(action="binding.credentials.reveal").exists()
 
     url = reverse("instances:binding-credentials", args=[binding.pk])
-    response = alice_client.post(url, **HX)
+    response = alice_client.post(url, {"key": "password"}, **HX)
     html = response.content.decode()
-    assert response.status_code == 200 and "<html" not in html
-    assert password in html and 'data-copy="cred-' in html and "no-store" in response["Cache-Control"]
+    assert response.status_code == 200 and "<html" not in html and html.strip().startswith('<div class="cred"')
+    assert password in html and host not in html  # only the value asked for
+    assert 'data-copy="credv-' in html and "no-store" in response["Cache-Control"]
     record = AuditRecord.objects.get(action="binding.credentials.reveal")
     assert record.actor == alice and record.target_id == str(binding.pk) and password not in record.summary
+    assert "'password'" in record.summary
 
-    page = alice_client.post(url)  # without JavaScript: the whole page, credentials shown in place
-    assert page.status_code == 200 and password in page.content.decode() and "Hide credentials" in page.content.decode()
+    page = alice_client.post(url, {"key": "host"})  # without JavaScript: the whole page, that value shown in place
+    body = page.content.decode()
+    assert page.status_code == 200 and host in body and password not in body
     assert AuditRecord.objects.filter(action="binding.credentials.reveal").count() == 2
+    assert alice_client.post(url, {"key": "nope"}, **HX).status_code == 404
+
+
+def test_use_in_your_app_shows_the_secret_key_refs_and_a_masked_connection_string(
+    alice_client: Client, alice: Any, small: ServicePlan
+) -> None:
+    instance = ready_instance(small, alice)
+    binding = ready_binding(instance, alice)
+    creds = binding.secrets["credentials"]
+    html = alice_client.get(instance.get_absolute_url()).content.decode()
+    use = html.split(f'id="creds-{binding.pk}-use"')[1].split("</section>")[0]
+    for key in creds:
+        assert f"key: {key}" in use
+    assert "secretKeyRef:\n        name: app\n        key: password" in use and "- name: PASSWORD" in use
+    assert "envFrom:\n  - secretRef:\n      name: app" in use
+    if "uri" in creds:
+        assert creds["password"] not in use and "Connection string" in use and MASK in use
+    assert AuditRecord.objects.filter(action="binding.credentials.reveal").count() == 0
 
 
 def test_credentials_are_refused_to_another_user(
@@ -538,8 +569,8 @@ def test_credentials_are_refused_to_another_user(
     instance = ready_instance(small, alice)
     binding = ready_binding(instance, alice)
     html = bob_client.get(instance.get_absolute_url()).content.decode()
-    assert "Show credentials" not in html and "Only admins and developers of namespace team-a" in html
-    response = bob_client.post(reverse("instances:binding-credentials", args=[binding.pk]), **HX)
+    assert "Reveal<span" not in html and "Only admins and developers of namespace team-a" in html
+    response = bob_client.post(reverse("instances:binding-credentials", args=[binding.pk]), {"key": "password"}, **HX)
     assert response.status_code == 403
     assert binding.secrets["credentials"]["password"] not in response.content.decode()
     assert "not allowed" in response.content.decode()
@@ -583,7 +614,7 @@ def test_the_list_filters_by_namespace_service_and_state(
     html = alice_client.get(reverse("instances:list") + "?state=ready", **HX).content.decode()
     assert "<html" not in html and 'id="instance-table"' in html
     html = alice_client.get(reverse("instances:list")).content.decode()
-    assert "status-pill is-failed" in html and "Provision failed" in html
+    assert "status-pill is-failed" in html and "Provisioning failed" in html
 
 
 # --- constant queries ---------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from brokers.metrics import osb_call_rows
 from devtools.kube_standin import KubeStandIn
 from devtools.sample_broker import SampleBroker
-from instances.models import Operation, OperationCall, ServiceInstance
+from instances.metrics import PUBLICATION_LAG
+from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
+from telemetry.models import MetricSample
 from tests.conftest import Workers, _worker_database_url
 from tests.instances.helpers import mirrored_broker, plan
 from tests.instances.test_e2e_bindings import bind, provision, wait_published
@@ -200,3 +202,51 @@ def test_http_metrics_count_every_request_whichever_gunicorn_worker_answers(
     assert value(families, "portal_http_requests_total", method="GET", view="login", status="200") == 12
     assert value(families, "portal_http_request_duration_seconds_count", method="GET", view="login") == 12
     assert "portal_operations" in families  # the portal-wide families too
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_publication_lag_is_observed_once_when_two_runs_publish_at_once(
+    kube: KubeStandIn, osb_url: str, osb_broker: SampleBroker
+) -> None:
+    """The bind's own message and the reconcile may publish the same new binding at the same moment: one lag."""
+    import threading
+
+    from django.db import connection as db_connection
+
+    from instances.services.bindings import binding_create
+    from instances.services.instances import instance_provision
+    from instances.services.kubernetes import binding_publish
+    from tests.instances.helpers import run_operations
+
+    osb_broker.async_mode = "never"
+    instance = instance_provision(plan=plan(mirrored_broker(osb_url), "redis-cache", "cache-free"), name="cache",
+                                  namespace="team-a")
+    ops = run_operations()
+    instance.refresh_from_db()
+    assert instance.state == "ready", [(op.type, op.state, op.error) for op in ops]
+    binding = binding_create(instance=instance, name="app-cache")
+    run_operations()  # binds, and publishes at once (the bind's own run): undo that publication to race two runs
+    ServiceBinding.objects.filter(pk=binding.pk).update(published_at=None, publication_state="pending",
+                                                        publication_hash="")
+    MetricSample.objects.filter(name__startswith=PUBLICATION_LAG.name).delete()
+    kube.delete_secret("team-a", "app-cache")
+    barrier, errors = threading.Barrier(2), []
+
+    def publish() -> None:
+        try:
+            barrier.wait(timeout=10)
+            binding_publish(binding_id=binding.pk)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            db_connection.close()
+
+    threads = [threading.Thread(target=publish) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert kube.get_secret("team-a", "app-cache") is not None
+    families = scrape()
+    assert value(families, "portal_secret_publication_lag_seconds_count") == 1
