@@ -508,6 +508,7 @@ def _count_queries(api: APIClient, osb_broker: SampleBroker, osb_url: str, servi
 def test_service_list_query_count_does_not_grow_with_the_catalog(
     alice_api: APIClient, osb_broker: SampleBroker, osb_url: str
 ) -> None:
+    alice_api.get(SERVICES)  # the token's last use is noted at most once a minute: before counting, not during
     small = _count_queries(alice_api, osb_broker, osb_url, 3, "small")
     large = _count_queries(alice_api, osb_broker, osb_url, 60, "large")
 
@@ -521,6 +522,7 @@ def test_plan_list_query_count_does_not_grow_with_the_catalog(
     osb_broker.catalog = generate_catalog(services=40, plans_per_service=3, seed=1)
     broker = register(osb_url)
     sync(broker)
+    alice_api.get(PLANS)  # the token's last use is noted at most once a minute: before counting, not during
     with django_assert_max_num_queries(6):  # 4 + the read snapshot's SAVEPOINT / RELEASE
         response = alice_api.get(PLANS, {"page_size": 100})
     assert response.status_code == 200
