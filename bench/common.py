@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -11,12 +10,10 @@ from typing import Any
 
 
 def prepare_process() -> None:
-    """Before Django is set up: the portal's settings, quiet logs (kombu's "No hostname was supplied" of the file
-    transport), and SIGTERM/SIGHUP turned into SystemExit so that `finally` blocks drop the throwaway database
-    and stop the subprocesses on the way out."""
+    """Before Django is set up: the portal's settings, quiet logs, and SIGTERM/SIGHUP turned into SystemExit so
+    that `finally` blocks drop the throwaway database and stop the subprocesses on the way out."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "catalog_portal.settings"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    logging.getLogger("kombu").setLevel(logging.ERROR)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
 
@@ -34,6 +31,9 @@ def setup_django(*, flush_redis: bool) -> tuple[str, Any]:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
+    from catalog_portal.staticfiles import collect_static
+
+    collect_static()  # pages link assets by their hashed names (the manifest), as a deployment serves them
     transport = settings.CELERY_BROKER_URL
     redis_client = None
     if transport.startswith("redis"):

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import F, ProtectedError
 from django.utils import timezone
 
+from brokers import metrics
 from brokers.catalog import CatalogInvalid, parse_catalog
 from brokers.conformance import CheckResult
 from brokers.conformance.catalog import check_catalog
@@ -39,6 +40,7 @@ from catalog_portal.exceptions import ApplicationError, Conflict
 from catalog_portal.tasks import enqueue_on_commit
 from teams.audit import audit
 from teams.models import Team
+from telemetry.logs import log_context
 
 logger = logging.getLogger(__name__)
 
@@ -382,16 +384,18 @@ def catalog_sync(*, broker_id: Any, force: bool = False) -> CatalogSync | None:
     claimed_next = broker.next_sync_at
     sync = CatalogSync.objects.create(broker=broker, trigger=broker.sync_trigger, started_at=now)
     started = time.monotonic()
-    try:
-        _fetch_and_mirror(broker, sync)
-    except (OSBError, CatalogInvalid) as exc:
-        sync.outcome = CatalogSync.Outcome.FAILED
-        sync.error = str(exc)
-    except Exception as exc:
-        logger.exception("Catalog sync of broker %s crashed", broker.pk)
-        sync.outcome = CatalogSync.Outcome.FAILED
-        sync.error = f"Internal error while syncing the catalog ({type(exc).__name__}); see the worker log."
-    _finish_sync(broker, sync, started, claimed_next)
+    with log_context(broker=broker.name):
+        try:
+            _fetch_and_mirror(broker, sync)
+        except (OSBError, CatalogInvalid) as exc:
+            sync.outcome = CatalogSync.Outcome.FAILED
+            sync.error = str(exc)
+        except Exception as exc:
+            logger.exception("Catalog sync of broker %s crashed", broker.pk)
+            sync.outcome = CatalogSync.Outcome.FAILED
+            sync.error = f"Internal error while syncing the catalog ({type(exc).__name__}); see the worker log."
+        _finish_sync(broker, sync, started, claimed_next)
+        logger.info("Catalog sync of broker %s: %s in %s ms", broker.name, sync.outcome, sync.duration_ms)
     return sync
 
 
@@ -480,7 +484,9 @@ def _finish_sync(broker: Broker, sync: CatalogSync, started: float, claimed_next
     now = timezone.now()
     sync.finished_at = now
     sync.duration_ms = int((time.monotonic() - started) * 1000)
-    sync.save()
+    with transaction.atomic():
+        sync.save()
+        metrics.catalog_sync_observed(broker=broker.name, sync=sync)
     failed = sync.outcome == CatalogSync.Outcome.FAILED
     fields: dict[str, Any] = {
         "sync_lease_until": None,

@@ -34,3 +34,9 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        # No host: a folder needs none (the virtual transports' default 'localhost' makes kombu warn
+        # "No hostname was supplied" at every start).
+        return {"port": self.default_port}

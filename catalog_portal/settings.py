@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from catalog_portal.env import env_bool, env_int, env_list, env_str, secret_from_file
+from telemetry.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("PORTAL_DATA_DIR") or BASE_DIR / "var")
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "telemetry",
     "catalog_portal",
     "teams",
     "brokers",
@@ -44,6 +46,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "catalog_portal.middleware.RequestIDMiddleware",
+    "telemetry.http.TelemetryMiddleware",  # answers /healthz, /readyz, /metrics itself; times the rest
     "django.middleware.security.SecurityMiddleware",
     "catalog_portal.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -81,6 +84,9 @@ _database_url = env_str("DATABASE_URL")
 if _database_url:
     try:
         DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)}
+        if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+            # An unreachable database fails a request (and /readyz) in seconds instead of hanging it.
+            DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
     except Exception as exc:  # dj_database_url raises plain ValueError/KeyError on nonsense
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
 else:
@@ -143,9 +149,14 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "staticfiles"
-WHITENOISE_USE_FINDERS = True
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# `manage.py collectstatic` writes every asset here under a name with its content's hash, plus gzip copies; the
+# portal serves them from here (whitenoise) with a one-year immutable cache lifetime. The container image
+# collects them at build time into its own folder; the demo (scripts/run.sh) and the test suite before starting.
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or DATA_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # --- REST API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -210,6 +221,9 @@ CELERY_TASK_TIME_LIMIT = 5 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 4 * 60
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Beat's scheduler touches PORTAL_HEARTBEAT_FILE (its liveness probe) on every tick, at least this often.
+CELERY_BEAT_SCHEDULER = "telemetry.worker:HeartbeatScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = 15
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "catalog-relist-due": {"task": "brokers.catalog_sync_due", "schedule": float(SWEEP_INTERVAL_SECONDS)},
@@ -258,12 +272,15 @@ K8S_ENABLED = env_bool("K8S_ENABLED", True)
 K8S_RECONCILE_SECONDS = env_int("K8S_RECONCILE_SECONDS", 300, minimum=1)
 K8S_RETRY_CAP_SECONDS = env_int("K8S_RETRY_CAP_SECONDS", 300, minimum=1)
 
-# --- Logging -----------------------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL") or "INFO"},
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
-}
+# --- Logging and metrics ------------------------------------------------------------------------
+LOG_FORMAT = (env_str("LOG_FORMAT") or "plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
+LOG_LEVEL = (env_str("LOG_LEVEL") or "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` when this is set.
+METRICS_TOKEN = env_str("METRICS_TOKEN") or ""
+# The portal-wide families at /metrics: each reads the stored counters and the live rows it needs.
+METRICS_COLLECTORS = ["brokers.metrics.collect", "instances.metrics.collect"]

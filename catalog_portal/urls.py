@@ -24,7 +24,6 @@ urlpatterns = [
          name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("teams.urls")),
-    path("healthz", login_not_required(views.healthz), name="healthz"),
     # Browsers ask for /favicon.ico on every site, whatever the pages link: the portal's logo.
     path("favicon.ico", login_not_required(views.favicon), name="favicon"),
     # Teams and the audit log moved from the catalog_portal app to teams: old admin bookmarks still work.

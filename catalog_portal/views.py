@@ -1,25 +1,18 @@
-"""Project pages: health, the favicon and the error handlers (the 403 page, which names who can
-grant a role, is the teams app's: teams.views.permission_denied)."""
+"""Project pages: the favicon and the error handlers (health and metrics are telemetry.http's; the 403 page, which
+names who can grant a role, is the teams app's: teams.views.permission_denied)."""
 
 from __future__ import annotations
 
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.views.defaults import page_not_found
 
 
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness for load balancers: the database answers."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})
-
-
 def favicon(request: HttpRequest) -> HttpResponse:
-    """Browsers ask for /favicon.ico on every site, whatever the pages link: the portal's logo."""
-    return redirect(static("img/logo.svg"), permanent=True)
+    """Browsers ask for /favicon.ico on every site, whatever the pages link: the portal's logo. A temporary redirect:
+    the logo's URL carries its content's hash, so a new logo gets a new URL."""
+    return redirect(static("img/logo.svg"))
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -72,7 +72,7 @@ class CallInline(ReadOnlyMixin, admin.TabularInline):
 class OperationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["type", "instance", "state", "phase", "attempts", "polls", "next_poll_at", "started_at"]
     list_filter = ["state", "type"]
-    search_fields = ["instance__name", "id", "broker_operation"]
+    search_fields = ["instance__name", "id", "broker_operation", "request_id"]  # request_id: X-Request-ID
     list_select_related = ["instance"]
     inlines = [CallInline]
     exclude = ["identity"]

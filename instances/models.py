@@ -24,6 +24,7 @@ from instances.states import (
     Phase,
     PublicationState,
 )
+from telemetry.logs import current_request_id
 
 # The active states in declaration order (ACTIVE is a set: its order changes between runs, the migrations' must not).
 ACTIVE_STATES = [state.value for state in OpState if state in ACTIVE]
@@ -164,6 +165,9 @@ class Operation(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     identity = models.JSONField(null=True, blank=True)
+    # The id of the web request that started it (X-Request-ID), for the logs of every step; a cleanup started by
+    # a worker inherits it from the operation it cleans up after. Taken from the log context when created.
+    request_id = models.CharField(max_length=100, blank=True, default=current_request_id, editable=False)
     broker_operation = models.TextField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     polls = models.PositiveIntegerField(default=0)

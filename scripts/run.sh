@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then
+  echo "Creating the virtual environment in .venv/ ..."
   "$PYTHON" -m venv .venv
 fi
+echo "Installing the portal and its pinned dependencies into .venv/ (the first time takes about a minute) ..."
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+echo "Starting the portal ..."
 exec .venv/bin/python manage.py demo "$@"

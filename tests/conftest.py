@@ -48,6 +48,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _static_files_collected() -> None:
+    """Pages name assets through collectstatic's manifest (hashed names), as in production: collect them once
+    (skipped when the sources did not change since the last run)."""
+    from catalog_portal.staticfiles import collect_static
+
+    collect_static()
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[Any]:
+    """pytest-django's live server, with static files served as in production: by the portal's own WhiteNoise
+    middleware, under their hashed names, compressed (pytest-django would put Django's development handler in
+    front, which knows only the unhashed names)."""
+    from pytest_django.live_server_helper import LiveServer
+
+    server = LiveServer("localhost", start=False)
+    server.thread.static_handler = lambda application: application
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_store_cache() -> Iterator[None]:
     """Each test starts with an empty page cache (a process-wide one, like each web process's)."""
@@ -221,7 +244,7 @@ class Workers:
         self.tmp_dir = tmp_dir
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *, beat: bool = False, **env_overrides: str) -> subprocess.Popen[bytes]:
+    def start(self, *, beat: bool = False, quiet: bool = False, **env_overrides: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env.update(
             DJANGO_SETTINGS_MODULE="catalog_portal.settings",
@@ -233,7 +256,8 @@ class Workers:
         env.update(env_overrides)
         index = len(self.processes)
         log_path = self.tmp_dir / f"worker-{index}.log"
-        command = [sys.executable, "-m", "celery", "-A", "catalog_portal", "worker", "--pool=threads",
+        command = [sys.executable, "-m", "celery", "-A", "catalog_portal", *(["--quiet"] if quiet else []),
+                   "worker", "--pool=threads",
                    "--concurrency=4", "--loglevel=INFO", "--without-mingle", "--without-gossip",
                    f"--hostname=test-worker-{index}@%h"]
         if beat:

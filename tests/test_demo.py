@@ -33,6 +33,7 @@ def test_demo_starts_a_portal_with_the_sample_catalog(tmp_path: Path) -> None:
         )
         try:
             _check_portal(f"http://127.0.0.1:{port}", log_path)
+            _check_first_run(f"http://127.0.0.1:{port}", log_path, process.pid)
         finally:
             os.killpg(process.pid, signal.SIGINT)
             try:
@@ -76,3 +77,44 @@ def _check_portal(base: str, log_path: Path) -> None:
         assert "PostgreSQL" in marketplace.text
         admin = client.get("/admin/brokers/broker/")
         assert "sample-broker" in admin.text and "Ready" in admin.text
+
+
+def _check_first_run(base: str, log_path: Path, demo_pid: int) -> None:
+    """What a newcomer sees: progress lines, no transport warning, no password on a command line, and assets
+    served under hashed names, compressed, cached for a year."""
+    log = log_path.read_text(errors="replace")
+    assert "Applying database migrations..." in log and "Starting the sample broker" in log
+    assert "No hostname was supplied" not in log
+    assert "System check identified" not in log  # no warning about static files that the demo collects itself
+    password = "-starts-with-a-dash"
+    for pid in _descendants(demo_pid):
+        try:
+            command_line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        assert password not in command_line, command_line
+    with httpx.Client(base_url=base, timeout=10) as client:
+        page = client.get("/login/").text
+        css = re.search(r'href="(/static/css/portal\.[0-9a-f]{12}\.css)"', page)
+        assert css, "the stylesheet is not linked by its hashed name"
+        asset = client.get(css.group(1), headers={"Accept-Encoding": "gzip"})
+        assert asset.status_code == 200
+        assert asset.headers["Content-Encoding"] == "gzip"
+        assert "max-age=315360000" in asset.headers["Cache-Control"] and "immutable" in asset.headers["Cache-Control"]
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found

@@ -1,7 +1,8 @@
 """The house rules for imports, read from the source (ast): who may import whom.
 
 - No product module imports the development tools (`devtools`), at any level.
-- Apps import one way: instances -> brokers -> teams -> catalog_portal (an app imports only apps after it).
+- Apps import one way: instances -> brokers -> teams -> catalog_portal -> telemetry (an app imports only apps after
+  it).
 - Module-level imports form no cycle (a service that enqueues a task imports the task inside the function).
 - `brokers/osb/` imports no Django and no app: only the standard library, httpx and itself.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 # Each app may import only the apps after it.
-LAYERS = ["instances", "brokers", "teams", "catalog_portal"]
+LAYERS = ["instances", "brokers", "teams", "catalog_portal", "telemetry"]
 PRODUCT = set(LAYERS)
 DEV = "devtools"
 

@@ -17,10 +17,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from instances import k8s
+from instances import k8s, metrics
 from instances.models import ServiceBinding
 from instances.states import BindingState, PublicationState, retry_delay
 
@@ -167,7 +168,15 @@ def _record(binding: ServiceBinding, state: str, message: str, *, next_at: Any, 
         if binding.publication_state != PublicationState.PUBLISHED or binding.publication_hash != fingerprint:
             fields["published_at"] = timezone.now()
         fields["publication_hash"] = fingerprint
-    ServiceBinding.objects.filter(pk=binding.pk).update(**fields)
+    rows = ServiceBinding.objects.filter(pk=binding.pk)
+    with transaction.atomic():
+        # The first publication's lag is observed once, though the bind's own message and the reconcile may both
+        # publish: only the write that finds published_at still empty counts it.
+        first = published and binding.published_at is None and rows.filter(published_at__isnull=True).update(**fields)
+        if first:
+            metrics.secret_published(binding=binding)
+        else:
+            rows.update(**fields)
     return state
 
 

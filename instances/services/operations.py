@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from brokers.metrics import osb_call_rows
 from brokers.osb import (
     BindRequest,
     CallRecord,
@@ -37,6 +38,7 @@ from brokers.osb import (
 )
 from brokers.services import broker_client, broker_request_sync
 from catalog_portal.tasks import enqueue_on_commit
+from instances import metrics
 from instances.models import Operation, OperationCall, ServiceInstance
 from instances.services.identity import originating_identity
 from instances.states import (
@@ -54,6 +56,8 @@ from instances.states import (
     poll_delay,
     retry_delay,
 )
+from telemetry.counters import record
+from telemetry.logs import log_context
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +110,8 @@ def _claim(operation_id: Any) -> Operation | None:
     )
     if not claimed:
         return None  # terminal, not yet due, or another worker holds it
-    return Operation.objects.select_related("instance__plan__offering", "instance__broker", "binding").get(
-        pk=operation_id
-    )
+    return Operation.objects.select_related("instance__plan__offering", "instance__broker", "binding",
+                                            "requested_by").get(pk=operation_id)
 
 
 def operation_step(*, operation_id: Any) -> float | None:
@@ -120,14 +123,20 @@ def operation_step(*, operation_id: Any) -> float | None:
     op = _claim(operation_id)
     if op is None:
         return None
-    calls: list[CallRecord] = []
-    try:
-        with broker_client(broker=op.instance.broker, recorder=calls.append) as client:
-            decision = _decide(op, client)
-    except Exception as exc:  # a bug or a database hiccup must not strand the operation
-        logger.exception("Operation %s step crashed", op.pk)
-        decision = _retry(op, f"An internal error interrupted this step ({type(exc).__name__}); retrying")
-    return _apply(op, decision, calls)
+    with log_context(request_id=op.request_id, operation_id=op.pk, instance_id=op.instance_id,
+                     broker=op.instance.broker.name, user=op.requested_by.get_username() if op.requested_by else None):
+        phase = op.phase
+        calls: list[CallRecord] = []
+        try:
+            with broker_client(broker=op.instance.broker, recorder=calls.append) as client:
+                decision = _decide(op, client)
+        except Exception as exc:  # a bug or a database hiccup must not strand the operation
+            logger.exception("Operation %s step crashed", op.pk)
+            decision = _retry(op, f"An internal error interrupted this step ({type(exc).__name__}); retrying")
+        delay = _apply(op, decision, calls)
+        answers = ", ".join(f"{call.method} {call.status or 'no answer'}" for call in calls) or "no call"
+        logger.info("Operation %s (%s, %s step): %s; %s", op.pk, op.type, phase, answers, decision.state)
+        return delay
 
 
 def _decide(op: Operation, client: OSBClient) -> Decision:
@@ -503,11 +512,14 @@ def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float 
         fields["finished_at"] = now
     with transaction.atomic():
         OperationCall.objects.bulk_create([_call_row(op, call) for call in calls])
+        record(osb_call_rows(broker=op.instance.broker.name, calls=calls))
         if not _transition(op, decision.state, **fields):
             logger.warning("Operation %s: lease lost before the step could be saved", op.pk)
             return None
         _update_instance(op, decision, now)
         _update_binding(op, decision, now)
+        if decision.state != OpState.IN_PROGRESS:
+            metrics.operation_finished(type=op.type, state=decision.state)
         if decision.orphan_mitigation:
             _start_cleanup(op, then_delete=op.type in DELETES)
     if decision.state == OpState.IN_PROGRESS:
@@ -628,11 +640,15 @@ def _call_row(op: Operation, call: CallRecord) -> OperationCall:
     )
 
 
-def operations_due(*, limit: int = 1000) -> list[str]:
+def overdue() -> Q:
     """Active operations whose message was lost (overdue) or whose worker died (lease expired)."""
     now = timezone.now()
     grace = timedelta(seconds=settings.SWEEP_GRACE_SECONDS)
-    due = Operation.objects.filter(state__in=ACTIVE).filter(
-        Q(claimed_until__isnull=True, next_poll_at__lte=now - grace) | Q(claimed_until__lt=now)
-    )
+    return Q(state__in=ACTIVE) & (Q(claimed_until__isnull=True, next_poll_at__lte=now - grace)
+                                  | Q(claimed_until__lt=now))
+
+
+def operations_due(*, limit: int = 1000) -> list[str]:
+    """The overdue operations, for the sweeper to dispatch again."""
+    due = Operation.objects.filter(overdue())
     return [str(pk) for pk in due.order_by("next_poll_at").values_list("pk", flat=True)[:limit]]

@@ -25,10 +25,12 @@ from django.core.management.base import BaseCommand
 from brokers import services
 from brokers.models import Broker
 from catalog_portal.env import secret_from_file
+from catalog_portal.staticfiles import collect_static
 
 
 class Command(BaseCommand):
     help = "Run the portal with a sample broker, a worker and beat (the README's run command)."
+    requires_system_checks: list[str] = []  # run below, once the static files are collected (a first run has none)
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--addr", default=os.environ.get("PORTAL_ADDR", "127.0.0.1:8000"))
@@ -36,10 +38,14 @@ class Command(BaseCommand):
         parser.add_argument("--setup-only", action="store_true", help="Prepare everything, start nothing.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # `kill` (SIGTERM) must stop the children too, as Ctrl+C does; and Ctrl+C must work even when the demo was
-        # started as a background job of a script, which inherits SIGINT ignored.
+        # `kill` (SIGTERM) must stop the children too, as Ctrl+C does; and Ctrl+C (SIGINT) must work even when
+        # the demo was started from a background job, which starts with SIGINT ignored.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.stdout.write("Collecting static files...")
+        collect_static()
+        self.check()
+        self.stdout.write("Applying database migrations...")
         call_command("migrate", interactive=False, verbosity=0)
         username, password = self._admin_account()
         children: list[subprocess.Popen[bytes]] = []
@@ -48,14 +54,16 @@ class Command(BaseCommand):
             broker_password = secret_from_file(Path(settings.DATA_DIR) / "sample-broker.password",
                                                lambda: secrets.token_urlsafe(16))
             if not options["setup_only"]:
+                self.stdout.write(f"Starting the sample broker on {broker_url}...")
+                # The password goes by environment, never on the command line (`ps` shows that to everyone).
                 children.append(self._spawn(
                     [sys.executable, "-m", "devtools.sample_broker", "--port", str(options["broker_port"]),
-                     # "=" form: a generated password may start with "-"
-                     "--username=portal", f"--password={broker_password}", "--quiet"]))
+                     "--username=portal", "--quiet"], SAMPLE_BROKER_PASSWORD=broker_password))
                 self._wait_for_broker(broker_url)
             self._register_sample_broker(broker_url, broker_password)
             if options["setup_only"]:
                 return
+            self.stdout.write("Starting a Celery worker with beat...")
             children.append(self._spawn(
                 [sys.executable, "-m", "celery", "-A", "catalog_portal", "worker", "--beat", "--pool=threads",
                  "--concurrency=4", "--loglevel=WARNING", "--without-mingle", "--without-gossip",
@@ -96,8 +104,8 @@ class Command(BaseCommand):
         else:
             services.broker_update(broker=broker, auth=auth, url=url)
 
-    def _spawn(self, command: list[str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)
+    def _spawn(self, command: list[str], **env: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, cwd=settings.BASE_DIR, env={**os.environ, **env}, start_new_session=True)
 
     def _wait_for_broker(self, url: str) -> None:
         deadline = time.monotonic() + 20
