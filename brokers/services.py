@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography import x509
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, ProtectedError
@@ -138,10 +139,16 @@ def broker_url_error(value: str) -> str | None:
 
 
 def ca_bundle_error(value: str) -> str | None:
-    """Why `value` is not a usable PEM CA bundle, or None (a bad bundle would only fail later, in the worker)."""
+    """Why `value` is not a usable PEM CA bundle, or None (a bad bundle would only fail later, in the worker). The
+    one check of a bundle: the API, the admin form and the services all use it (through `broker_problems`)."""
+    if not value.isascii():
+        return "Not a valid PEM CA bundle: PEM is ASCII text, and this has other characters."
+    if "-----BEGIN CERTIFICATE-----" not in value:
+        return "Not a valid PEM CA bundle: it holds no -----BEGIN CERTIFICATE----- block."
     try:
+        x509.load_pem_x509_certificates(value.encode("ascii"))
         ssl.create_default_context(cadata=value)
-    except (ssl.SSLError, ValueError) as exc:
+    except (ssl.SSLError, ValueError, TypeError) as exc:
         return f"Not a valid PEM CA bundle ({exc.args[-1] if exc.args else exc})."
     return None
 

@@ -1,4 +1,5 @@
-"""The sign-in form (with its lock-out)."""
+"""The sign-in forms (with their lock-out): the portal's /login/ and the admin's /admin/login/ count failures in
+one place, so neither path gets more tries than LOGIN_FAILURE_LIMIT."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
-    """The sign-in form, with a lock: too many failures for one username from one address lock that pair out for
-    a while (counted in Django's cache), whatever password is tried next."""
+class LockoutMixin:
+    """A lock for a sign-in form: too many failures for one username from one address lock that pair out for
+    a while (counted in Django's cache, shared by every sign-in form), whatever password is tried next."""
+
+    data: Any
+    request: Any
 
     def _key(self) -> str:
         username = str(self.data.get("username", "")).strip().lower()
@@ -29,7 +34,7 @@ class ThrottledAuthenticationForm(AuthenticationForm):
                 f"Too many failed sign-in attempts for this account from your address. Sign-in is locked; try "
                 f"again in {minutes} minutes.", code="locked")
         try:
-            data = super().clean()
+            data = super().clean()  # type: ignore[misc]
         except forms.ValidationError:
             if not cache.add(key, 1, settings.LOGIN_LOCKOUT_SECONDS):
                 try:
@@ -39,3 +44,11 @@ class ThrottledAuthenticationForm(AuthenticationForm):
             raise
         cache.delete(key)
         return data
+
+
+class ThrottledAuthenticationForm(LockoutMixin, AuthenticationForm):
+    """The portal's sign-in form (/login/)."""
+
+
+class ThrottledAdminAuthenticationForm(LockoutMixin, AdminAuthenticationForm):
+    """The admin site's sign-in form (/admin/login/): the same lock, the same counter."""

@@ -6,7 +6,8 @@ import re
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from catalog_portal.db import snapshot
 
@@ -40,6 +41,53 @@ class RequestIDMiddleware:
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
         return response
+
+
+class ApiBodyLimitMiddleware:
+    """Refuse an /api/ request whose declared body is over DATA_UPLOAD_MAX_MEMORY_SIZE with a JSON 413 before
+    anything reads it (DRF's parsers read the stream directly, past Django's own check)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and request.path.startswith("/api/"):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > limit:
+                from catalog_portal.views import too_large_body
+
+                return JsonResponse(too_large_body(), status=413)
+        return self.get_response(request)
+
+
+class QueryLengthMiddleware:
+    """Refuse a query parameter (a list filter: ?search=, ?tag=, ?action=, the admin's ?q=, ...) longer than
+    FILTER_MAX_LENGTH with a 400 naming it (JSON under /api/), before a view builds a query from it: SQLite fails
+    a LIKE pattern of ~50,000 characters, and no filter needs that."""
+
+    EXEMPT = frozenset({"next"})  # where to go after signing in: an address, not a filter
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.FILTER_MAX_LENGTH
+        for name, values in request.GET.lists():
+            if name in self.EXEMPT:
+                continue
+            if len(name) > limit or any(len(value) > limit for value in values):
+                message = f"The query parameter '{name[:50]}' is longer than {limit} characters (FILTER_MAX_LENGTH)."
+                if request.path.startswith("/api/"):
+                    return JsonResponse({"detail": message, "code": "filter_too_long", name[:50]: [message]},
+                                        status=400)
+                from django.shortcuts import render
+
+                return render(request, "400.html", {"message": message}, status=400)
+        return self.get_response(request)
 
 
 class ContentSecurityPolicyMiddleware:

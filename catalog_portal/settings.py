@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "catalog_portal.middleware.RequestIDMiddleware",
+    "catalog_portal.middleware.ApiBodyLimitMiddleware",  # a too-large /api/ body: JSON 413 before anything reads it
     "telemetry.http.TelemetryMiddleware",  # answers /healthz, /readyz, /metrics itself; times the rest
     "django.middleware.security.SecurityMiddleware",
     "catalog_portal.middleware.ContentSecurityPolicyMiddleware",
@@ -55,6 +56,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "catalog_portal.middleware.QueryLengthMiddleware",  # list filters over FILTER_MAX_LENGTH: 400 naming them
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -135,6 +137,10 @@ SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# HTTP Strict Transport Security: on by default (one year) when cookies are secure, i.e. the portal is served over
+# HTTPS; HSTS_SECONDS=0 turns it off.
+HSTS_SECONDS = env_int("HSTS_SECONDS", 31536000 if SECURE_COOKIES else 0, minimum=0)
+SECURE_HSTS_SECONDS = HSTS_SECONDS
 X_FRAME_OPTIONS = "DENY"
 # Sign-in throttling: this many failures per username and address lock that pair out for the window.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
@@ -172,8 +178,21 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
+    "DEFAULT_PARSER_CLASSES": [
+        "catalog_portal.parsers.JSONParser",  # a body nested too deeply is a 400, not a RecursionError
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": None,
 }
+# Hostile input: how deep a JSON request body may nest, and how deep and large instance/binding parameters may be
+# (a 400 naming the limit). List filters (?search=, ?tag=, ...) longer than FILTER_MAX_LENGTH are refused (400).
+REQUEST_JSON_MAX_DEPTH = env_int("REQUEST_JSON_MAX_DEPTH", 64, minimum=8)
+PARAMETERS_MAX_DEPTH = env_int("PARAMETERS_MAX_DEPTH", 32, minimum=1)
+PARAMETERS_MAX_BYTES = env_int("PARAMETERS_MAX_BYTES", 64 * 1024, minimum=1024)
+FILTER_MAX_LENGTH = env_int("FILTER_MAX_LENGTH", 200, minimum=10)
+# Request bodies over this many bytes are refused: 413 (JSON under /api/).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2621440, minimum=64 * 1024)  # 2.5 MB
 SPECTACULAR_SETTINGS = {
     "TITLE": "Catalog Portal API",
     "DESCRIPTION": "Self-service marketplace for Open Service Broker services.",

@@ -6,10 +6,11 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from catalog_portal import views
-from catalog_portal.forms import ThrottledAuthenticationForm
+from catalog_portal.forms import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
 
 admin.site.site_header = "Catalog Portal administration"
 admin.site.site_title = "Catalog Portal admin"
+admin.site.login_form = ThrottledAdminAuthenticationForm  # the sign-in lock-out covers /admin/login/ too
 
 api_v1 = [
     path("", include("teams.api_urls")),
@@ -35,6 +36,7 @@ urlpatterns = [
     path("", include("brokers.urls")),
 ]
 
+handler400 = "catalog_portal.views.bad_request"
 handler403 = "teams.views.permission_denied"
 handler404 = "catalog_portal.views.not_found"
 handler500 = "catalog_portal.views.server_error"

@@ -3,9 +3,12 @@ names who can grant a role, is the teams app's: teams.views.permission_denied)."
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.views.defaults import bad_request as default_bad_request
 from django.views.defaults import page_not_found
 
 
@@ -18,8 +21,35 @@ def favicon(request: HttpRequest) -> HttpResponse:
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """404: JSON under /api/ (every API error body is JSON), the normal page elsewhere."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
     return page_not_found(request, exception)
+
+
+def is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def too_large_body() -> dict[str, str]:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return {"detail": f"The request body is larger than the portal accepts ({limit} bytes, "
+                      "DATA_UPLOAD_MAX_MEMORY_SIZE).", "code": "request_too_large"}
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """400 (Django's own: a suspicious request, a bad Host header, a body over DATA_UPLOAD_MAX_MEMORY_SIZE): JSON
+    under /api/; a too-large body is a 413 everywhere."""
+    if isinstance(exception, RequestDataTooBig):
+        if is_api(request):
+            return JsonResponse(too_large_body(), status=413)
+        return HttpResponse("Request body too large.", status=413, content_type="text/plain; charset=utf-8")
+    if is_api(request):
+        if isinstance(exception, DisallowedHost):
+            body = {"detail": "The Host header names a host this portal does not serve (ALLOWED_HOSTS).",
+                    "code": "bad_host"}
+        else:
+            body = {"detail": "Bad request.", "code": "bad_request"}
+        return JsonResponse(body, status=400)
+    return default_bad_request(request, exception)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
@@ -34,5 +64,5 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 def server_error(request: HttpRequest) -> HttpResponse:
     """500: JSON under /api/, a plain page elsewhere; never the error itself (it may hold a secret)."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Internal server error."}, status=500)
+        return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
     return render(request, "500.html", status=500)

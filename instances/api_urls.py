@@ -6,6 +6,8 @@ urlpatterns = [
     path("instances/", apis.InstanceListApi.as_view(), name="instance-list"),
     path("instances/<uuid:instance_id>/", apis.InstanceDetailApi.as_view(), name="instance-detail"),
     path("instances/<uuid:instance_id>/retry/", apis.InstanceRetryApi.as_view(), name="instance-retry"),
+    path("instances/<uuid:instance_id>/parameters/reveal/", apis.InstanceParametersRevealApi.as_view(),
+         name="instance-parameters-reveal"),
     path("instances/<uuid:instance_id>/operations/", apis.InstanceOperationsApi.as_view(), name="instance-operations"),
     path("bindings/", apis.BindingListApi.as_view(), name="binding-list"),
     path("bindings/<uuid:binding_id>/", apis.BindingDetailApi.as_view(), name="binding-detail"),

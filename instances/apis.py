@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.shortcuts import get_object_or_404
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -16,9 +17,11 @@ from brokers.selectors import visible_plans
 from catalog_portal.api import paginated
 from instances import selectors
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
+from instances.schema_form import mask_secrets
 from instances.services.bindings import binding_create, binding_credentials, binding_delete
 from instances.services.instances import (
     instance_deprovision,
+    instance_parameters_reveal,
     instance_provision,
     instance_retry,
     instance_update,
@@ -34,6 +37,9 @@ class LastOperationSerializer(serializers.ModelSerializer):
 
 class InstanceSerializer(serializers.ModelSerializer):
     service = serializers.UUIDField(source="plan.offering_id")
+    parameters = serializers.SerializerMethodField(
+        help_text="Secret-like parameters (named like a password, token or key, or marked writeOnly / format "
+                  "password in the plan's schema) are masked for everyone; see POST .../parameters/reveal/.")
     plan = serializers.UUIDField(source="plan_id")
     dashboard_url = serializers.SerializerMethodField()
     last_operation = serializers.SerializerMethodField()
@@ -46,6 +52,10 @@ class InstanceSerializer(serializers.ModelSerializer):
 
     def get_dashboard_url(self, instance: ServiceInstance) -> str | None:
         return instance.dashboard_url or None
+
+    @extend_schema_field({"type": "object", "additionalProperties": True})
+    def get_parameters(self, instance: ServiceInstance) -> dict[str, Any]:
+        return mask_secrets(instance.plan.instance_create_schema, instance.parameters) or {}
 
     @extend_schema(responses=LastOperationSerializer)
     def get_last_operation(self, instance: ServiceInstance) -> dict[str, Any] | None:
@@ -188,6 +198,26 @@ class InstanceRetryApi(APIView):
         return Response(_instance_body(retried), status=status.HTTP_202_ACCEPTED)
 
 
+class InstanceParametersRevealSerializer(serializers.Serializer):
+    parameters = serializers.DictField()
+
+
+class InstanceParametersRevealApi(APIView):
+    @extend_schema(
+        summary="Reveal an instance's secret parameters",
+        description="The instance's parameters with the secret-like ones (masked everywhere else) in clear. Needs "
+                    "the developer role in the instance's namespace (or platform admin). No body. Audited "
+                    "(`instance.parameters.reveal`); answered with `Cache-Control: no-store`.",
+        request=None, responses={200: InstanceParametersRevealSerializer},
+    )
+    def post(self, request: Request, instance_id: Any) -> Response:
+        instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
+        parameters = instance_parameters_reveal(instance=instance, user=request.user, request=request)
+        response = Response({"parameters": parameters})
+        add_never_cache_headers(response)
+        return response
+
+
 class InstanceOperationsApi(APIView):
     @extend_schema(responses=OperationSerializer(many=True))
     def get(self, request: Request, instance_id: Any) -> Response:
@@ -232,11 +262,16 @@ class BindingSerializer(serializers.ModelSerializer):
     last_operation = serializers.SerializerMethodField()
     cleanup = serializers.SerializerMethodField()
     publication = serializers.SerializerMethodField()
+    parameters = serializers.SerializerMethodField(help_text="Secret-like parameters are masked for everyone.")
 
     class Meta:
         model = ServiceBinding
         fields = ["id", "instance", "name", "namespace", "secret_name", "parameters", "state", "last_operation",
                   "cleanup", "publication", "metadata", "created_at", "updated_at"]
+
+    @extend_schema_field({"type": "object", "additionalProperties": True})
+    def get_parameters(self, binding: ServiceBinding) -> dict[str, Any]:
+        return mask_secrets(binding.instance.plan.binding_create_schema, binding.parameters) or {}
 
     @extend_schema_field(LastOperationSerializer(allow_null=True))
     def get_last_operation(self, binding: ServiceBinding) -> dict[str, Any] | None:
@@ -321,4 +356,6 @@ class BindingCredentialsApi(APIView):
     @extend_schema(responses=CredentialsSerializer)
     def get(self, request: Request, binding_id: Any) -> Response:
         binding = get_object_or_404(selectors.binding_list(user=request.user), pk=binding_id)
-        return Response(binding_credentials(binding=binding, user=request.user, request=request))
+        response = Response(binding_credentials(binding=binding, user=request.user, request=request))
+        add_never_cache_headers(response)  # Cache-Control: no-store: never keep credentials in a cache
+        return response

@@ -10,3 +10,8 @@ class InstancesConfig(AppConfig):
         from instances.selectors import broker_calls_since, instance_counts_by_plan
 
         hooks.register(instance_counter=instance_counts_by_plan, call_source=broker_calls_since)
+        # teams may not import instances either: a team is not deleted while its namespaces hold live instances.
+        from instances.selectors import live_instance_names
+        from teams import hooks as team_hooks
+
+        team_hooks.register(live_instances=live_instance_names)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.db.models import QuerySet
 
 from brokers.models import ServicePlan
@@ -169,6 +170,10 @@ class ParametersForm:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             self.json_errors = [f"This is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."]
+            return None
+        except RecursionError:
+            self.json_errors = [f"Parameters may be nested at most {settings.PARAMETERS_MAX_DEPTH} levels deep "
+                                "(PARAMETERS_MAX_DEPTH)."]
             return None
         if not isinstance(value, dict):
             self.json_errors = ['Parameters must be a JSON object: {"name": value, …}.']

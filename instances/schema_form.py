@@ -22,6 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from django.conf import settings
+
+from catalog_portal.jsonlimits import capped
+
 #: keywords the form cannot express; a schema using any of them is edited as raw JSON
 UNSUPPORTED_KEYWORDS = (
     "$ref", "oneOf", "anyOf", "allOf", "not", "if", "then", "else", "patternProperties", "dependencies",
@@ -802,18 +806,25 @@ def is_secret(key: str, schema: Any) -> bool:
 
 def mask_secrets(schema: Mapping[str, Any] | None, value: Any) -> Any:
     """A copy of `value` with secret values replaced by a mask: properties marked writeOnly or format
-    password in the schema, and properties named like password, secret, token, API key, credentials."""
+    password in the schema, and properties named like password, secret, token, API key, credentials. Values nested
+    deeper than PARAMETERS_MAX_DEPTH (stored before the limit) are shown as "…" (jsonlimits.capped)."""
+    return _mask(schema, capped(value, settings.PARAMETERS_MAX_DEPTH))
+
+
+def _mask(schema: Mapping[str, Any] | None, value: Any) -> Any:
+    if isinstance(value, Mapping) and len(value) == 1 and "$sealed" in value:  # stored encrypted (instances.sealed)
+        return MASK
     if isinstance(value, Mapping):
         props = schema.get("properties", {}) if isinstance(schema, Mapping) else {}
         extra = schema.get("additionalProperties") if isinstance(schema, Mapping) else None
         out = {}
         for key, item in value.items():
             sub = props.get(key, extra if isinstance(extra, Mapping) else None)
-            out[key] = MASK if is_secret(str(key), sub) and item not in (None, "") else mask_secrets(sub, item)
+            out[key] = MASK if is_secret(str(key), sub) and item not in (None, "") else _mask(sub, item)
         return out
     if isinstance(value, list):
         items = schema.get("items") if isinstance(schema, Mapping) else None
-        return [mask_secrets(items if isinstance(items, Mapping) else None, item) for item in value]
+        return [_mask(items if isinstance(items, Mapping) else None, item) for item in value]
     return value
 
 

@@ -114,6 +114,14 @@ def instance_counts_by_plan(broker_id: Any) -> dict[Any, int]:
     return dict(rows)
 
 
+def live_instance_names(namespaces: list[str]) -> list[str]:
+    """"namespace/name" of every instance not deleted in `namespaces` (teams.hooks: a team is not deleted while
+    its namespaces hold any)."""
+    rows = (ServiceInstance.objects.visible().filter(namespace__in=namespaces).order_by("namespace", "name")
+            .values_list("namespace", "name"))
+    return [f"{namespace}/{name}" for namespace, name in rows]
+
+
 def broker_calls_since(broker_id: Any, since: Any, limit: int) -> list[ObservedCall]:
     """The OSB calls made for a broker's operations since `since`, newest first, at most `limit`."""
     rows = (OperationCall.objects.filter(at__gte=since, operation__instance__broker_id=broker_id)

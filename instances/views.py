@@ -203,6 +203,12 @@ def _instance_or_404(request: HttpRequest, instance_id: Any, *, visible: bool = 
     return instance
 
 
+def _shown_parameters(instance: ServiceInstance) -> dict[str, Any]:
+    """The instance's parameters as pages show them: secrets masked (sealed or named like one), depth-capped. An
+    update form starts from these; a value left masked keeps the stored secret (instances.sealed.keep_masked)."""
+    return schema_form.mask_secrets(instance.plan.instance_create_schema, instance.parameters) or {}
+
+
 def _status_context(request: HttpRequest, instance: ServiceInstance, *, all_operations: bool = False
                     ) -> dict[str, Any]:
     """The live part of the page: state, what is happening, the timeline of operations with their calls.
@@ -225,7 +231,7 @@ def _status_context(request: HttpRequest, instance: ServiceInstance, *, all_oper
     own = [op for op in operations if op.binding_id is None]
     current = next((op for op in own if op.type in selectors.INSTANCE_OPERATION_TYPES), None)
     active = [op for op in operations if op.state in ACTIVE]
-    parameters = schema_form.mask_secrets(instance.plan.instance_create_schema, instance.parameters)
+    parameters = _shown_parameters(instance)
     failed = current is not None and current.state == "failed" and not instance.is_deleted
     can_write = access.can(request.user, "update", instance.namespace)
     return {
@@ -291,7 +297,7 @@ def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: An
         "update_form": update_form,
         "update_params": forms.get("update_params") or ParametersForm(
             update_form.target_plan().instance_update_schema, prefix=UPDATE_PREFIX, mode="update",
-            current=instance.parameters),
+            current=_shown_parameters(instance)),
         "can_update": ready and (plans is not None or plan.instance_update_schema is not None
                                  or bool(update_form.new_version)),
         "deprovision_form": forms.get("deprovision_form") or DeprovisionForm(
@@ -343,10 +349,10 @@ def instance_update_view(request: HttpRequest, instance_id: Any) -> HttpResponse
     schema = form.target_plan().instance_update_schema
     action = request.POST.get("action", "update")
     if action == "plan":  # another plan was chosen: show its update schema
-        params = ParametersForm(schema, prefix=UPDATE_PREFIX, mode="update", current=instance.parameters)
+        params = ParametersForm(schema, prefix=UPDATE_PREFIX, mode="update", current=_shown_parameters(instance))
         return _render_update(request, instance, form, params, status=200)
     params = ParametersForm(schema, prefix=UPDATE_PREFIX, mode="update", data=request.POST,
-                            current=instance.parameters)
+                            current=_shown_parameters(instance))
     if params.handle(action):
         return _render_update(request, instance, form, params, status=200)
     if form.is_valid() & params.is_valid():

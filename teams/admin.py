@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
 
+from catalog_portal.exceptions import ApplicationError
 from teams import services
 from teams.models import AuditRecord, Membership, Team, TeamNamespace
 
@@ -76,12 +78,24 @@ class TeamAdmin(admin.ModelAdmin):
                             services.team_member_remove(team=team, username=f.instance.user.get_username(), **who)
                         services.team_member_set(team=team, username=username, role=row["role"], **who)
 
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        """A team whose namespaces hold live instances is not deleted: back to its page, saying which."""
+        team = self.get_object(request, object_id)
+        refusal = services.team_delete_refusal(team) if team is not None else None
+        if refusal:
+            self.message_user(request, refusal, messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:teams_team_change", args=[team.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
     def delete_model(self, request: HttpRequest, obj: Team) -> None:
         services.team_delete(team=obj, requested_by=request.user, request=request)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
         for team in queryset:
-            services.team_delete(team=team, requested_by=request.user, request=request)
+            try:
+                services.team_delete(team=team, requested_by=request.user, request=request)
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
 
 
 @admin.register(AuditRecord)

@@ -17,8 +17,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from catalog_portal.exceptions import ApplicationError, Forbidden, NotFound
-from teams import access
+from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, NotFound
+from teams import access, hooks
 from teams.audit import audit
 from teams.models import Membership, Team, TeamNamespace, TokenUse
 from teams.selectors import role_in
@@ -119,10 +119,33 @@ def team_update(*, team: Team, name: str | None = None, namespaces: list[str] | 
     return team
 
 
+def _refuse_live_instances(namespaces: list[str], *, doing: str) -> None:
+    """Conflict (409) naming the live instances in `namespaces`: they would be left reachable only by admins."""
+    live = hooks.live_instances(namespaces)
+    if live:
+        shown = ", ".join(live[:20]) + (f" and {len(live) - 20} more" if len(live) > 20 else "")
+        raise Conflict(f"Cannot {doing}: {len(live)} instance(s) still live in its namespaces ({shown}). Deprovision "
+                       "them first, or give the namespaces to another team.", fields={"instances": live})
+
+
+def team_delete_refusal(team: Team) -> str | None:
+    """Why `team` cannot be deleted now (live instances in its namespaces), or None."""
+    try:
+        _refuse_live_instances(list(team.namespaces.values_list("namespace", flat=True)),
+                               doing=f"delete team '{team.name}'")
+    except Conflict as exc:
+        return exc.message
+    return None
+
+
 def team_delete(*, team: Team, requested_by: Any = None, request: Any = None) -> None:
-    """Delete a team: its namespaces belong to no team afterwards (only platform admins reach them)."""
+    """Delete a team; refused (409, naming them) while its namespaces hold live instances, which would be left
+    reachable only by platform admins."""
     _require_platform_admin(requested_by, team)
     with transaction.atomic():
+        Team.objects.select_for_update().filter(pk=team.pk).first()
+        _refuse_live_instances(list(team.namespaces.values_list("namespace", flat=True)),
+                               doing=f"delete team '{team.name}'")
         pk, name = team.pk, team.name
         team.delete()
         audit(action="team.delete", target=("team", pk), actor=requested_by, request=request,

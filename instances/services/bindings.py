@@ -10,6 +10,7 @@ from django.utils import timezone
 from brokers.osb import BindRequest, UnbindRequest
 from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, NotFound
 from instances.models import Operation, ServiceBinding, ServiceInstance
+from instances.sealed import seal
 from instances.services.identity import identity_for
 from instances.services.instances import start_operation
 from instances.services.validation import check_dns_label, check_parameters
@@ -42,7 +43,7 @@ def binding_create(
         raise ApplicationError(f"Instances of the plan '{plan.title}' cannot be bound.")
     if instance.state != InstanceState.READY:
         raise Conflict(f"'{instance}' is {instance.get_state_display().lower()}; it can be bound once it is ready.")
-    parameters = check_parameters(plan.binding_create_schema, parameters or {})
+    parameters = seal(check_parameters(plan.binding_create_schema, parameters or {}), plan.binding_create_schema)
     taken = ServiceBinding.objects.visible().filter(namespace=namespace)
     if taken.filter(name=name).exists():
         raise ApplicationError(f"A binding named '{name}' already exists in namespace '{namespace}'.",

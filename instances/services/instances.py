@@ -17,6 +17,7 @@ from brokers.services import broker_client
 from catalog_portal.exceptions import ApplicationError, Conflict
 from catalog_portal.tasks import enqueue_on_commit
 from instances.models import Operation, ServiceInstance
+from instances.sealed import keep_masked, seal, unseal
 from instances.services.identity import identity_for, instance_context, legacy_guids, originating_identity
 from instances.services.validation import check_dns_label, check_parameters, parameters_for_update
 from instances.states import ACTIVE, InstanceState, OpState, OpType
@@ -102,7 +103,8 @@ def instance_provision(
     _plan_is_visible(plan, requested_by)
     access.require_namespace(requested_by, "provision", namespace)
     _plan_is_offered(plan)
-    parameters = check_parameters(plan.instance_create_schema, parameters or {})
+    parameters = seal(check_parameters(plan.instance_create_schema, parameters or {}),
+                      plan.instance_create_schema, plan.instance_update_schema)  # secrets stored encrypted
     if ServiceInstance.objects.visible().filter(namespace=namespace, name=name).exists():
         raise ApplicationError(
             f"An instance named '{name}' already exists in namespace '{namespace}'.",
@@ -160,8 +162,10 @@ def instance_update(
         _plan_is_offered(plan)
         plan_id = plan.catalog_id
     if parameters is not None:
-        params = check_parameters(target.instance_update_schema,
-                                  parameters_for_update(current=instance.parameters, changes=parameters))
+        current_parameters = unseal(instance.parameters)
+        params = check_parameters(target.instance_update_schema, parameters_for_update(
+            current=current_parameters, changes=keep_masked(parameters, current_parameters)))
+        params = seal(params, target.instance_create_schema, target.instance_update_schema)
     if upgrade:
         new_version = (target.maintenance_info or {}).get("version")
         old_version = (instance.maintenance_info or {}).get("version")
@@ -296,7 +300,18 @@ def instance_retry(*, instance: ServiceInstance, requested_by: Any = None, reque
         now = timezone.now()
         ServiceInstance.objects.filter(pk=locked.pk).update(state=InstanceState.DELETED, deleted_at=now, updated_at=now)
         retried = instance_provision(plan=locked.plan, name=locked.name, namespace=locked.namespace,
-                                     parameters=locked.parameters, requested_by=requested_by, request=request)
+                                     parameters=unseal(locked.parameters), requested_by=requested_by,
+                                     request=request)
         audit(action="instance.retry", target=locked, actor=requested_by, request=request,
               summary=f"Failed instance {locked} provisioned again as {retried.pk}")
     return retried
+
+
+def instance_parameters_reveal(*, instance: ServiceInstance, user: Any, request: Any = None) -> dict[str, Any]:
+    """The instance's parameters with their secrets decrypted, for those who may reveal credentials (platform
+    admins, developers of the namespace); every reveal is audited. Everywhere else secrets are masked."""
+    access.require(user, "reveal", instance.namespace, what=f"the secret parameters of instance '{instance}'")
+    parameters = unseal(instance.parameters)
+    audit(action="instance.parameters.reveal", target=instance, actor=user, request=request,
+          summary=f"Parameters of instance {instance} revealed")
+    return parameters

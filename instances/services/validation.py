@@ -9,6 +9,7 @@ from typing import Any
 from jsonschema import validators
 
 from catalog_portal.exceptions import ApplicationError
+from catalog_portal.jsonlimits import check_parameters_size
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -28,6 +29,10 @@ def schema_errors(schema: dict[str, Any] | None, parameters: Any) -> list[str]:
     """Human messages for each way `parameters` breaks the plan's JSON Schema (empty when valid)."""
     if not isinstance(parameters, dict):
         return ["Parameters must be a JSON object."]
+    try:
+        check_parameters_size(parameters)
+    except ApplicationError as exc:
+        return [exc.message]
     if not schema:
         return []
     validator_class = validators.validator_for(schema, default=validators.Draft4Validator)
@@ -40,6 +45,10 @@ def schema_errors(schema: dict[str, Any] | None, parameters: Any) -> list[str]:
 
 
 def check_parameters(schema: dict[str, Any] | None, parameters: Any) -> dict[str, Any]:
+    """`parameters` if they are a JSON object within PARAMETERS_MAX_DEPTH and PARAMETERS_MAX_BYTES that matches
+    the plan's schema; else a 400 naming the problems. The one check of parameters (API, pages, admin, retry)."""
+    if isinstance(parameters, dict):
+        check_parameters_size(parameters)  # before the schema's validator recurses into them
     errors = schema_errors(schema, parameters)
     if errors:
         raise ApplicationError("The parameters do not match the plan's schema.", fields={"parameters": errors})
