@@ -4,6 +4,7 @@ that hostile nesting cannot exhaust the stack; and a depth-capped rendering of w
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -70,3 +71,27 @@ def check_parameters_size(parameters: Any, *, field: str = "parameters") -> None
         message = (f"Parameters may be at most {max_bytes} bytes as JSON (PARAMETERS_MAX_BYTES); these are "
                    f"{size} bytes.")
         raise ApplicationError(message, fields={field: [message]})
+
+
+class StoredJSONDecoder(json.JSONDecoder):
+    """Reads a stored JSON column whatever its nesting: the values were parsed once when accepted, but deep in a
+    request's stack (a page rendering an instance) the same value can exceed Python's recursion limit. Then it is
+    decoded again in a fresh thread, whose stack starts empty. Pages cap what they show (`capped`)."""
+
+    def decode(self, s: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().decode(s, *args, **kwargs)
+        except RecursionError:
+            pass
+        result: dict[str, Any] = {}
+
+        def fresh() -> None:
+            try:
+                result["value"] = json.loads(s)
+            except RecursionError:
+                result["value"] = {"unreadable": "This value is nested too deeply to read."}
+
+        thread = threading.Thread(target=fresh, name="json-decode")
+        thread.start()
+        thread.join()
+        return result["value"]

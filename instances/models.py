@@ -13,6 +13,7 @@ from django.utils import timezone
 from brokers.models import Broker, ServicePlan
 from brokers.osb import StoredRequest, request_from_json
 from catalog_portal import crypto
+from catalog_portal.jsonlimits import StoredJSONDecoder
 from instances.states import (
     ACTIVE,
     DELETES,
@@ -42,7 +43,7 @@ class ServiceInstance(models.Model):
     namespace = models.CharField(max_length=63, db_index=True)
     broker = models.ForeignKey(Broker, on_delete=models.PROTECT, related_name="instances")
     plan = models.ForeignKey(ServicePlan, on_delete=models.PROTECT, related_name="instances")
-    parameters = models.JSONField(default=dict, blank=True)
+    parameters = models.JSONField(default=dict, blank=True, decoder=StoredJSONDecoder)  # any nesting
     # Sent as `context` on every request for this instance; fixed at creation so retries are identical.
     context = models.JSONField(default=dict)
     dashboard_url = models.TextField(blank=True)
@@ -88,7 +89,7 @@ class ServiceBinding(models.Model):
     name = models.CharField(max_length=63)
     namespace = models.CharField(max_length=63, db_index=True)
     secret_name = models.CharField(max_length=253)
-    parameters = models.JSONField(default=dict, blank=True)
+    parameters = models.JSONField(default=dict, blank=True, decoder=StoredJSONDecoder)
     # Sent as `context` / `bind_resource`; fixed at creation so retries are identical.
     context = models.JSONField(default=dict)
     bind_resource = models.JSONField(default=dict)
@@ -156,7 +157,7 @@ class Operation(models.Model):
     # The OSB request (brokers.osb.requests, `to_json()`), frozen at creation: the engine sends exactly this, so a
     # retried request is byte for byte the first one. Only what the broker receives; the portal's own notes are
     # fields of their own (below).
-    request = models.JSONField(default=dict)
+    request = models.JSONField(default=dict, decoder=StoredJSONDecoder)
     # A cleanup after a failed delete: once the broker confirms it is gone, the instance (or binding) is deleted in
     # the portal too.
     delete_on_success = models.BooleanField(default=False)
