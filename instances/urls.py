@@ -10,6 +10,8 @@ urlpatterns = [
     path("instances/<uuid:instance_id>/", views.instance_detail, name="detail"),
     path("instances/<uuid:instance_id>/status/", views.instance_status, name="status"),
     path("instances/<uuid:instance_id>/update/", views.instance_update_view, name="update"),
+    path("instances/<uuid:instance_id>/parameters/reveal/", views.instance_parameters_reveal_view,
+         name="parameters-reveal"),
     path("instances/<uuid:instance_id>/retry/", views.instance_retry_view, name="retry"),
     path("instances/<uuid:instance_id>/deprovision/", views.instance_deprovision_view, name="deprovision"),
     path("instances/<uuid:instance_id>/bindings/", views.binding_create_view, name="binding-create"),

@@ -12,6 +12,7 @@ import re
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -32,6 +33,7 @@ from brokers.models import ServiceOffering, ServicePlan
 from brokers.selectors import visible_plans
 from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, NotFound
 from catalog_portal.htmx import htmx_partial
+from catalog_portal.jsonlimits import capped
 from instances import schema_form, selectors, timeline
 from instances.forms import (
     BindingForm,
@@ -58,6 +60,7 @@ from instances.services.bindings import (
 from instances.services.instances import (
     PREVIEW_INSTANCE_ID,
     instance_deprovision,
+    instance_parameters_reveal,
     instance_provision,
     instance_retry,
     instance_update,
@@ -209,6 +212,31 @@ def _shown_parameters(instance: ServiceInstance) -> dict[str, Any]:
     return schema_form.mask_secrets(instance.plan.instance_create_schema, instance.parameters) or {}
 
 
+def _has_mask(value: Any) -> bool:
+    return schema_form.MASK in json.dumps(value, ensure_ascii=False) if value else False
+
+
+@require_POST
+def instance_parameters_reveal_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
+    """The instance page with its secret parameters shown: only through the service, which checks who may and
+    audits it; never cached."""
+    instance = _instance_or_404(request, instance_id)
+    status, error = 200, None
+    try:
+        revealed = instance_parameters_reveal(instance=instance, user=request.user, request=request)
+    except ApplicationError as exc:
+        status, error, revealed = _error_status(exc), exc.message, None
+    context = _detail_context(request, instance)
+    if revealed is not None:
+        shown = capped(revealed, settings.PARAMETERS_MAX_DEPTH)
+        context.update(parameters_text=json.dumps(shown, indent=2, ensure_ascii=False), parameters_revealed=True,
+                       can_reveal_parameters=False)
+    context["parameters_error"] = error
+    response = render(request, "instances/instance_detail.html", context, status=status)
+    add_never_cache_headers(response)
+    return response
+
+
 def _status_context(request: HttpRequest, instance: ServiceInstance, *, all_operations: bool = False
                     ) -> dict[str, Any]:
     """The live part of the page: state, what is happening, the timeline of operations with their calls.
@@ -242,6 +270,8 @@ def _status_context(request: HttpRequest, instance: ServiceInstance, *, all_oper
         "live": bool(active) and not instance.is_deleted,
         "dashboard_url": _safe_url(instance.dashboard_url) if instance.state == InstanceState.READY else "",
         "parameters_text": json.dumps(parameters, indent=2, ensure_ascii=False) if parameters else "",
+        "can_reveal_parameters": (not instance.is_deleted and _has_mask(parameters)
+                                  and access.can(request.user, "reveal", instance.namespace)),
         "failed": failed, "can_write": can_write,
         "retry_refusal": retry_refusal(instance) if failed and can_write else None,
         # The broker's words are shown once: not again inside the portal's error that quotes them.

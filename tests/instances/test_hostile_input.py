@@ -358,3 +358,22 @@ def test_a_team_with_live_instances_is_not_deleted(admin_user: Any, admin_api: A
     assert Team.objects.filter(pk=team_a.pk).exists()
     assert not AuditRecord.objects.filter(action="team.delete").exists()
     assert_nothing_sent(osb_broker)
+
+
+def test_the_instance_page_reveals_secret_parameters_on_purpose(alice: Any, bob: Any, alice_api: APIClient,
+                                                                osb_broker: SampleBroker,
+                                                                schemaless: ServicePlan) -> None:
+    body = alice_api.post("/api/v1/instances/", {"name": "db", "namespace": "team-a", "plan": str(schemaless.pk),
+                                                 "parameters": {"admin_password": "hunter2-secret"}},
+                          format="json").json()
+    run_operations()
+    url = f"/instances/{body['id']}/"
+    page = signed_in(alice).get(url).content.decode()
+    assert "hunter2-secret" not in page and "Reveal secret parameters" in page
+    assert "Reveal secret parameters" not in signed_in(bob).get(url).content.decode()  # a viewer: no button
+    refused = signed_in(bob).post(f"{url}parameters/reveal/")
+    assert refused.status_code == 403 and "hunter2-secret" not in refused.content.decode()
+    shown = signed_in(alice).post(f"{url}parameters/reveal/")
+    assert shown.status_code == 200 and "hunter2-secret" in shown.content.decode()
+    assert "no-store" in shown["Cache-Control"]
+    assert AuditRecord.objects.filter(action="instance.parameters.reveal").count() == 1
