@@ -303,8 +303,11 @@ class OSBClient:
 
     # -- sending
 
-    def send(self, request: OSBRequest[R], *, identity: OriginatingIdentity | None = None) -> R:
+    def send(self, request: OSBRequest[R], *, identity: OriginatingIdentity | None = None,
+             recorded: OSBRequest[Any] | None = None) -> R:
         """Send `request` (with `identity` as the originating identity) and return the broker's typed answer.
+        `recorded`: the same request with its secrets masked, for the call record's excerpt (default: `request`,
+        redacted by key name).
 
         Every failure is an OSBError whose `permanent` flag says whether the same request may succeed later.
         """
@@ -327,7 +330,7 @@ class OSBClient:
                 failure = exc
                 raise
         finally:
-            self._record(request, built, response, failure, at, started)
+            self._record(recorded or request, built, response, failure, at, started)
 
     def prepare(
         self, request: OSBRequest[Any], *, identity: OriginatingIdentity | None = None, mask: str = REDACTED

@@ -41,7 +41,7 @@ from brokers.services import broker_client, broker_request_sync
 from catalog_portal.tasks import enqueue_on_commit
 from instances import metrics
 from instances.models import Operation, OperationCall, ServiceInstance
-from instances.sealed import unseal
+from instances.sealed import mask_sealed, unseal
 from instances.services.identity import originating_identity
 from instances.states import (
     ACTIVE,
@@ -183,7 +183,8 @@ def _wait_for_bindings(op: Operation, client: OSBClient) -> Decision:
 def _send(op: Operation, client: OSBClient) -> Any:
     """Send the operation's stored request, exactly as stored (sealed secret parameters decrypted: the broker gets
     the real values), on behalf of whoever asked for it."""
-    return client.send(request_from_json(unseal(op.request)), identity=originating_identity(op.identity))
+    return client.send(request_from_json(unseal(op.request)), identity=originating_identity(op.identity),
+                       recorded=request_from_json(mask_sealed(op.request)))  # the call record: secrets masked
 
 
 def _submit(op: Operation, client: OSBClient) -> Decision:

@@ -377,3 +377,26 @@ def test_the_instance_page_reveals_secret_parameters_on_purpose(alice: Any, bob:
     assert shown.status_code == 200 and "hunter2-secret" in shown.content.decode()
     assert "no-store" in shown["Cache-Control"]
     assert AuditRecord.objects.filter(action="instance.parameters.reveal").count() == 1
+
+
+def test_a_schema_marked_secret_is_sealed_masked_and_kept_out_of_call_records(
+    alice_api: APIClient, osb_broker: SampleBroker, schemaless: ServicePlan
+) -> None:
+    """A `writeOnly` parameter with an innocent name: sealed in the row, masked by the API, sent to the broker in
+    clear, and masked in the recorded OSB call."""
+    from instances.models import OperationCall
+
+    schemaless.schemas = {"service_instance": {"create": {"parameters": {
+        "type": "object", "properties": {"phrase": {"type": "string", "writeOnly": True}, "size": {"type": "integer"}}}}}}
+    schemaless.save(update_fields=["schemas"])
+    body = alice_api.post("/api/v1/instances/", {"name": "db", "namespace": "team-a", "plan": str(schemaless.pk),
+                                                 "parameters": {"phrase": "open-sesame", "size": 3}},
+                          format="json").json()
+    assert body["parameters"] == {"phrase": "••••••••", "size": 3}
+    run_operations()
+    (put,) = osb_broker.requests_for("PUT")
+    assert put.json["parameters"] == {"phrase": "open-sesame", "size": 3}
+    instance = ServiceInstance.objects.get(pk=body["id"])
+    assert "open-sesame" not in json.dumps(instance.parameters)
+    excerpts = " ".join(OperationCall.objects.values_list("request_excerpt", flat=True))
+    assert '"size":3' in excerpts and "open-sesame" not in excerpts
