@@ -183,3 +183,38 @@ def test_the_request_conversion_is_reversible(back_to_latest: None) -> None:
     assert rows.get(pk=update.pk).request == before
     assert rows.get(pk=cleanup.pk).request == cleanup_before
 
+
+
+def test_secret_parameters_stored_in_clear_are_sealed_and_still_sent(back_to_latest: None, osb_broker: Any) -> None:
+    from django.utils import timezone
+
+    from instances.models import Operation, ServiceInstance
+    from instances.sealed import unseal
+    from tests.instances.helpers import mirrored_broker, plan, run_operations
+
+    osb_broker.async_seconds = 0.0
+    broker = mirrored_broker(osb_broker.url)
+    p = plan(broker, "status-page", "basic")
+    ids = {"service_id": p.offering.catalog_id, "plan_id": p.catalog_id}
+    context = {"platform": "kubernetes", "namespace": "team-a", "clusterid": "c", "instance_name": "db"}
+    old = migrate(("instances", "0005_parameters_decode_any_nesting"))
+    params = {"admin_password": "in-clear", "size": 1}
+    instance = old.get_model("instances", "ServiceInstance").objects.create(
+        name="db", namespace="team-a", broker_id=broker.pk, plan_id=p.pk, context=context, state="provisioning",
+        parameters=params)
+    op = old.get_model("instances", "Operation").objects.create(
+        type="provision", state="pending", instance=instance, next_poll_at=timezone.now(), request={
+            "format": 1, "kind": "provision", "instance_id": str(instance.pk), **ids, "context": context,
+            "organization_guid": "org", "space_guid": "space", "parameters": params, "maintenance_version": None,
+            "accepts_incomplete": True})
+
+    migrate()
+
+    stored = ServiceInstance.objects.get(pk=instance.pk).parameters
+    request = Operation.objects.get(pk=op.pk).request
+    assert "in-clear" not in str(stored) and "in-clear" not in str(request)
+    assert unseal(stored) == params and unseal(request["parameters"]) == params
+    osb_broker.clear_requests()
+    run_operations()
+    [put] = osb_broker.requests_for("PUT", rf"/v2/service_instances/{instance.pk}")
+    assert put.json["parameters"] == params
