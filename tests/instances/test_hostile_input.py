@@ -400,3 +400,16 @@ def test_a_schema_marked_secret_is_sealed_masked_and_kept_out_of_call_records(
     assert "open-sesame" not in json.dumps(instance.parameters)
     excerpts = " ".join(OperationCall.objects.values_list("request_excerpt", flat=True))
     assert '"size":3' in excerpts and "open-sesame" not in excerpts
+
+
+@pytest.mark.parametrize("depth", [10_000, 40])
+def test_the_provision_page_refuses_deep_json_parameters(alice: Any, osb_broker: SampleBroker,
+                                                         schemaless: ServicePlan, depth: int) -> None:
+    text = '{"a":' * depth + "1" + "}" * depth
+    response = signed_in(alice).post(f"/instances/new/?plan={schemaless.pk}", {
+        "plan": str(schemaless.pk), "name": "deep", "namespace": "team-a", "p.__mode": "json", "p.__json": text})
+    assert response.status_code == 422
+    assert "PARAMETERS_MAX_DEPTH" in response.content.decode()
+    assert not ServiceInstance.objects.exists()
+    run_operations()
+    assert_nothing_sent(osb_broker)
