@@ -23,6 +23,7 @@ from instances.services.instances import (
     instance_retry,
     instance_update,
 )
+from instances.services.rotation import binding_rotate, rotation_status
 from instances.states import InstanceState, OpState
 
 
@@ -227,16 +228,44 @@ class PublicationSerializer(serializers.Serializer):
     published_at = serializers.DateTimeField(allow_null=True)
 
 
+class BindingRotationSerializer(serializers.Serializer):
+    """Where a binding stands in its rotation chain, and how far the rotation has got."""
+
+    predecessor = serializers.UUIDField(allow_null=True, help_text="The binding this one replaces.")
+    successor = serializers.UUIDField(allow_null=True, help_text="The binding that replaces this one.")
+    linked = serializers.BooleanField(
+        allow_null=True, help_text="Whether the broker links the pair (the plan is binding_rotatable and the "
+        "successor was created with predecessor_binding_id); null when there is no rotation.")
+    step = serializers.ChoiceField(
+        choices=["", "creating_successor", "successor_failed", "publishing", "grace_period",
+                 "unbinding_predecessor", "done"],
+        help_text="The rotation's progress: the successor is being created, failed, its credentials are being "
+        "written into the Secret, the predecessor stays bound until retire_at, is being unbound, or all done.")
+    retire_at = serializers.DateTimeField(allow_null=True, help_text="When the predecessor is unbound.")
+    rotate_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the portal rotates this binding on its own (the broker's renew_before, "
+        "else 80 % of the lifetime to expires_at).")
+    expires_at = serializers.DateTimeField(allow_null=True, help_text="The broker's expires_at.")
+    can_rotate = serializers.BooleanField()
+    refusal = serializers.CharField(help_text="Why the binding cannot be rotated now (empty when it can).")
+    warning = serializers.CharField(help_text="Set when expiry is near and the binding cannot be rotated.")
+
+
 class BindingSerializer(serializers.ModelSerializer):
     instance = serializers.UUIDField(source="instance_id")
     last_operation = serializers.SerializerMethodField()
     cleanup = serializers.SerializerMethodField()
     publication = serializers.SerializerMethodField()
+    rotation = serializers.SerializerMethodField()
 
     class Meta:
         model = ServiceBinding
         fields = ["id", "instance", "name", "namespace", "secret_name", "parameters", "state", "last_operation",
-                  "cleanup", "publication", "metadata", "created_at", "updated_at"]
+                  "cleanup", "publication", "rotation", "metadata", "created_at", "updated_at"]
+
+    @extend_schema_field(BindingRotationSerializer)
+    def get_rotation(self, binding: ServiceBinding) -> dict[str, Any]:
+        return BindingRotationSerializer(rotation_status(binding)).data
 
     @extend_schema_field(LastOperationSerializer(allow_null=True))
     def get_last_operation(self, binding: ServiceBinding) -> dict[str, Any] | None:
@@ -315,6 +344,21 @@ class BindingDetailApi(APIView):
         binding = binding_delete(binding=get_object_or_404(selectors.binding_list(user=request.user), pk=binding_id),
                                  requested_by=request.user, request=request)
         return Response(_binding_body(binding), status=status.HTTP_202_ACCEPTED)
+
+
+class BindingRotateApi(APIView):
+    @extend_schema(
+        request=None, responses={202: BindingSerializer}, operation_id="bindings_rotate",
+        summary="Rotate a binding's credentials",
+        description="Creates a successor binding (sent with predecessor_binding_id when the plan is "
+        "binding_rotatable; otherwise an ordinary new binding the broker does not link), writes its credentials "
+        "into the same Kubernetes Secret in one update, and unbinds this binding after "
+        "BINDING_ROTATION_GRACE_SECONDS. Answers the successor. 409 when the binding cannot be rotated now.",
+    )
+    def post(self, request: Request, binding_id: Any) -> Response:
+        binding = get_object_or_404(selectors.binding_list(user=request.user), pk=binding_id)
+        successor = binding_rotate(binding=binding, requested_by=request.user, request=request)
+        return Response(_binding_body(successor), status=status.HTTP_202_ACCEPTED)
 
 
 class BindingCredentialsApi(APIView):
