@@ -229,23 +229,22 @@ class PublicationSerializer(serializers.Serializer):
 
 
 class BindingRotationSerializer(serializers.Serializer):
-    """Where a binding stands in its rotation chain, and how far the rotation has got."""
+    """How far the rotation this binding is part of (as predecessor or successor) has got."""
 
-    predecessor = serializers.UUIDField(allow_null=True, help_text="The binding this one replaces.")
-    successor = serializers.UUIDField(allow_null=True, help_text="The binding that replaces this one.")
+    state = serializers.ChoiceField(
+        choices=["", "creating_successor", "successor_failed", "publishing", "grace_period",
+                 "unbinding_predecessor", "done"],
+        help_text="Empty when the binding was never rotated. Otherwise: the successor is being created, failed, its "
+        "credentials are being written into the Secret, the predecessor stays bound until unbind_predecessor_at, "
+        "is being unbound, or all is done.")
+    unbind_predecessor_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the predecessor is unbound (the end of the grace period).")
     linked = serializers.BooleanField(
         allow_null=True, help_text="Whether the broker links the pair (the plan is binding_rotatable and the "
         "successor was created with predecessor_binding_id); null when there is no rotation.")
-    step = serializers.ChoiceField(
-        choices=["", "creating_successor", "successor_failed", "publishing", "grace_period",
-                 "unbinding_predecessor", "done"],
-        help_text="The rotation's progress: the successor is being created, failed, its credentials are being "
-        "written into the Secret, the predecessor stays bound until retire_at, is being unbound, or all done.")
-    retire_at = serializers.DateTimeField(allow_null=True, help_text="When the predecessor is unbound.")
     rotate_at = serializers.DateTimeField(
         allow_null=True, help_text="When the portal rotates this binding on its own (the broker's renew_before, "
         "else 80 % of the lifetime to expires_at).")
-    expires_at = serializers.DateTimeField(allow_null=True, help_text="The broker's expires_at.")
     can_rotate = serializers.BooleanField()
     refusal = serializers.CharField(help_text="Why the binding cannot be rotated now (empty when it can).")
     warning = serializers.CharField(help_text="Set when expiry is near and the binding cannot be rotated.")
@@ -256,16 +255,38 @@ class BindingSerializer(serializers.ModelSerializer):
     last_operation = serializers.SerializerMethodField()
     cleanup = serializers.SerializerMethodField()
     publication = serializers.SerializerMethodField()
+    predecessor = serializers.UUIDField(source="predecessor_id", allow_null=True, read_only=True,
+                                        help_text="The binding this one replaces (rotation).")
+    successor = serializers.SerializerMethodField()
+    expires_at = serializers.SerializerMethodField()
     rotation = serializers.SerializerMethodField()
 
     class Meta:
         model = ServiceBinding
         fields = ["id", "instance", "name", "namespace", "secret_name", "parameters", "state", "last_operation",
-                  "cleanup", "publication", "rotation", "metadata", "created_at", "updated_at"]
+                  "cleanup", "publication", "predecessor", "successor", "expires_at", "rotation", "metadata",
+                  "created_at", "updated_at"]
+
+    def _rotation(self, binding: ServiceBinding) -> dict[str, Any]:
+        cached = getattr(binding, "_rotation_status", None)
+        if cached is None:
+            cached = binding._rotation_status = rotation_status(binding)
+        return cached
+
+    @extend_schema_field(serializers.UUIDField(allow_null=True, help_text="The binding that replaces this one."))
+    def get_successor(self, binding: ServiceBinding) -> Any:
+        return self._rotation(binding)["successor"]
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True, help_text="The broker's expires_at."))
+    def get_expires_at(self, binding: ServiceBinding) -> Any:
+        expires = self._rotation(binding)["expires_at"]
+        return serializers.DateTimeField().to_representation(expires) if expires else None
 
     @extend_schema_field(BindingRotationSerializer)
     def get_rotation(self, binding: ServiceBinding) -> dict[str, Any]:
-        return BindingRotationSerializer(rotation_status(binding)).data
+        status = self._rotation(binding)
+        return BindingRotationSerializer({**status, "state": status["step"],
+                                          "unbind_predecessor_at": status["retire_at"]}).data
 
     @extend_schema_field(LastOperationSerializer(allow_null=True))
     def get_last_operation(self, binding: ServiceBinding) -> dict[str, Any] | None:

@@ -368,15 +368,16 @@ def test_rotate_api_answers_the_successor_and_the_chain(
     answer = alice_api.post(f"/api/v1/bindings/{old.pk}/rotate/")
     assert answer.status_code == 202, answer.content
     body = answer.json()
-    assert body["rotation"]["predecessor"] == str(old.pk) and body["rotation"]["linked"] is True
-    assert body["rotation"]["step"] == "creating_successor" and body["secret_name"] == "app-cache"
+    assert body["predecessor"] == str(old.pk) and body["successor"] is None and body["rotation"]["linked"] is True
+    assert body["rotation"]["state"] == "creating_successor" and body["secret_name"] == "app-cache"
 
     again = alice_api.post(f"/api/v1/bindings/{old.pk}/rotate/")
     assert again.status_code == 409 and again.headers["Content-Type"].startswith("application/json")
     run_operations()
     binding_publish(binding_id=body["id"])
     detail = alice_api.get(f"/api/v1/bindings/{old.pk}/").json()
-    assert detail["rotation"]["successor"] == body["id"] and detail["rotation"]["step"] == "grace_period"
+    assert detail["successor"] == body["id"] and detail["predecessor"] is None
+    assert detail["rotation"]["state"] == "grace_period" and detail["rotation"]["unbind_predecessor_at"]
     assert detail["publication"]["state"] in ("not_configured", "handed_over", "pending")
 
 
