@@ -407,3 +407,46 @@ def test_the_page_has_a_rotate_button_and_shows_the_rotation(
     page = client.get(plain.get_absolute_url()).content.decode()
     assert 'data-rotation-step="grace_period"' in page or 'data-rotation-step="publishing"' in page
     assert "does not link" in page
+
+
+# --- racing rotations ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_rotate_requests_start_one_rotation(
+    rotatable: ServiceInstance, alice: Any, live_server: Any, osb_broker: SampleBroker
+) -> None:
+    """Four rotate requests released together against the live server: one successor, the others 409, and the
+    broker receives one bind naming the predecessor."""
+    import threading
+
+    import httpx
+    from rest_framework.authtoken.models import Token
+
+    old = bind(rotatable)
+    token = Token.objects.create(user=alice).key
+    osb_broker.clear_requests()
+    barrier, answers, errors = threading.Barrier(4), [], []
+
+    def rotate() -> None:
+        try:
+            with httpx.Client(base_url=live_server.url, timeout=30) as client:
+                barrier.wait(timeout=10)
+                answer = client.post(f"/api/v1/bindings/{old.pk}/rotate/", headers={"Authorization": f"Token {token}"})
+                answers.append((answer.status_code, answer.json()))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rotate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert sorted(status for status, _ in answers) == [202, 409, 409, 409], answers
+    assert all("in progress" in body["detail"] for status, body in answers if status == 409)
+    [successor] = ServiceBinding.objects.filter(predecessor=old)
+    run_operations()
+    bodies = bind_bodies(osb_broker)
+    assert [body["predecessor_binding_id"] for body in bodies] == [str(old.pk)]
+    assert fresh(successor).current and not fresh(old).current
