@@ -295,6 +295,18 @@ def test_rotate_at_is_renew_before_else_eighty_percent_of_the_lifetime() -> None
     assert rotate_at_for({}, now=now) is None and rotate_at_for({"expires_at": "soon"}, now=now) is None
 
 
+def test_an_asynchronous_binds_times_come_from_the_fetch_after_last_operation(
+    rotatable: ServiceInstance, osb_broker: SampleBroker
+) -> None:
+    osb_broker.async_mode = "always"
+    osb_broker.binding_renew_seconds, osb_broker.binding_expires_seconds = 600, 900
+    binding = bind(rotatable)
+    fetches = osb_broker.requests_for("GET", BIND_PATH)
+    assert len(fetches) == 1  # the credentials and the metadata come from the fetch (a 202 carries neither)
+    assert set(binding.metadata) == {"renew_before", "expires_at"}
+    assert binding.rotate_at == rotate_at_for(binding.metadata, now=timezone.now())
+
+
 def test_automatic_rotation_at_renew_before(
     rotatable: ServiceInstance, kube: KubeStandIn, osb_broker: SampleBroker
 ) -> None:
