@@ -48,6 +48,7 @@ GOAL_RELIST_S = 2.0
 CATALOG_TABLES = ("brokers_serviceoffering", "brokers_serviceplan")
 BOOKKEEPING_TABLES = ("brokers_catalogsync", "brokers_broker", "brokers_catalogdocument", "teams_auditrecord")
 BROKER_USER, BROKER_PASSWORD = "bench", "bench-broker-pass"
+CURRENT: dict[str, Any] = {}  # the SqlCounter of the sync being measured
 _WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?([A-Za-z0-9_]+)"?', re.IGNORECASE)
 
 
@@ -154,6 +155,24 @@ class Phases:
             finally:
                 self.mirror += time.perf_counter() - start
 
+        from brokers import mirror
+
+        original_insert = getattr(mirror, "insert_rows", None)
+        if original_insert is not None:  # COPY on Postgres bypasses execute wrappers: count its rows here
+
+            def insert_rows(model: Any, objs: list[Any]) -> Any:
+                result = original_insert(model, objs)
+                counter = CURRENT.get("counter")
+                from django.db import connection
+
+                if counter is not None and objs and connection.vendor == "postgresql":
+                    counter.stats.statements += 1
+                    counter.stats.by_kind["COPY"] += 1
+                    counter.stats.rows[("INSERT", model._meta.db_table)] += len(objs)
+                return result
+
+            mirror.insert_rows = insert_rows
+
         services.parse_catalog = parse_catalog  # type: ignore[attr-defined]
         services.check_catalog = check_catalog  # type: ignore[attr-defined]
         services.mirror_catalog = mirror_catalog
@@ -190,6 +209,7 @@ def run_sync(name: str, broker_id: Any, phases: Phases) -> Result:
 
     phases.reset()
     counter = SqlCounter(connection)
+    CURRENT["counter"] = counter
     connection.ensure_connection()
     with connection.execute_wrapper(counter):
         start = time.perf_counter()
