@@ -124,14 +124,14 @@ def _schema_problem(schema: Any) -> str | None:
     size = len(compact)
     if size > MAX_SCHEMA_BYTES:
         return f"the schema is {size // 1024} kB; schemas must not be larger than 64 kB"
+    key = hashlib.sha256(compact).hexdigest()
+    if key in _VALID_SCHEMAS:  # passed every check below before (they depend on the content alone)
+        return None
     if "$schema" not in schema:
         return "the schema must declare its JSON Schema version with '$schema'"
     for ref in _refs(schema):
         if not ref.startswith("#"):
             return f"the schema has an external reference '{ref}'; only local '#...' references are allowed"
-    key = hashlib.sha256(compact).hexdigest()
-    if key in _VALID_SCHEMAS:
-        return None
     validator_class = validators.validator_for(schema, default=validators.Draft4Validator)
     if not _meta_valid(validator_class, schema):
         try:
