@@ -12,4 +12,5 @@ urlpatterns = [
     path("bindings/<uuid:binding_id>/credentials/", apis.BindingCredentialsApi.as_view(), name="binding-credentials"),
     path("operations/", apis.OperationListApi.as_view(), name="operation-list"),
     path("operations/<uuid:operation_id>/", apis.OperationDetailApi.as_view(), name="operation-detail"),
+    path("operations/<uuid:operation_id>/cancel/", apis.OperationCancelApi.as_view(), name="operation-cancel"),
 ]

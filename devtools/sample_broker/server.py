@@ -346,6 +346,8 @@ class SampleBroker:
         self.async_outcome: str = "succeeded"
         #: "auto" (plans with maximum_polling_duration are async), "always", "never"
         self.async_mode: str = "auto"
+        #: a failed asynchronous update still applies its plan and parameters (as some brokers do)
+        self.failed_update_applies: bool = False
         #: serve ETag/Last-Modified on the catalog and honour conditional GETs
         self.etag_support: bool = False
         #: minimum accepted X-Broker-API-Version (major must match exactly)
@@ -510,6 +512,7 @@ class SampleBroker:
             self.async_seconds = 3.0
             self.async_outcome = "succeeded"
             self.async_mode = "auto"
+            self.failed_update_applies = False
             self.etag_support = False
 
     # ------------------------------------------------------------ dispatch
@@ -753,7 +756,7 @@ class SampleBroker:
                 inst["state"] = op["state"]
             elif kind == "update" and inst is not None:
                 inst["state"] = "succeeded"
-                if ok:
+                if ok or self.failed_update_applies:
                     inst.update(op["changes"])
             elif kind == "deprovision" and inst is not None:
                 inst["state"] = "succeeded"
