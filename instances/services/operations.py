@@ -536,9 +536,9 @@ def _gave_up(op: Operation, reason: str) -> Decision:
     own deadline OPERATION_SUBMIT_DEADLINE_SECONDS), every answer so far said it did nothing (unreachable without
     delivery, 422 ConcurrencyError, 429): no cleanup is needed."""
     if op.phase == Phase.SUBMIT and op.accepted_at is None:
-        limit = describe_wait((op.deadline - op.started_at).total_seconds()) if op.deadline else ""
+        limit = describe_wait(float(settings.OPERATION_SUBMIT_DEADLINE_SECONDS))
         decision = _failure(op, f"The broker did not accept the request within {limit}, so the portal stopped "
-                                f"trying. The last attempt: {reason}.")
+                                f"retrying. The last attempt: {reason}.")
         decision.next_step = f"{_never_accepted(op)} {decision.next_step}"
         return decision
     return _failure(op, f"{reason}. The portal stopped retrying after the maximum duration.")

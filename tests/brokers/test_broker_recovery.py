@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +12,14 @@ from brokers import services
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
 from devtools.sample_broker import SampleBroker, build_catalog
 from teams.models import AuditRecord
-from tests.conftest import BROKER_PASSWORD, BROKER_USER, alias_url, signed_in, wait_for, with_catalog_ids_prefixed
+from tests.conftest import (
+    BROKER_PASSWORD,
+    BROKER_USER,
+    alias_url,
+    signed_in,
+    wait_for,
+    with_catalog_ids_prefixed,
+)
 
 CATALOG = "/v2/catalog"
 

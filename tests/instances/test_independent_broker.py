@@ -14,7 +14,7 @@ from brokers.models import Broker, ServicePlan
 from devtools.sample_broker import SampleBroker, build_catalog
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_delete
-from instances.services.instances import instance_deprovision, instance_provision, instance_update
+from instances.services.instances import instance_provision, instance_update
 from instances.services.operations import operation_cancel
 from instances.states import BindingState, InstanceState, OpState, OpType, Phase
 from teams.models import AuditRecord
