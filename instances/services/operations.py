@@ -537,11 +537,27 @@ def _gave_up(op: Operation, reason: str) -> Decision:
     delivery, 422 ConcurrencyError, 429): no cleanup is needed."""
     if op.phase == Phase.SUBMIT and op.accepted_at is None:
         limit = describe_wait(float(settings.OPERATION_SUBMIT_DEADLINE_SECONDS))
-        decision = _failure(op, f"The broker did not accept the request within {limit}, so the portal stopped "
-                                f"retrying. The last attempt: {reason}.")
+        message = f"The broker did not accept the request within {limit}, so the portal stopped retrying. The last " \
+                  f"attempt: {reason}."
+        if broker_may_have_acted(op):  # e.g. an internal error after an answer: the spec's cleanup rules apply
+            return _failure(op, message, orphan=op.type in CREATES)
+        decision = _failure(op, message)
         decision.next_step = f"{_never_accepted(op)} {decision.next_step}"
         return decision
     return _failure(op, f"{reason}. The portal stopped retrying after the maximum duration.")
+
+
+def broker_may_have_acted(op: Operation) -> bool:
+    """Did any call of `op` reach a broker that may have acted on it? Refusals (4xx such as 422 ConcurrencyError
+    or 429) and connections that never opened say no; an answer 2xx or 5xx, or a connection that broke or timed
+    out after sending, say maybe."""
+    for status, error in op.calls.values_list("status", "error"):
+        if status is None:
+            if not (error or "").startswith("Could not connect"):
+                return True
+        elif status < 300 or status >= 500:
+            return True
+    return False
 
 
 def _never_accepted(op: Operation) -> str:
@@ -787,9 +803,14 @@ def cancel_refusal(op: Operation) -> str | None:
         return "This operation has already finished."
     if op.type == OpType.ORPHAN_MITIGATION:
         return None
+    if op.phase == Phase.WAIT:
+        return "This deprovision is waiting for its bindings to be unbound; it cannot be cancelled."
     if op.phase != Phase.SUBMIT or op.accepted_at is not None or op.broker_operation:
         return ("The broker has accepted this operation, so it can no longer be cancelled: wait for it to finish "
                 "(or for its maximum polling duration).")
+    if broker_may_have_acted(op):
+        return ("The broker may have acted on an earlier attempt, so this operation is not cancelled: the portal "
+                "keeps trying until it knows.")
     return None
 
 

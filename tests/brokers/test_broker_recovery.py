@@ -69,6 +69,19 @@ def test_a_failed_sync_is_retried_with_a_growing_backoff_capped_and_never_later_
 
 
 @pytest.mark.django_db
+def test_the_broker_page_says_when_the_portal_tries_again(
+    osb_broker: SampleBroker, osb_url: str, admin_user: Any
+) -> None:
+    osb_broker.set_response("GET", CATALOG, 503, {"description": "down for maintenance"})
+    broker = register(osb_url)
+    sync(broker)
+    sync(broker)
+    page = signed_in(admin_user).get(f"/brokers/{broker.pk}/").content.decode()
+    assert "2 failed syncs in a row; the portal tries again by itself" in page
+    assert "down for maintenance" in page
+
+
+@pytest.mark.django_db
 def test_the_backoff_never_waits_longer_than_the_brokers_own_relist_interval(
     osb_broker: SampleBroker, osb_url: str
 ) -> None:

@@ -437,3 +437,25 @@ def test_only_a_platform_admin_can_stop_a_cleanup(
     sent = len(osb_broker.requests)
     step(cleanup)
     assert len(osb_broker.requests) == sent  # stopped for good
+
+
+def test_at_the_submission_deadline_an_attempt_the_broker_may_have_acted_on_is_cleaned_up(
+    alice: Any, small: ServicePlan, osb_broker: SampleBroker, alice_api: Any
+) -> None:
+    """Only refusals (422 ConcurrencyError, 429) and connections that never opened prove the broker did nothing;
+    after an answer it may have acted on (here a 201 whose step crashed before it was saved) the spec's cleanup
+    rules apply, and the operation cannot be cancelled as "not accepted"."""
+    instance = instance_provision(plan=small, name="orders-db", namespace="team-a", requested_by=alice,
+                                  parameters={"database_name": "orders"})
+    op = Operation.objects.get(instance=instance)
+    OperationCall.objects.create(operation=op, method="PUT", path=f"/v2/service_instances/{instance.pk}",
+                                 status=201, request_id="r1", at=timezone.now())
+    osb_broker.set_response("PUT", PUT, 422, BUSY)
+    op = step(op)
+    assert op.state == OpState.IN_PROGRESS
+    response = alice_api.post(f"/api/v1/operations/{op.pk}/cancel/")
+    assert response.status_code == 409 and "may have acted" in response.json()["detail"]
+    expire(op)
+    op = step(op)
+    assert op.state == OpState.FAILED and "stopped retrying" in op.error
+    assert Operation.objects.filter(type=OpType.ORPHAN_MITIGATION, parent=op).exists()
