@@ -374,10 +374,10 @@ class OSBClient:
             )
         try:
             document = json.loads(response.content)
-        except ValueError as exc:
+        except ValueError:
             raise OSBMalformedResponse(
                 f"The broker's catalog is not valid JSON: the broker answered {reason(response)} with "
-                f"{body_kind(response)} ({exc})",
+                f"{body_kind(response)}",
                 status=response.status_code,
                 permanent=True,
             ) from None
