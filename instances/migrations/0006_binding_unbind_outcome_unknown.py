@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('instances', '0004_operation_request_id'),
+        ('instances', '0005_binding_rotation'),
     ]
 
     operations = [
