@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('instances', '0005_binding_rotation'),
+        ('instances', '0006_binding_unbind_outcome_unknown'),
     ]
 
     operations = [
