@@ -225,9 +225,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULER = "telemetry.worker:HeartbeatScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = 15
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10, minimum=1)
+# Operations whose worker died are looked for more often: recovery takes the lease plus this.
+OPERATIONS_SWEEP_SECONDS = env_int("OPERATIONS_SWEEP_SECONDS", min(5, SWEEP_INTERVAL_SECONDS), minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "catalog-relist-due": {"task": "brokers.catalog_sync_due", "schedule": float(SWEEP_INTERVAL_SECONDS)},
-    "operations-sweep": {"task": "instances.operations_sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    "operations-sweep": {"task": "instances.operations_sweep", "schedule": float(OPERATIONS_SWEEP_SECONDS)},
     "bindings-reconcile": {"task": "instances.bindings_reconcile", "schedule": float(SWEEP_INTERVAL_SECONDS)},
 }
 # An operation whose Celery message is this late is re-sent by the sweeper.
@@ -260,11 +262,16 @@ OSB_DEFAULT_MAX_POLL_SECONDS = env_int("OSB_DEFAULT_MAX_POLL_SECONDS", 24 * 60 *
 CATALOG_DEFAULT_RELIST_SECONDS = env_int("CATALOG_DEFAULT_RELIST_SECONDS", 15 * 60, minimum=10)
 CATALOG_SYNC_LEASE_SECONDS = env_int("CATALOG_SYNC_LEASE_SECONDS", 180, minimum=10)
 CLUSTER_ID = env_str("CLUSTER_ID") or "catalog-portal"
-# How long a worker owns an operation step: the longest OSB call plus a margin. A worker killed mid-step
-# is replaced after this.
-OPERATION_LEASE_SECONDS = env_int(
-    "OPERATION_LEASE_SECONDS", int(OSB_CONNECT_TIMEOUT + OSB_REQUEST_TIMEOUT + 30), minimum=2
-)
+# How long a worker owns an operation step without renewing it. The worker's heartbeat thread renews the lease of
+# every step it holds (also during a long OSB call) every OPERATION_HEARTBEAT_SECONDS, so an expired lease means a
+# dead worker; the sweeper (every OPERATIONS_SWEEP_SECONDS) hands its operations to another worker.
+OPERATION_LEASE_SECONDS = env_int("OPERATION_LEASE_SECONDS", 15, minimum=2)
+OPERATION_HEARTBEAT_SECONDS = max(OPERATION_LEASE_SECONDS / 3, 0.5)
+# Pooled connections per broker per worker process.
+OSB_MAX_CONNECTIONS_PER_BROKER = env_int("OSB_MAX_CONNECTIONS_PER_BROKER", 20, minimum=1)
+# How many of a worker process's threads may wait on one broker at once (the rest stay free for other brokers);
+# the fleet-wide limit per broker is the broker's max_in_flight setting.
+OSB_CALLS_PER_BROKER_PER_PROCESS = env_int("OSB_CALLS_PER_BROKER_PER_PROCESS", 4, minimum=1)
 
 # --- Kubernetes --------------------------------------------------------------------------------
 K8S_ENABLED = env_bool("K8S_ENABLED", True)

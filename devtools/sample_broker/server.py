@@ -362,6 +362,9 @@ class SampleBroker:
         self._catalog_mtime = time.time()
         self._requests: list[RecordedRequest] = []
         self._responses: list[ScriptedResponse] = []
+        #: OSB requests being answered right now, and the most ever answered at once (``reset`` clears it)
+        self.in_flight: int = 0
+        self.max_in_flight: int = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -506,6 +509,7 @@ class SampleBroker:
             self.operations.clear()
             self._requests.clear()
             self._responses.clear()
+            self.max_in_flight = self.in_flight
             self.catalog = None
             self.async_seconds = 3.0
             self.async_outcome = "succeeded"
@@ -530,13 +534,19 @@ class SampleBroker:
             with self._lock:
                 self._requests.append(RecordedRequest(method, path, query, headers, parsed, body))
                 scripted = self._match_script(method, path)
-            if scripted is not None:
-                if scripted.delay > 0:
-                    self._stopping.wait(scripted.delay)
-                if scripted.status != PASS_THROUGH:
-                    return Reply(scripted.status, scripted.body, dict(scripted.headers))
-            base_url = f"http://{headers.get('Host')}" if headers.get("Host") else self.url
-            return self._route(method, path, query, headers, body, parsed, base_url)
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                if scripted is not None:
+                    if scripted.delay > 0:
+                        self._stopping.wait(scripted.delay)
+                    if scripted.status != PASS_THROUGH:
+                        return Reply(scripted.status, scripted.body, dict(scripted.headers))
+                base_url = f"http://{headers.get('Host')}" if headers.get("Host") else self.url
+                return self._route(method, path, query, headers, body, parsed, base_url)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
         except BrokerError as exc:
             return Reply(exc.status, exc.body(), exc.headers)
         except Exception as exc:  # pragma: no cover - defensive

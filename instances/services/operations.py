@@ -10,6 +10,8 @@ sweeper dispatches the step again, which resends the same frozen request.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -37,6 +39,8 @@ from brokers.osb import (
     UpdateRequest,
 )
 from brokers.services import broker_client, broker_request_sync
+from brokers.throttle import Wait, call_slot, pause_from_answers
+from catalog_portal import leases
 from catalog_portal.tasks import enqueue_on_commit
 from instances import metrics
 from instances.models import Operation, OperationCall, ServiceInstance
@@ -45,6 +49,7 @@ from instances.states import (
     ACTIVE,
     CREATES,
     DELETES,
+    HISTORY_SIZE,
     BindingState,
     InstanceState,
     InvalidTransition,
@@ -53,6 +58,7 @@ from instances.states import (
     Phase,
     can_transition,
     describe_wait,
+    operation_jitter,
     poll_delay,
     retry_delay,
 )
@@ -126,17 +132,84 @@ def operation_step(*, operation_id: Any) -> float | None:
     with log_context(request_id=op.request_id, operation_id=op.pk, instance_id=op.instance_id,
                      broker=op.instance.broker.name, user=op.requested_by.get_username() if op.requested_by else None):
         phase = op.phase
-        calls: list[CallRecord] = []
-        try:
-            with broker_client(broker=op.instance.broker, recorder=calls.append) as client:
-                decision = _decide(op, client)
-        except Exception as exc:  # a bug or a database hiccup must not strand the operation
-            logger.exception("Operation %s step crashed", op.pk)
-            decision = _retry(op, f"An internal error interrupted this step ({type(exc).__name__}); retrying")
+        # The heartbeat renews our lease while we work (also during a long call); it stops before _apply, so the
+        # lease _apply compares and sets on is the last one written.
+        with leases.held(lambda: _renew_lease(op), interval=float(settings.OPERATION_HEARTBEAT_SECONDS)):
+            decision, calls = _run(op)
         delay = _apply(op, decision, calls)
         answers = ", ".join(f"{call.method} {call.status or 'no answer'}" for call in calls) or "no call"
         logger.info("Operation %s (%s, %s step): %s; %s", op.pk, op.type, phase, answers, decision.state)
         return delay
+
+
+def _run(op: Operation) -> tuple[Decision, list[CallRecord]]:
+    """Decide the step, calling the broker if it takes calls now (its limit and pause: brokers/throttle.py)."""
+    calls: list[CallRecord] = []
+    broker = op.instance.broker
+    try:
+        with call_slot(broker) as wait:
+            if wait is not None:
+                return _deferred(op, wait), calls
+            with broker_client(broker=broker, recorder=calls.append) as client:
+                decision = _decide(op, client)
+    except Exception as exc:  # a bug or a database hiccup must not strand the operation
+        logger.exception("Operation %s step crashed", op.pk)
+        decision = _retry(op, f"An internal error interrupted this step ({type(exc).__name__}); retrying")
+    try:
+        pause_from_answers(broker, [(call.status, call.retry_after) for call in calls])
+    except Exception:
+        logger.exception("Could not record the broker's pause")
+    return decision, calls
+
+
+def _renew_lease(op: Operation) -> bool:
+    """The heartbeat: extend our lease on `op` if it is still ours (compare-and-set on the lease we wrote)."""
+    until = timezone.now() + timedelta(seconds=lease_seconds())
+    if Operation.objects.filter(pk=op.pk, claimed_until=op.claimed_until, state=op.state).update(
+            claimed_until=until) == 1:
+        op.claimed_until = until
+        return True
+    logger.warning("Operation %s: lease lost while the step was running", op.pk)
+    return False
+
+
+def _deferred(op: Operation, wait: Wait) -> Decision:
+    """No call now (the broker is paused or at its limit): the same step again later, no attempt counted."""
+    delay = max(wait.seconds, 0.0) + 0.5 * operation_jitter(str(op.pk)) + 0.1
+    next_step = op.next_step
+    if "pause" in wait.reason:
+        next_step = f"{wait.reason}; the next call is in {describe_wait(delay)}."
+    return Decision(delay=delay, next_step=next_step)
+
+
+# --- polling history --------------------------------------------------------------------------------
+
+HISTORY_TTL_SECONDS = 60.0
+_history_cache: dict[tuple[Any, str], tuple[float, list[float]]] = {}
+_history_lock = threading.Lock()
+
+
+def plan_history(plan_id: Any, op_type: str) -> list[float]:
+    """How long (seconds from the broker's 202 to the end) the plan's last operations of this type took, for the
+    learned polling schedule; cached per process for a minute (it is the same for every step of the plan)."""
+    key = (plan_id, op_type)
+    now = time.monotonic()
+    with _history_lock:
+        cached = _history_cache.get(key)
+        if cached is not None and now - cached[0] < HISTORY_TTL_SECONDS:
+            return cached[1]
+    rows = (Operation.objects.filter(instance__plan_id=plan_id, type=op_type, state=OpState.SUCCEEDED,
+                                     accepted_at__isnull=False, finished_at__isnull=False)
+            .order_by("-finished_at").values_list("accepted_at", "finished_at")[:HISTORY_SIZE])
+    durations = [(finished - accepted).total_seconds() for accepted, finished in rows]
+    with _history_lock:
+        _history_cache[key] = (now, durations)
+    return durations
+
+
+def _schedule(op: Operation, *, polls: int, elapsed: float) -> float:
+    return poll_delay(polls=polls, elapsed=elapsed, history=plan_history(op.instance.plan_id, op.type),
+                      jitter=operation_jitter(str(op.pk)))
 
 
 def _decide(op: Operation, client: OSBClient) -> Decision:
@@ -263,7 +336,7 @@ def _target(op: Operation) -> str:
 
 
 def _accepted(op: Operation, response: Any) -> Decision:
-    delay = poll_delay(polls=0, elapsed=0)
+    delay = _schedule(op, polls=0, elapsed=0)
     decision = Decision(
         phase=Phase.POLL, delay=delay, broker_operation=response.operation, accepted=True, attempt=True,
         description="The broker accepted the request and is working on it.",
@@ -331,7 +404,7 @@ def _keep_polling(op: Operation, retry_after: float | None, *, description: str 
         delay = max(retry_after, MIN_RETRY_AFTER)
         sentence = f"The broker asked us to wait {describe_wait(delay)}."
     else:
-        delay = poll_delay(polls=op.polls + 1, elapsed=elapsed)
+        delay = _schedule(op, polls=op.polls + 1, elapsed=elapsed)
         sentence = f"Checking again in {describe_wait(delay)}."
     if op.deadline:
         delay = min(delay, max((op.deadline - now).total_seconds(), 0.0))
