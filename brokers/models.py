@@ -76,6 +76,11 @@ class Broker(models.Model):
         return reverse("admin:brokers_broker_change", args=[self.pk])
 
     @property
+    def paused(self) -> bool:
+        """Calls to the broker are paused now (it answered 429 or 503 with Retry-After)."""
+        return self.paused_until is not None and self.paused_until > timezone.now()
+
+    @property
     def auth_secret(self) -> str:
         return crypto.decrypt(self.auth_secret_encrypted) if self.auth_secret_encrypted else ""
 

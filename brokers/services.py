@@ -263,6 +263,7 @@ def broker_register(
     relist_interval_seconds: int | None = None,
     enabled: bool = True,
     catalog_restrictions: Any = None,
+    max_in_flight: int | None = None,
     requested_by: Any = None,
     request: Any = None,
 ) -> Broker:
@@ -281,6 +282,8 @@ def broker_register(
         enabled=enabled,
         catalog_restrictions=restrictions_json(catalog_restrictions),
     )
+    if max_in_flight is not None:
+        broker.max_in_flight = max_in_flight
     _apply_auth(broker, auth)
     with transaction.atomic():
         broker.save()
@@ -295,7 +298,8 @@ def broker_update(
 ) -> Broker:
     """Change a broker's registration; a changed URL, auth or TLS setting queues a fresh sync; changed catalog
     restrictions re-mirror the last catalog at once (existing instances keep their plans); audited."""
-    allowed = {"name", "url", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled", "catalog_restrictions"}
+    allowed = {"name", "url", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled", "catalog_restrictions",
+               "max_in_flight"}
     unknown = set(changes) - allowed
     if unknown:
         raise ApplicationError(f"Cannot change {', '.join(sorted(unknown))}.")
