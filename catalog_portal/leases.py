@@ -94,6 +94,8 @@ def _beat() -> None:
         time.sleep(TICK_SECONDS)
         try:
             renew_due()
+            if not held_count():
+                _close_connection()  # hold no database connection while idle
         except Exception:  # never let the heartbeat die
             logger.exception("Lease heartbeat failed")
 
@@ -102,6 +104,7 @@ def _close_connection() -> None:
     try:
         from django.db import connection
 
-        connection.close()
+        if connection.connection is not None:
+            connection.close()
     except Exception:
         logger.debug("Closing the heartbeat's database connection failed", exc_info=True)
