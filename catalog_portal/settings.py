@@ -265,8 +265,8 @@ CLUSTER_ID = env_str("CLUSTER_ID") or "catalog-portal"
 # How long a worker owns an operation step without renewing it. The worker's heartbeat thread renews the lease of
 # every step it holds (also during a long OSB call) every OPERATION_HEARTBEAT_SECONDS, so an expired lease means a
 # dead worker; the sweeper (every OPERATIONS_SWEEP_SECONDS) hands its operations to another worker.
-OPERATION_LEASE_SECONDS = env_int("OPERATION_LEASE_SECONDS", 15, minimum=2)
-OPERATION_HEARTBEAT_SECONDS = max(OPERATION_LEASE_SECONDS / 3, 0.5)
+OPERATION_LEASE_SECONDS = env_int("OPERATION_LEASE_SECONDS", 10, minimum=2)
+OPERATION_HEARTBEAT_SECONDS = max(OPERATION_LEASE_SECONDS / 4, 0.5)
 # Pooled connections per broker per worker process.
 OSB_MAX_CONNECTIONS_PER_BROKER = env_int("OSB_MAX_CONNECTIONS_PER_BROKER", 20, minimum=1)
 # How many of a worker process's threads may wait on one broker at once (the rest stay free for other brokers);
