@@ -8,10 +8,11 @@ unset; a temporary Postgres database and an EMPTY Redis db from CELERY_BROKER_UR
 
 A ``SampleBroker`` answers every provision PUT only after --call-seconds (a long OSB call) and then works
 --async-seconds asynchronously. The bench provisions --instances instances, starts a standalone ``celery beat`` (the
-sweeper) and worker A, waits until A has calls in flight at the broker, and SIGKILLs A's process group. Worker B
-starts at once (its start-up overlaps the lease wait). For every operation A held at the kill, recovery = the time
-from the SIGKILL to the broker's next request for that instance (the step re-sent by B). Repeated --rounds times
-(each round kills the worker that is running and starts a new one). Prints each round's worst and median recovery,
+sweeper) and two workers, waits until a call is in flight at the broker, and SIGKILLs the older worker's process
+group (a replacement starts for the next round). For every operation held at the kill (by either worker: the
+survivor's move on at once, so the worst is the dead worker's), recovery = the time from the SIGKILL to the broker's
+next request for that instance (the step re-sent by the survivor). Repeated --rounds times. Prints each round's
+worst and median recovery,
 the lease and sweep settings, and checks that every operation finished with each PUT sent at most twice (once by
 the dead worker, once again: the spec allows re-sending a provision).
 """
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             processes.append(process)
             return process
 
-        current = worker(0)
+        fleet = [worker(0), worker(1)]  # two workers: when one dies, the other is already running
         ops = Operation.objects.filter(instance__namespace="bench-recovery")
         rounds: list[list[float]] = []
         for round_number in range(1, args.rounds + 1):
@@ -123,12 +124,14 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit("bench: the worker made no call")
                 time.sleep(0.02)
             now = timezone.now()
+            # Held by either worker: the survivor's go on at once, the victim's wait for their leases to expire.
             held = {str(i) for i in ops.filter(claimed_until__gt=now).values_list("instance_id", flat=True)}
             connection.close()
             killed_at = time.time()
-            os.killpg(current.pid, signal.SIGKILL)
-            current.wait()
-            current = worker(round_number)
+            victim = fleet.pop(0)
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait()
+            fleet.append(worker(len(processes)))  # a replacement, for the next round
             # Recovery of each held operation: the broker's next request for its instance after the kill.
             recovered: dict[str, float] = {}
             deadline = time.monotonic() + args.timeout

@@ -98,20 +98,19 @@ def poll_delay(*, polls: int, elapsed: float, history: Sequence[float] = (), jit
     operations are seen quickly; after ten minutes the broker is asked once a minute. (5 min op: 15 polls,
     <= 30 s late, also when it runs a little over; 1 h op: ~75 polls, <= 60 s late.)
 
-    `jitter` in [0, 1) is this operation's own constant (`operation_jitter`): up to 5 % longer delays while
-    backing off, up to 5 % shorter once at the cap, up to 0.5 s earlier polls on a learned schedule. Operations
-    started together drift apart instead of polling together, and no detection is later than the cap.
+    `jitter` in [0, 1) is this operation's own constant (`operation_jitter`): up to 10 % longer delays while
+    backing off (never past the cap), up to 0.85 s earlier polls on a learned schedule. Operations started together
+    drift apart instead of polling together, with no extra poll and no detection later than the cap.
     """
     if len(history) >= MIN_HISTORY:
         return _learned_delay(elapsed, history, jitter)
     cap = LATE_CAP_SECONDS if elapsed >= LATE_AFTER_SECONDS else EARLY_CAP_SECONDS
-    delay = FIRST_POLL_SECONDS * BACKOFF_FACTOR ** max(polls, 0)
-    if delay < cap:  # while backing off: a little longer (never past the cap), so the spread costs no extra poll
-        return min(delay * (1 + JITTER * jitter), cap)
-    return cap * (1 - JITTER * jitter)
+    # While backing off a little longer (never past the cap): operations started together drift apart, by up to
+    # 10 % of the time it takes to reach the cap, and poll no more often than without jitter.
+    return min(FIRST_POLL_SECONDS * BACKOFF_FACTOR ** max(polls, 0) * (1 + JITTER * jitter), cap)
 
 
-JITTER = 0.05
+JITTER = 0.1
 MIN_HISTORY = 5
 HISTORY_SIZE = 20
 DENSE_STEPS = 6  # the expected window (10th to 90th percentile of the history) is covered in this many steps

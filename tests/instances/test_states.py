@@ -224,6 +224,6 @@ def test_too_little_history_keeps_the_default_schedule() -> None:
 def test_jitter_spreads_polls_without_late_detection() -> None:
     delays = {poll_delay(polls=3, elapsed=20, jitter=operation_jitter(str(n))) for n in range(50)}
     assert len(delays) > 10  # operations started together do not poll together
-    assert all(6.75 <= d <= 6.75 * 1.05 for d in delays)
-    assert all(27 <= poll_delay(polls=30, elapsed=100, jitter=j / 10) <= 30 for j in range(10))  # never past the cap
+    assert all(6.75 <= d <= 6.75 * 1.1 for d in delays)
+    assert all(poll_delay(polls=n, elapsed=100, jitter=j / 10) <= 30 for j in range(10) for n in range(20))  # cap
     assert operation_jitter("a") == operation_jitter("a")  # stable per operation
