@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark of recovery after a worker dies: SIGKILL a worker mid-operation, time until its work moves again.
 
-    python bench/recovery.py [--instances 12] [--call-seconds 4] [--async-seconds 3] [--rounds 3]
+    python bench/recovery.py [--instances 40] [--call-seconds 4] [--async-seconds 3] [--rounds 3]
 
 Runs on a throwaway database like bench/polling.py (SQLite temp file + filesystem:// transport when DATABASE_URL is
 unset; a temporary Postgres database and an EMPTY Redis db from CELERY_BROKER_URL otherwise).
@@ -56,7 +56,7 @@ def start(command: list[str], log_path: Path, env: dict[str, str], ready: bytes 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--instances", type=int, default=12)
+    parser.add_argument("--instances", type=int, default=40)
     parser.add_argument("--call-seconds", type=float, default=4.0, help="how long the broker takes to answer a PUT")
     parser.add_argument("--async-seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3, help="workers killed, one after another")
@@ -119,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         rounds: list[list[float]] = []
         for round_number in range(1, args.rounds + 1):
             deadline = time.monotonic() + 120
-            while server.in_flight < 1:  # the worker is in the middle of a call
-                if time.monotonic() > deadline:
-                    raise SystemExit("bench: the worker made no call")
-                time.sleep(0.02)
+            while server.in_flight < 1:  # a worker is in the middle of a call
+                if time.monotonic() > deadline or not ops.exclude(state__in=TERMINAL).exists():
+                    raise SystemExit("bench: no call in flight (all done?); use more --instances")
+                connection.close()
+                time.sleep(0.05)
             now = timezone.now()
             # Held by either worker: the survivor's go on at once, the victim's wait for their leases to expire.
             held = {str(i) for i in ops.filter(claimed_until__gt=now).values_list("instance_id", flat=True)}

@@ -38,8 +38,9 @@ class Wait:
     reason: str
 
 
-_local_lock = threading.Lock()
+_local_free = threading.Condition()
 _local_in_flight: dict[Any, int] = {}
+LOCAL_WAIT_SECONDS = 0.5
 
 
 def _lease() -> timedelta:
@@ -55,11 +56,12 @@ def call_slot(broker: Broker) -> Iterator[Wait | None]:
                    f"The broker asked the portal to pause until {broker.paused_until:%H:%M:%S} UTC")
         return
     share = int(settings.OSB_CALLS_PER_BROKER_PER_PROCESS)
-    with _local_lock:
-        if _local_in_flight.get(broker.pk, 0) >= share:
-            local_full = True
-        else:
-            local_full = False
+    with _local_free:
+        # A short wait for this process's share (calls to a healthy broker take milliseconds); a broker whose calls
+        # hang keeps at most `share` threads, and the others give their step back after LOCAL_WAIT_SECONDS.
+        local_full = not _local_free.wait_for(lambda: _local_in_flight.get(broker.pk, 0) < share,
+                                              timeout=LOCAL_WAIT_SECONDS)
+        if not local_full:
             _local_in_flight[broker.pk] = _local_in_flight.get(broker.pk, 0) + 1
     if local_full:
         yield Wait(1.0, "This worker already has its share of calls waiting on the broker")
@@ -84,8 +86,9 @@ def call_slot(broker: Broker) -> Iterator[Wait | None]:
         finally:
             BrokerCallSlot.objects.filter(pk=pk, holder=token).update(holder="", held_until=None)
     finally:
-        with _local_lock:
+        with _local_free:
             _local_in_flight[broker.pk] -= 1
+            _local_free.notify_all()
 
 
 def _free(now: datetime) -> Q:
