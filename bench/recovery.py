@@ -141,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
                     instance = request.path.split("/")[3] if request.path.count("/") >= 3 else ""
                     if instance in held and instance not in recovered and request.at > killed_at:
                         recovered[instance] = request.at - killed_at
+                # An operation the survivor finished without another call (its last step was under way) moved on too.
+                for instance, finished in ops.filter(instance_id__in=list(held - set(recovered)),
+                                                     finished_at__isnull=False).values_list("instance_id",
+                                                                                            "finished_at"):
+                    recovered[str(instance)] = max(finished.timestamp() - killed_at, 0.0)
+                connection.close()
                 time.sleep(0.05)
             values = sorted(recovered.values())
             rounds.append(values)
