@@ -199,3 +199,31 @@ def test_retry_after_zero_is_floored_to_a_second(direct: Broker, osb_broker: Sam
     assert (direct.paused_until - before).total_seconds() >= 1.0
     other.refresh_from_db()
     assert (other.next_poll_at - before).total_seconds() >= 1.0
+
+
+# --- polling that learns ---------------------------------------------------------------------------------
+
+
+def test_polling_learns_from_the_plans_earlier_operations(direct: Broker, osb_broker: SampleBroker) -> None:
+    from instances.services import operations
+
+    earlier = provisions(direct, 6, prefix="old")
+    for n, old in enumerate(earlier):  # each took about 5 minutes from the broker's 202 to the end
+        accepted = timezone.now() - timedelta(hours=n + 1)
+        Operation.objects.filter(pk=old.pk).update(state=OpState.SUCCEEDED, accepted_at=accepted,
+                                                   finished_at=accepted + timedelta(seconds=290 + 4 * n),
+                                                   next_poll_at=None)
+    operations._history_cache.clear()
+    (op,) = provisions(direct, 1)
+    osb_broker.set_response("PUT", INSTANCE_PATH, 202, times=1, body={"operation": "op-1"})
+    osb_broker.set_response("GET", LAST_OPERATION, 200, body={"state": "in progress"})
+    operation_step(operation_id=op.pk)
+    op.refresh_from_db()
+    assert (op.next_poll_at - timezone.now()).total_seconds() < 3  # a quick failure is still seen at once
+    Operation.objects.filter(pk=op.pk).update(next_poll_at=timezone.now(),  # that first poll is due
+                                              accepted_at=timezone.now() - timedelta(seconds=2))
+    operation_step(operation_id=op.pk)
+    op.refresh_from_db()
+    # then sparse until the expected finish (without history: 3 s)
+    assert (op.next_poll_at - timezone.now()).total_seconds() > 60
+    operations._history_cache.clear()
