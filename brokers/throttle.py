@@ -36,6 +36,7 @@ class Wait:
 
     seconds: float
     reason: str
+    paused: bool = False  # the broker asked for the pause (else: its limit or this process's share is reached)
 
 
 _local_free = threading.Condition()
@@ -53,7 +54,7 @@ def call_slot(broker: Broker) -> Iterator[Wait | None]:
     now = timezone.now()
     if broker.paused_until and broker.paused_until > now:
         yield Wait((broker.paused_until - now).total_seconds(),
-                   f"The broker asked the portal to pause until {broker.paused_until:%H:%M:%S} UTC")
+                   f"The broker asked the portal to pause until {broker.paused_until:%H:%M:%S} UTC", paused=True)
         return
     share = int(settings.OSB_CALLS_PER_BROKER_PER_PROCESS)
     with _local_free:

@@ -177,7 +177,7 @@ def _deferred(op: Operation, wait: Wait) -> Decision:
     """No call now (the broker is paused or at its limit): the same step again later, no attempt counted."""
     delay = max(wait.seconds, 0.0) + 0.5 * operation_jitter(str(op.pk)) + 0.1
     next_step = op.next_step
-    if "pause" in wait.reason:
+    if wait.paused:
         next_step = f"{wait.reason}; the next call is in {describe_wait(delay)}."
     return Decision(delay=delay, next_step=next_step)
 
