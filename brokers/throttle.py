@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -56,7 +57,7 @@ def call_slot(broker: Broker) -> Iterator[Wait | None]:
         yield Wait((broker.paused_until - now).total_seconds(),
                    f"The broker asked the portal to pause until {broker.paused_until:%H:%M:%S} UTC", paused=True)
         return
-    share = int(settings.OSB_CALLS_PER_BROKER_PER_PROCESS)
+    share = process_share()
     with _local_free:
         # A short wait for this process's share (calls to a healthy broker take milliseconds); a broker whose calls
         # hang keeps at most `share` threads, and the others give their step back after LOCAL_WAIT_SECONDS.
@@ -92,29 +93,50 @@ def call_slot(broker: Broker) -> Iterator[Wait | None]:
             _local_free.notify_all()
 
 
+def process_share() -> int:
+    """How many of this process's threads may wait on one broker: OSB_CALLS_PER_BROKER_PER_PROCESS, or (0, the
+    default) half the worker's threads, at least 1 (outside a threads-pool worker: 2)."""
+    configured = int(settings.OSB_CALLS_PER_BROKER_PER_PROCESS)
+    if configured:
+        return configured
+    from catalog_portal import celery
+
+    return max(1, celery.WORKER_THREADS // 2) if celery.WORKER_THREADS else 2
+
+
 def _free(now: datetime) -> Q:
     return Q(held_until__isnull=True) | Q(held_until__lt=now)
 
 
+_TAKE_SLOT = (
+    "UPDATE brokers_brokercallslot SET holder = %s, held_until = %s WHERE id = (SELECT id FROM brokers_brokercallslot "
+    "WHERE broker_id = %s AND number < %s AND (held_until IS NULL OR held_until < %s) ORDER BY random() LIMIT 1) "
+    "AND (held_until IS NULL OR held_until < %s) RETURNING id"
+)
+
+
 def _acquire(broker: Broker, attempts: int = 4) -> tuple[int, str] | None:
-    """Take a free slot by compare-and-set (a slot another worker took in between is skipped)."""
+    """Take a free slot by compare-and-set: one UPDATE picks a free slot at random and takes it if it is still free
+    (on Postgres a slot another worker took in between fails the outer condition: that attempt takes nothing)."""
     token = uuid.uuid4().hex
+    broker_id = BrokerCallSlot._meta.get_field("broker").get_db_prep_value(broker.pk, connection)
     for _ in range(attempts):
         now = timezone.now()
-        free = BrokerCallSlot.objects.filter(broker=broker, number__lt=broker.max_in_flight).filter(_free(now))
-        candidate = free.order_by("?").values_list("pk", flat=True).first()
-        if candidate is None:
-            if BrokerCallSlot.objects.filter(broker=broker, number__lt=broker.max_in_flight).count() \
-                    < broker.max_in_flight:
-                BrokerCallSlot.objects.bulk_create(
-                    [BrokerCallSlot(broker=broker, number=n) for n in range(broker.max_in_flight)],
-                    ignore_conflicts=True)
-                continue
-            return None
-        taken = BrokerCallSlot.objects.filter(pk=candidate).filter(_free(now)).update(
-            holder=token, held_until=now + _lease())
-        if taken:
-            return candidate, token
+        moment = connection.ops.adapt_datetimefield_value(now)
+        with connection.cursor() as cursor:
+            cursor.execute(_TAKE_SLOT, [token, connection.ops.adapt_datetimefield_value(now + _lease()), broker_id,
+                                        broker.max_in_flight, moment, moment])
+            row = cursor.fetchone()
+        if row is not None:
+            return row[0], token
+        if BrokerCallSlot.objects.filter(broker=broker, number__lt=broker.max_in_flight).count() \
+                < broker.max_in_flight:
+            BrokerCallSlot.objects.bulk_create(
+                [BrokerCallSlot(broker=broker, number=n) for n in range(broker.max_in_flight)], ignore_conflicts=True)
+            continue
+        if not BrokerCallSlot.objects.filter(broker=broker, number__lt=broker.max_in_flight).filter(
+                _free(now)).exists():
+            return None  # all taken (not just lost a race)
     return None
 
 

@@ -270,8 +270,8 @@ OPERATION_HEARTBEAT_SECONDS = max(OPERATION_LEASE_SECONDS / 4, 0.5)
 # Pooled connections per broker per worker process.
 OSB_MAX_CONNECTIONS_PER_BROKER = env_int("OSB_MAX_CONNECTIONS_PER_BROKER", 20, minimum=1)
 # How many of a worker process's threads may wait on one broker at once (the rest stay free for other brokers);
-# the fleet-wide limit per broker is the broker's max_in_flight setting. 2: half of a 4-thread worker.
-OSB_CALLS_PER_BROKER_PER_PROCESS = env_int("OSB_CALLS_PER_BROKER_PER_PROCESS", 2, minimum=1)
+# the fleet-wide limit per broker is the broker's max_in_flight setting. 0: half the worker's threads.
+OSB_CALLS_PER_BROKER_PER_PROCESS = env_int("OSB_CALLS_PER_BROKER_PER_PROCESS", 0, minimum=0)
 
 # --- Kubernetes --------------------------------------------------------------------------------
 K8S_ENABLED = env_bool("K8S_ENABLED", True)

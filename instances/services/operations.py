@@ -116,8 +116,19 @@ def _claim(operation_id: Any) -> Operation | None:
     )
     if not claimed:
         return None  # terminal, not yet due, or another worker holds it
-    return Operation.objects.select_related("instance__plan__offering", "instance__broker", "binding",
-                                            "requested_by").get(pk=operation_id)
+    # The step needs the plan's and offering's flags, not their catalog documents (schemas, metadata, raw JSON):
+    # decoding those on every step cost more than the broker call.
+    return (Operation.objects.select_related("instance__plan__offering", "instance__broker", "binding",
+                                             "requested_by").defer(*_NOT_NEEDED_BY_A_STEP).get(pk=operation_id))
+
+
+_NOT_NEEDED_BY_A_STEP = (
+    *(f"instance__plan__{name}" for name in ("description", "metadata", "bullets", "costs", "schemas", "raw",
+                                             "schemas_changed")),
+    *(f"instance__plan__offering__{name}" for name in (
+        "description", "tags", "requires", "metadata", "dashboard_client", "long_description", "raw", "search_text",
+        "tag_index")),
+)
 
 
 def operation_step(*, operation_id: Any) -> float | None:
