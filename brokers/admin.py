@@ -67,6 +67,8 @@ class BrokerForm(forms.ModelForm):
         rules = services.restrictions_json(self.instance.catalog_restrictions)
         self.fields["service_rules"].initial = "\n".join(rules["services"])
         self.fields["plan_rules"].initial = "\n".join(rules["plans"])
+        if "max_in_flight" in self.fields:  # left empty: the default (or the broker's current limit)
+            self.fields["max_in_flight"].required = False
 
     def restrictions(self) -> dict[str, list[str]]:
         data = self.cleaned_data
@@ -214,8 +216,9 @@ class BrokerAdmin(admin.ModelAdmin):
         auth = services.BrokerAuth(
             type=data["auth_type"], username=data.get("auth_username", ""), secret=data.get("secret") or None
         )
-        fields = {k: data[k] for k in ("name", "url", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled",
-                                       "max_in_flight")}
+        fields = {k: data[k] for k in ("name", "url", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled")}
+        if data.get("max_in_flight") is not None:
+            fields["max_in_flight"] = data["max_in_flight"]
         fields["catalog_restrictions"] = form.restrictions()
         try:
             if change:
