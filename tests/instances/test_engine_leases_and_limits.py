@@ -5,6 +5,7 @@ one slow broker never taking all of a worker's threads."""
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from brokers.models import Broker
-from devtools.sample_broker import SampleBroker
+from devtools.sample_broker import SampleBroker, build_catalog
 from devtools.sample_broker.server import PASS_THROUGH
 from instances.models import Operation
 from instances.services.instances import instance_provision
@@ -127,6 +128,7 @@ def test_one_hanging_broker_leaves_the_workers_other_threads_free(direct: Broker
                                                                   settings: Any) -> None:
     settings.OSB_CALLS_PER_BROKER_PER_PROCESS = 2
     with SampleBroker(username=BROKER_USER, password=BROKER_PASSWORD) as slow_server:
+        slow_server.catalog = _own_ids(build_catalog(slow_server.url))  # catalog ids are unique across brokers
         slow = mirrored_broker(slow_server.url, name="slow-broker")
         slow_server.set_response("PUT", INSTANCE_PATH, PASS_THROUGH, delay=60.0)  # hangs until stopped
         hanging = provisions(slow, 5, prefix="slow")
@@ -147,6 +149,14 @@ def test_one_hanging_broker_leaves_the_workers_other_threads_free(direct: Broker
         assert fast.state == OpState.SUCCEEDED
     for thread in threads:
         thread.join(timeout=30)
+
+
+def _own_ids(catalog: dict[str, Any]) -> dict[str, Any]:
+    for service in catalog["services"]:
+        service["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"slow/{service['id']}"))
+        for service_plan in service["plans"]:
+            service_plan["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"slow/{service_plan['id']}"))
+    return catalog
 
 
 # --- broker-wide pause and the Retry-After floor -----------------------------------------------------
