@@ -32,6 +32,8 @@ STORED = [
     BindRequest(instance_id="i1", binding_id="b1", **IDS, context=CONTEXT, bind_resource={"app_guid": "a"},
                 parameters={}, accepts_incomplete=False),
     UnbindRequest(instance_id="i1", binding_id="b1", **IDS),
+    FetchInstanceRequest(instance_id="i1", **IDS),
+    FetchBindingRequest(instance_id="i1", binding_id="b1", **IDS),
 ]
 
 
