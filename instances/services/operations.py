@@ -140,6 +140,8 @@ def operation_step(*, operation_id: Any) -> float | None:
 
 
 def _decide(op: Operation, client: OSBClient) -> Decision:
+    if op.type == OpType.REFRESH:
+        return _refresh(op, client)
     if op.phase == Phase.WAIT:
         return _wait_for_bindings(op, client)
     if op.phase == Phase.SUBMIT:
@@ -272,6 +274,26 @@ def _accepted(op: Operation, response: Any) -> Decision:
     dashboard = getattr(response, "dashboard_url", None)
     if dashboard:
         decision.instance["dashboard_url"] = dashboard
+    return decision
+
+
+def _refresh(op: Operation, client: OSBClient) -> Decision:
+    """A drift check: fetch the instance and compare it with the portal's record (services/drift.py). A check that
+    cannot get an answer is not retried: the portal's record stays, the next check asks again."""
+    from instances.services.drift import differences
+
+    try:
+        info = _send(op, client)
+    except OSBError as exc:
+        decision = Decision(state=OpState.FAILED, error=f"The broker could not be asked: {exc}",
+                            next_step="Nothing changed in the portal; the next check asks again.")
+        decision.instance["drift_error"] = decision.error
+        return decision
+    found = differences(op.instance, info)
+    decision = Decision(state=OpState.SUCCEEDED, next_step="",
+                        description=(f"The broker holds other values for: {', '.join(d['field'] for d in found)}."
+                                     if found else "The broker holds what the portal holds."))
+    decision.instance["drift"] = found
     return decision
 
 
@@ -520,11 +542,22 @@ def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float 
         _update_binding(op, decision, now)
         if decision.state != OpState.IN_PROGRESS:
             metrics.operation_finished(type=op.type, state=decision.state)
+            if op.type == OpType.UPDATE:
+                _nudge_upgrade_batches(op)
         if decision.orphan_mitigation:
             _start_cleanup(op, then_delete=op.type in DELETES)
     if decision.state == OpState.IN_PROGRESS:
         return max(decision.delay or 0.0, 0.0)
     return None
+
+
+def _nudge_upgrade_batches(op: Operation) -> None:
+    """An upgrade batch waiting for this update takes its next step once it is written (the sweeper would too)."""
+    from instances.models import UpgradeItem
+    from instances.tasks import upgrade_batch_advance
+
+    for batch_id in UpgradeItem.objects.filter(operation=op).values_list("batch_id", flat=True):
+        enqueue_on_commit(upgrade_batch_advance, str(batch_id))
 
 
 def _transition(op: Operation, to: str, **fields: Any) -> bool:
@@ -556,7 +589,12 @@ def _update_instance(op: Operation, decision: Decision, now: Any) -> None:
         instance_fields["dashboard_url"] = changes["dashboard_url"]
     if changes.get("metadata"):
         instance_fields["metadata"] = changes["metadata"]
+    if "drift" in changes:  # a drift check answered
+        instance_fields.update(drift=changes["drift"], drift_checked_at=now, drift_error="")
+    if "drift_error" in changes:
+        instance_fields["drift_error"] = changes["drift_error"]
     if isinstance(update, UpdateRequest):
+        instance_fields["drift_due_at"] = now  # what the broker holds changed: the periodic check looks again soon
         if update.plan_id is not None:
             from brokers.models import ServicePlan
 
