@@ -178,12 +178,17 @@ def drift_reapply(*, instance: ServiceInstance, requested_by: Any = None, reques
     if "plan" in found:
         plan_id, previous_plan_id = plan.catalog_id, found["plan"]["broker"]["catalog_id"]
     if "parameters" in found:
-        params = instance.parameters or {}
+        # Each top-level key that differs, whole (as an ordinary update sends a change: parameters_for_update); a
+        # key only the broker has cannot be taken away by an update.
+        theirs = found["parameters"]["broker"] or {}
+        params = {key: value for key, value in (instance.parameters or {}).items() if theirs.get(key) != value} or None
     if "maintenance_info" in found:
         maintenance = _version(instance.maintenance_info)
         previous_version = _version(found["maintenance_info"]["broker"])
     if plan_id is None and params is None and maintenance is None:
-        raise ApplicationError("Only the dashboard URL differs, and the broker chooses it: adopt the broker's value.")
+        raise ApplicationError("Nothing the portal can send differs (the dashboard URL is the broker's to choose, and "
+                               "parameters only the broker has cannot be removed by an update): adopt the broker's "
+                               "values instead.")
     patch = UpdateRequest(instance_id=str(instance.pk), service_id=plan.offering.catalog_id, plan_id=plan_id,
                           context=instance.context, parameters=params, maintenance_version=maintenance,
                           previous_plan_id=previous_plan_id, previous_maintenance_version=previous_version)
