@@ -67,7 +67,7 @@ def test_the_body_bytes_do_not_depend_on_key_order() -> None:
 
 
 def test_what_each_request_sends() -> None:
-    provision, update, deprovision, bind, unbind = STORED
+    provision, update, deprovision, bind, unbind = STORED[:5]
     assert (provision.method, provision.path(), provision.query()) == (
         "PUT", "/v2/service_instances/i1", {"accepts_incomplete": "true"})
     assert provision.body() == {**IDS, "context": CONTEXT, "organization_guid": "o", "space_guid": "s",
@@ -89,7 +89,7 @@ def test_what_each_request_sends() -> None:
 
 
 def test_polls_fetches_and_cleanups_follow_from_the_stored_request() -> None:
-    provision, update, deprovision, bind, unbind = STORED
+    provision, update, deprovision, bind, unbind = STORED[:5]
     assert provision.last_operation("op") == LastOperationRequest(instance_id="i1", **IDS, operation="op")
     assert provision.fetch() == FetchInstanceRequest(instance_id="i1", **IDS)
     assert provision.cleanup() == DeprovisionRequest(instance_id="i1", **IDS)
