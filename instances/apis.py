@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from brokers.models import ServicePlan
 from brokers.selectors import visible_plans
-from catalog_portal.api import paginated
+from catalog_portal.api import ApiErrorSerializer, paginated
 from instances import selectors
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_credentials, binding_delete
@@ -239,8 +239,8 @@ class InstanceRefreshApi(APIView):
                      "maintenance_info and dashboard_url with what the portal holds; `drift` shows the result once "
                      "the operation finished. 400 when the broker cannot be asked (not instances_retrievable), 409 "
                      "while another operation runs. No body."),
-        request=None, responses={202: InstanceSerializer, 400: InstanceRetryErrorSerializer,
-                                 409: InstanceRetryErrorSerializer},
+        request=None, responses={202: InstanceSerializer, 400: ApiErrorSerializer,
+                                 409: ApiErrorSerializer},
     )
     def post(self, request: Request, instance_id: Any) -> Response:
         instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
@@ -254,8 +254,8 @@ class InstanceDriftAdoptApi(APIView):
         summary="Adopt the broker's values",
         description=("The portal's record takes the values the broker said at the last check (plan, parameters, "
                      "maintenance version, dashboard URL). Nothing is sent to the broker. Audited. No body."),
-        request=None, responses={200: InstanceSerializer, 400: InstanceRetryErrorSerializer,
-                                 409: InstanceRetryErrorSerializer},
+        request=None, responses={200: InstanceSerializer, 400: ApiErrorSerializer,
+                                 409: ApiErrorSerializer},
     )
     def post(self, request: Request, instance_id: Any) -> Response:
         instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
@@ -270,8 +270,8 @@ class InstanceDriftReapplyApi(APIView):
         description=("An ordinary update operation sends the portal's plan, parameters and maintenance version where "
                      "they differ from the broker's (with the broker's as `previous_values`). A differing dashboard "
                      "URL can only be adopted. Audited. No body."),
-        request=None, responses={202: InstanceSerializer, 400: InstanceRetryErrorSerializer,
-                                 409: InstanceRetryErrorSerializer},
+        request=None, responses={202: InstanceSerializer, 400: ApiErrorSerializer,
+                                 409: ApiErrorSerializer},
     )
     def post(self, request: Request, instance_id: Any) -> Response:
         instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)

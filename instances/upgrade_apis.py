@@ -12,7 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from brokers.models import ServicePlan
-from instances.apis import InstanceRetryErrorSerializer, LastOperationSerializer
+from catalog_portal.api import ApiErrorSerializer
+from instances.apis import LastOperationSerializer
 from instances.models import UpgradeBatch, UpgradeItem
 from instances.services import upgrades
 
@@ -124,7 +125,7 @@ class UpgradeListApi(APIView):
         summary="Instances behind their plan's maintenance version",
         description=("Grouped by plan, with the new version and its description. Platform admins see every "
                      "namespace, team admins their teams' namespaces; 403 for anyone else."),
-        responses={200: UpgradeAvailableSerializer(many=True), 403: InstanceRetryErrorSerializer},
+        responses={200: UpgradeAvailableSerializer(many=True), 403: ApiErrorSerializer},
     )
     def get(self, request: Request) -> Response:
         return Response([_available_body(group) for group in upgrades.upgrades_available(request.user)])
@@ -136,7 +137,7 @@ class UpgradeListApi(APIView):
                      "`max_parallel` at a time. Each upgrade is an ordinary update operation with `maintenance_info` "
                      "and `previous_values`. The batch pauses after UPGRADE_BATCH_MAX_FAILURES failures. Audited."),
         request=UpgradeBatchCreateSerializer,
-        responses={202: UpgradeBatchSerializer, 400: InstanceRetryErrorSerializer, 403: InstanceRetryErrorSerializer},
+        responses={202: UpgradeBatchSerializer, 400: ApiErrorSerializer, 403: ApiErrorSerializer},
     )
     def post(self, request: Request) -> Response:
         data = UpgradeBatchCreateSerializer(data=request.data)
@@ -156,7 +157,7 @@ class UpgradeListApi(APIView):
 
 class UpgradeBatchApi(APIView):
     @extend_schema(operation_id="upgrades_retrieve", summary="An upgrade batch and the state of each upgrade",
-                   responses={200: UpgradeBatchSerializer, 404: InstanceRetryErrorSerializer})
+                   responses={200: UpgradeBatchSerializer, 404: ApiErrorSerializer})
     def get(self, request: Request, batch_id: Any) -> Response:
         return Response(batch_body(_batch(request, batch_id)))
 
@@ -164,7 +165,7 @@ class UpgradeBatchApi(APIView):
 class UpgradeBatchResumeApi(APIView):
     @extend_schema(operation_id="upgrades_resume", summary="Resume a paused upgrade batch",
                    request=UpgradeBatchResumeSerializer,
-                   responses={200: UpgradeBatchSerializer, 409: InstanceRetryErrorSerializer})
+                   responses={200: UpgradeBatchSerializer, 409: ApiErrorSerializer})
     def post(self, request: Request, batch_id: Any) -> Response:
         data = UpgradeBatchResumeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -177,7 +178,7 @@ class UpgradeBatchResumeApi(APIView):
 class UpgradeBatchCancelApi(APIView):
     @extend_schema(operation_id="upgrades_cancel",
                    summary="Cancel an upgrade batch (upgrades already sent run to their end)",
-                   request=None, responses={200: UpgradeBatchSerializer, 409: InstanceRetryErrorSerializer})
+                   request=None, responses={200: UpgradeBatchSerializer, 409: ApiErrorSerializer})
     def post(self, request: Request, batch_id: Any) -> Response:
         batch = upgrades.upgrade_batch_cancel(batch=_batch(request, batch_id), requested_by=request.user,
                                               request=request)
