@@ -179,6 +179,8 @@ def test_the_upgrades_pages(behind: list[ServiceInstance], admin_user: Any) -> N
     drive(batch.pk)
     status = client.get(f"/upgrades/{batch.pk}/status/")
     assert status.status_code == 286 and "6 succeeded" in status.content.decode()
+    admin_page = client.get(f"/admin/instances/upgradebatch/{batch.pk}/change/")
+    assert admin_page.status_code == 200 and "team-a/db-0" in admin_page.content.decode()
 
 
 def test_the_upgrade_endpoints_are_in_the_openapi_document(admin_api: Any) -> None:
