@@ -324,10 +324,21 @@ class BindingSerializer(serializers.ModelSerializer):
     cleanup = serializers.SerializerMethodField()
     publication = serializers.SerializerMethodField()
 
+    drift = serializers.SerializerMethodField()
+
     class Meta:
         model = ServiceBinding
         fields = ["id", "instance", "name", "namespace", "secret_name", "parameters", "state", "last_operation",
-                  "cleanup", "publication", "metadata", "created_at", "updated_at"]
+                  "cleanup", "publication", "metadata", "drift", "created_at", "updated_at"]
+
+    @extend_schema_field(InstanceDriftSerializer(allow_null=True, help_text=(
+        "What the last check at the broker found (its parameters); null when the service is not "
+        "bindings_retrievable or no check has answered yet.")))
+    def get_drift(self, binding: ServiceBinding) -> dict[str, Any] | None:
+        if binding.drift is None and not binding.drift_error:
+            return None
+        return InstanceDriftSerializer({"checked_at": binding.drift_checked_at, "differences": binding.drift or [],
+                                        "error": binding.drift_error or None}).data
 
     @extend_schema_field(LastOperationSerializer(allow_null=True))
     def get_last_operation(self, binding: ServiceBinding) -> dict[str, Any] | None:

@@ -117,6 +117,11 @@ class ServiceBinding(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Drift (issue 17), as on the instance: the differences the last check found (parameters), when it answered,
+    # and why the last check could not tell.
+    drift = models.JSONField(null=True, blank=True)
+    drift_checked_at = models.DateTimeField(null=True, blank=True)
+    drift_error = models.TextField(blank=True)
 
     objects = BindingQuerySet.as_manager()
 

@@ -55,7 +55,7 @@ from instances.services.bindings import (
     binding_delete,
     can_reveal_credentials,
 )
-from instances.services.drift import cannot_ask, drift_adopt, drift_check, drift_reapply
+from instances.services.drift import cannot_ask, drift_adopt, drift_check, drift_reapply, drifted_bindings
 from instances.services.instances import (
     PREVIEW_INSTANCE_ID,
     instance_deprovision,
@@ -270,7 +270,13 @@ def _drift_context(instance: ServiceInstance, operations: list[Operation]) -> di
     rows = [{"field": d["field"], "label": DRIFT_LABELS.get(d["field"], d["field"]),
              "portal": _drift_text(d["field"], d["portal"], instance),
              "broker": _drift_text(d["field"], d["broker"], instance)} for d in instance.drift or []]
-    return {"rows": rows, "reapplicable": any(r["field"] != "dashboard_url" for r in rows),
+    schema = instance.plan.binding_create_schema
+    for binding in drifted_bindings(instance) if instance.plan.offering.bindings_retrievable else []:
+        rows += [{"field": "binding", "label": f"Binding {binding.name}: parameters",
+                  "portal": json.dumps(schema_form.mask_secrets(schema, d["portal"] or {}), indent=2, sort_keys=True),
+                  "broker": json.dumps(schema_form.mask_secrets(schema, d["broker"] or {}), indent=2, sort_keys=True)}
+                 for d in binding.drift]
+    return {"rows": rows, "reapplicable": any(r["field"] not in ("dashboard_url", "binding") for r in rows),
             "checking": any(op.type == OpType.REFRESH and not op.is_terminal for op in operations)}
 
 

@@ -19,11 +19,11 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from brokers.models import ServicePlan
-from brokers.osb import FetchInstanceRequest, InstanceInfo, UpdateRequest
+from brokers.osb import BindingInfo, FetchBindingRequest, FetchInstanceRequest, InstanceInfo, UpdateRequest
 from catalog_portal.exceptions import ApplicationError, Conflict
-from instances.models import Operation, ServiceInstance
+from instances.models import Operation, ServiceBinding, ServiceInstance
 from instances.services.identity import identity_for
-from instances.states import ACTIVE, InstanceState, OpType, Phase
+from instances.states import ACTIVE, BindingState, InstanceState, OpType, Phase
 from teams import access
 from teams.audit import audit
 
@@ -67,6 +67,32 @@ def differences(instance: ServiceInstance, info: InstanceInfo) -> list[dict[str,
     return found
 
 
+def binding_differences(binding: ServiceBinding, info: BindingInfo) -> list[dict[str, Any]]:
+    """What differs between a binding's record and the broker's answer to its fetch: its parameters (a binding
+    cannot be updated, so that is all the portal holds of it besides the credentials, which are not compared)."""
+    if info.parameters is not None and info.parameters != (binding.parameters or {}):
+        return [{"field": "parameters", "portal": binding.parameters or {}, "broker": info.parameters}]
+    return []
+
+
+def _check_bindings(instance: ServiceInstance, requested_by: Any) -> None:
+    """With bindings_retrievable: a check of each ready binding too (each its own operation, in the binding's slot;
+    a busy binding is left for the next check)."""
+    from instances.services.instances import start_operation
+
+    if not instance.plan.offering.bindings_retrievable:
+        return
+    for binding in ServiceBinding.objects.visible().filter(instance=instance, state=BindingState.READY):
+        fetch = FetchBindingRequest(instance_id=str(instance.pk), binding_id=str(binding.pk),
+                                    service_id=instance.plan.offering.catalog_id, plan_id=instance.plan.catalog_id)
+        try:
+            start_operation(Operation(type=OpType.REFRESH, phase=Phase.FETCH, instance=instance, binding=binding,
+                                      request=fetch.to_json(), requested_by=requested_by,
+                                      identity=identity_for(requested_by)))
+        except Conflict:
+            continue
+
+
 def drift_check(*, instance: ServiceInstance, requested_by: Any = None) -> Operation:
     """Start a check of `instance` at its broker (a `refresh` operation; the engine sends the fetch).
 
@@ -91,6 +117,7 @@ def drift_check(*, instance: ServiceInstance, requested_by: Any = None) -> Opera
             next_step="Waiting for a worker to ask the broker what it holds for this instance.")
         ServiceInstance.objects.filter(pk=instance.pk).update(
             drift_due_at=timezone.now() + timedelta(seconds=settings.DRIFT_CHECK_INTERVAL_SECONDS))
+        _check_bindings(instance, requested_by)
     return operation
 
 
@@ -117,14 +144,19 @@ def drift_checks_due(*, now: Any = None) -> int:
     return sum(started.values())
 
 
-def _current_drift(instance: ServiceInstance) -> list[dict[str, Any]]:
+def drifted_bindings(instance: ServiceInstance) -> list[ServiceBinding]:
+    """The instance's bindings whose last check found a difference."""
+    return [b for b in ServiceBinding.objects.visible().filter(instance=instance).order_by("name") if b.drift]
+
+
+def _current_drift(instance: ServiceInstance, *, bindings: bool = False) -> list[dict[str, Any]]:
     if instance.is_deleted:
         raise ApplicationError("This instance is deleted.")
     if Operation.objects.filter(instance=instance, binding__isnull=True, state__in=ACTIVE).exists():
         raise Conflict(f"Another operation is still running on '{instance}'. Wait for it to finish and try again.")
-    if not instance.drift:
+    if not instance.drift and not (bindings and drifted_bindings(instance)):
         raise ApplicationError("The last check found no difference from the broker: there is nothing to settle.")
-    return list(instance.drift)
+    return list(instance.drift or [])
 
 
 def drift_adopt(*, instance: ServiceInstance, requested_by: Any = None, request: Any = None) -> ServiceInstance:
@@ -133,7 +165,7 @@ def drift_adopt(*, instance: ServiceInstance, requested_by: Any = None, request:
     access.require(requested_by, "update", instance.namespace, what=f"instance '{instance}'")
     with transaction.atomic():
         instance = ServiceInstance.objects.select_for_update().select_related("plan", "broker").get(pk=instance.pk)
-        found = _current_drift(instance)
+        found = _current_drift(instance, bindings=True)
         fields: dict[str, Any] = {}
         for difference in found:
             broker = difference["broker"]
@@ -155,7 +187,13 @@ def drift_adopt(*, instance: ServiceInstance, requested_by: Any = None, request:
                 fields["dashboard_url"] = broker or ""
         now = timezone.now()
         ServiceInstance.objects.filter(pk=instance.pk).update(drift=[], drift_error="", updated_at=now, **fields)
-        names = ", ".join(d["field"] for d in found)
+        adopted = [d["field"] for d in found]
+        for binding in drifted_bindings(instance):  # a binding cannot be updated: its broker's values are adopted
+            theirs = {d["field"]: d["broker"] for d in binding.drift}
+            ServiceBinding.objects.filter(pk=binding.pk).update(
+                drift=[], updated_at=now, parameters=theirs.get("parameters", binding.parameters) or {})
+            adopted.append(f"binding {binding.name} parameters")
+        names = ", ".join(adopted)
         audit(action="instance.drift_adopt", target=instance, actor=requested_by, request=request,
               summary=f"The broker's values adopted for instance {instance}: {names}")
     instance.refresh_from_db()

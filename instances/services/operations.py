@@ -280,20 +280,21 @@ def _accepted(op: Operation, response: Any) -> Decision:
 def _refresh(op: Operation, client: OSBClient) -> Decision:
     """A drift check: fetch the instance and compare it with the portal's record (services/drift.py). A check that
     cannot get an answer is not retried: the portal's record stays, the next check asks again."""
-    from instances.services.drift import differences
+    from instances.services.drift import binding_differences, differences
 
+    target = "binding" if op.binding_id else "instance"
     try:
         info = _send(op, client)
     except OSBError as exc:
         decision = Decision(state=OpState.FAILED, error=f"The broker could not be asked: {exc}",
                             next_step="Nothing changed in the portal; the next check asks again.")
-        decision.instance["drift_error"] = decision.error
+        getattr(decision, target)["drift_error"] = decision.error
         return decision
-    found = differences(op.instance, info)
+    found = binding_differences(op.binding, info) if op.binding_id else differences(op.instance, info)
     decision = Decision(state=OpState.SUCCEEDED, next_step="",
                         description=(f"The broker holds other values for: {', '.join(d['field'] for d in found)}."
                                      if found else "The broker holds what the portal holds."))
-    decision.instance["drift"] = found
+    getattr(decision, target)["drift"] = found
     return decision
 
 
@@ -621,6 +622,10 @@ def _update_binding(op: Operation, decision: Decision, now: Any) -> None:
         fields["secrets_encrypted"] = binding.secrets_encrypted
     if changes.get("metadata"):
         fields["metadata"] = changes["metadata"]
+    if "drift" in changes:  # a drift check answered
+        fields.update(drift=changes["drift"], drift_checked_at=now, drift_error="")
+    if "drift_error" in changes:
+        fields["drift_error"] = changes["drift_error"]
     state = changes.get("state")
     if state:
         fields["state"] = state

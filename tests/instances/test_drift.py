@@ -166,3 +166,36 @@ def test_the_drift_endpoints_are_in_the_openapi_document(alice_api: Any) -> None
                  "/api/v1/instances/{instance_id}/drift/reapply/"):
         assert "post" in schema["paths"][path]
     assert "InstanceDrift" in schema["components"]["schemas"]
+
+
+def test_a_binding_is_checked_too_and_its_broker_values_can_be_adopted(
+    alice: Any, alice_api: Any, small: ServicePlan, osb_broker: SampleBroker
+) -> None:
+    from instances.services.bindings import binding_create
+
+    instance = ready_instance(small, alice)
+    binding = binding_create(instance=instance, name="app", requested_by=alice, parameters={"role": "readonly"})
+    run_operations()
+    binding.refresh_from_db()
+    assert binding.state == "ready"
+    osb_broker.bindings[str(binding.pk)]["parameters"] = {"role": "owner"}  # changed behind the portal's back
+    osb_broker.clear_requests()
+
+    alice_api.post(f"/api/v1/instances/{instance.pk}/refresh/")
+    run_operations()
+    fetched = osb_broker.requests_for("GET", rf"/v2/service_instances/{instance.pk}/service_bindings/{binding.pk}")
+    assert len(fetched) == 1  # one check of the binding, recorded as its own operation
+    check = Operation.objects.get(binding=binding, type=OpType.REFRESH)
+    assert check.state == OpState.SUCCEEDED and check.calls.count() == 1
+    drift = alice_api.get(f"/api/v1/bindings/{binding.pk}/").json()["drift"]
+    assert drift["differences"] == [{"field": "parameters", "portal": {"role": "readonly"},
+                                     "broker": {"role": "owner"}}]
+    assert alice_api.get(f"/api/v1/instances/{instance.pk}/").json()["drift"]["differences"] == []
+    page = signed_in(alice).get(instance.get_absolute_url()).content.decode()
+    assert "Binding app: parameters" in page and "Re-apply the portal’s values" not in page
+
+    assert alice_api.post(f"/api/v1/instances/{instance.pk}/drift/reapply/").status_code == 400  # a binding can't
+    assert alice_api.post(f"/api/v1/instances/{instance.pk}/drift/adopt/").status_code == 200
+    binding.refresh_from_db()
+    assert binding.parameters == {"role": "owner"} and binding.drift == []
+    assert "binding app parameters" in AuditRecord.objects.get(action="instance.drift_adopt").summary
