@@ -45,6 +45,14 @@ def bindings_reconcile() -> int:
     return len(due)
 
 
+@shared_task(name="instances.bindings_rotation_sweep", ignore_result=True)
+def bindings_rotation_sweep() -> dict[str, int]:
+    """Beat: unbind rotated bindings whose grace period is over; rotate bindings whose renewal time has come."""
+    from instances.services.rotation import binding_rotation_sweep
+
+    return binding_rotation_sweep()
+
+
 @shared_task(name="instances.drift_checks_due", ignore_result=True)
 def drift_checks_due() -> int:
     """Beat, once a minute: start the periodic drift checks that are due (bounded per broker)."""
