@@ -9,6 +9,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from catalog_portal.caches import cache_settings
 from catalog_portal.env import env_bool, env_int, env_list, env_str, secret_from_file
 from telemetry.logs import logging_config
 
@@ -104,19 +105,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Caches ------------------------------------------------------------------------------------
-# "store": rendered marketplace results and service pages, per process. Never stale: the key holds the catalog's version
+# "store": rendered marketplace results and service pages. Never stale: the key holds the catalog's version
 # (brokers.selectors.store_state), read from the database on every request; the timeout only frees memory.
-# STORE_CACHE_SECONDS=0 turns it off.
+# STORE_CACHE_SECONDS=0 turns it off. "default": the sign-in lock-out counters. Both are shared by every web process
+# with Redis (CACHE_URL, or the Redis db after CELERY_BROKER_URL's): see catalog_portal/caches.py. CACHES is set
+# below, after the Celery broker it derives from.
 STORE_CACHE_SECONDS = env_int("STORE_CACHE_SECONDS", 600, minimum=0)
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},
-    "store": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "store",
-        "TIMEOUT": STORE_CACHE_SECONDS,
-        "OPTIONS": {"MAX_ENTRIES": 500},
-    },
-}
 
 # --- Auth --------------------------------------------------------------------------------------
 LOGIN_URL = "login"
@@ -209,6 +203,8 @@ if CELERY_BROKER_URL == "filesystem://":
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CACHES = cache_settings(cache_url=env_str("CACHE_URL"), broker_url=CELERY_BROKER_URL, data_dir=DATA_DIR,
+                        store_seconds=STORE_CACHE_SECONDS)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -261,10 +257,22 @@ OSB_REQUEST_TIMEOUT = float(env_int("OSB_REQUEST_TIMEOUT", 60, minimum=1))
 OSB_POLL_TIMEOUT = float(env_int("OSB_POLL_TIMEOUT", 15, minimum=1))
 OSB_DEFAULT_MAX_POLL_SECONDS = env_int("OSB_DEFAULT_MAX_POLL_SECONDS", 24 * 60 * 60, minimum=60)
 CATALOG_DEFAULT_RELIST_SECONDS = env_int("CATALOG_DEFAULT_RELIST_SECONDS", 15 * 60, minimum=10)
+# A failed catalog sync is retried after CATALOG_RETRY_FIRST_SECONDS, doubling per failure up to
+# CATALOG_RETRY_MAX_SECONDS (never later than the broker's own relist interval), so a recovered broker becomes
+# ready again without anyone pressing "Sync now".
+CATALOG_RETRY_FIRST_SECONDS = env_int("CATALOG_RETRY_FIRST_SECONDS", 30, minimum=1)
+CATALOG_RETRY_MAX_SECONDS = env_int("CATALOG_RETRY_MAX_SECONDS", 15 * 60, minimum=1)
 CATALOG_SYNC_LEASE_SECONDS = env_int("CATALOG_SYNC_LEASE_SECONDS", 180, minimum=10)
 CLUSTER_ID = env_str("CLUSTER_ID") or "catalog-portal"
 # How long a worker owns an operation step: the longest OSB call plus a margin. A worker killed mid-step
 # is replaced after this.
+# How long the portal keeps sending an operation's request while the broker has not accepted it (unreachable,
+# 422 ConcurrencyError, 429): then the operation fails (the broker's own deadline starts at its 202).
+OPERATION_SUBMIT_DEADLINE_SECONDS = env_int("OPERATION_SUBMIT_DEADLINE_SECONDS", 60 * 60, minimum=10)
+# A cleanup at the broker (orphan mitigation) is retried until the broker confirms, after FIRST seconds doubling
+# up to MAX; a platform admin may cancel it.
+ORPHAN_MITIGATION_RETRY_FIRST_SECONDS = env_int("ORPHAN_MITIGATION_RETRY_FIRST_SECONDS", 30, minimum=1)
+ORPHAN_MITIGATION_RETRY_MAX_SECONDS = env_int("ORPHAN_MITIGATION_RETRY_MAX_SECONDS", 60 * 60, minimum=1)
 OPERATION_LEASE_SECONDS = env_int(
     "OPERATION_LEASE_SECONDS", int(OSB_CONNECT_TIMEOUT + OSB_REQUEST_TIMEOUT + 30), minimum=2
 )
