@@ -228,6 +228,8 @@ CELERY_BEAT_SCHEDULE = {
     "operations-sweep": {"task": "instances.operations_sweep", "schedule": float(OPERATIONS_SWEEP_SECONDS)},
     "bindings-reconcile": {"task": "instances.bindings_reconcile", "schedule": float(SWEEP_INTERVAL_SECONDS)},
     "bindings-rotation": {"task": "instances.bindings_rotation_sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    "upgrades-sweep": {"task": "instances.upgrades_sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    "drift-checks-due": {"task": "instances.drift_checks_due", "schedule": 60.0},
 }
 # An operation whose Celery message is this late is re-sent by the sweeper.
 SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 5, minimum=0)
@@ -281,6 +283,13 @@ OSB_MAX_CONNECTIONS_PER_BROKER = env_int("OSB_MAX_CONNECTIONS_PER_BROKER", 20, m
 # How many of a worker process's threads may wait on one broker at once (the rest stay free for other brokers);
 # the fleet-wide limit per broker is the broker's max_in_flight setting. 0: half the worker's threads.
 OSB_CALLS_PER_BROKER_PER_PROCESS = env_int("OSB_CALLS_PER_BROKER_PER_PROCESS", 0, minimum=0)
+
+# Drift (instances whose service is instances_retrievable): how often each is compared with what its broker holds,
+# and at most how many checks a broker gets per minute.
+DRIFT_CHECK_INTERVAL_SECONDS = env_int("DRIFT_CHECK_INTERVAL_SECONDS", 6 * 60 * 60, minimum=60)
+DRIFT_CHECKS_PER_BROKER_PER_MINUTE = env_int("DRIFT_CHECKS_PER_BROKER_PER_MINUTE", 10, minimum=1)
+# An upgrade batch pauses once this many of its upgrades failed (since it started or was last resumed).
+UPGRADE_BATCH_MAX_FAILURES = env_int("UPGRADE_BATCH_MAX_FAILURES", 1, minimum=1)
 
 # --- Kubernetes --------------------------------------------------------------------------------
 K8S_ENABLED = env_bool("K8S_ENABLED", True)

@@ -32,6 +32,8 @@ class OpType(models.TextChoices):
     BIND = "bind", "Bind"
     UNBIND = "unbind", "Unbind"
     ORPHAN_MITIGATION = "orphan_mitigation", "Orphan mitigation"
+    # Asks the broker what it holds (GET the instance) and compares it with the portal's record: drift.
+    REFRESH = "refresh", "Check at the broker"
 
 
 BINDING_TYPES = frozenset({OpType.BIND, OpType.UNBIND})

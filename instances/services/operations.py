@@ -224,6 +224,8 @@ def _schedule(op: Operation, *, polls: int, elapsed: float) -> float:
 
 
 def _decide(op: Operation, client: OSBClient) -> Decision:
+    if op.type == OpType.REFRESH:
+        return _refresh(op, client)
     if op.phase == Phase.WAIT:
         return _wait_for_bindings(op, client)
     if op.phase == Phase.SUBMIT:
@@ -356,6 +358,27 @@ def _accepted(op: Operation, response: Any) -> Decision:
     dashboard = getattr(response, "dashboard_url", None)
     if dashboard:
         decision.instance["dashboard_url"] = dashboard
+    return decision
+
+
+def _refresh(op: Operation, client: OSBClient) -> Decision:
+    """A drift check: fetch the instance and compare it with the portal's record (services/drift.py). A check that
+    cannot get an answer is not retried: the portal's record stays, the next check asks again."""
+    from instances.services.drift import binding_differences, differences
+
+    target = "binding" if op.binding_id else "instance"
+    try:
+        info = _send(op, client)
+    except OSBError as exc:
+        decision = Decision(state=OpState.FAILED, error=f"The broker could not be asked: {exc}",
+                            next_step="Nothing changed in the portal; the next check asks again.")
+        getattr(decision, target)["drift_error"] = decision.error
+        return decision
+    found = binding_differences(op.binding, info) if op.binding_id else differences(op.instance, info)
+    decision = Decision(state=OpState.SUCCEEDED, next_step="",
+                        description=(f"The broker holds other values for: {', '.join(d['field'] for d in found)}."
+                                     if found else "The broker holds what the portal holds."))
+    getattr(decision, target)["drift"] = found
     return decision
 
 
@@ -732,11 +755,22 @@ def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float 
         _update_binding(op, decision, now)
         if decision.state != OpState.IN_PROGRESS:
             metrics.operation_finished(type=op.type, state=decision.state)
+            if op.type == OpType.UPDATE:
+                _nudge_upgrade_batches(op)
         if decision.orphan_mitigation:
             _start_cleanup(op, then_delete=op.type in DELETES)
     if decision.state == OpState.IN_PROGRESS:
         return max(decision.delay or 0.0, 0.0)
     return None
+
+
+def _nudge_upgrade_batches(op: Operation) -> None:
+    """An upgrade batch waiting for this update takes its next step once it is written (the sweeper would too)."""
+    from instances.models import UpgradeItem
+    from instances.tasks import upgrade_batch_advance
+
+    for batch_id in UpgradeItem.objects.filter(operation=op).values_list("batch_id", flat=True):
+        enqueue_on_commit(upgrade_batch_advance, str(batch_id))
 
 
 def _transition(op: Operation, to: str, **fields: Any) -> bool:
@@ -780,7 +814,12 @@ def _update_instance(op: Operation, decision: Decision, now: Any) -> None:
             instance_fields["parameters"] = held.parameters
         if held.maintenance_info is not None:
             instance_fields["maintenance_info"] = held.maintenance_info
+    if "drift" in changes:  # a drift check answered
+        instance_fields.update(drift=changes["drift"], drift_checked_at=now, drift_error="")
+    if "drift_error" in changes:
+        instance_fields["drift_error"] = changes["drift_error"]
     if isinstance(update, UpdateRequest):
+        instance_fields["drift_due_at"] = now  # what the broker holds changed: the periodic check looks again soon
         if update.plan_id is not None:
             from brokers.models import ServicePlan
 
@@ -807,6 +846,10 @@ def _update_binding(op: Operation, decision: Decision, now: Any) -> None:
         fields["secrets_encrypted"] = binding.secrets_encrypted
     if changes.get("metadata"):
         fields["metadata"] = changes["metadata"]
+    if "drift" in changes:  # a drift check answered
+        fields.update(drift=changes["drift"], drift_checked_at=now, drift_error="")
+    if "drift_error" in changes:
+        fields["drift_error"] = changes["drift_error"]
     state = changes.get("state")
     if state:
         fields["state"] = state
