@@ -197,7 +197,7 @@ def test_secret_parameters_stored_in_clear_are_sealed_and_still_sent(back_to_lat
     p = plan(broker, "status-page", "basic")
     ids = {"service_id": p.offering.catalog_id, "plan_id": p.catalog_id}
     context = {"platform": "kubernetes", "namespace": "team-a", "clusterid": "c", "instance_name": "db"}
-    old = migrate(("instances", "0007_parameters_decode_any_nesting"))
+    old = migrate(("instances", "0008_parameters_decode_any_nesting"))
     params = {"admin_password": "in-clear", "size": 1}
     instance = old.get_model("instances", "ServiceInstance").objects.create(
         name="db", namespace="team-a", broker_id=broker.pk, plan_id=p.pk, context=context, state="provisioning",

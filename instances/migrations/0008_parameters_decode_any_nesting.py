@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('instances', '0006_binding_unbind_outcome_unknown'),
+        ('instances', '0007_drift_and_upgrade_batches'),
     ]
 
     operations = [

@@ -52,7 +52,7 @@ def seal_stored_parameters(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("instances", "0007_parameters_decode_any_nesting"),
+        ("instances", "0008_parameters_decode_any_nesting"),
     ]
 
     operations = [
