@@ -18,6 +18,7 @@ from catalog_portal.api import ApiErrorSerializer, paginated
 from instances import selectors
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.schema_form import mask_secrets
+from instances.sealed import mask_sealed
 from instances.services.bindings import binding_create, binding_credentials, binding_delete
 from instances.services.drift import cannot_ask, drift_adopt, drift_check, drift_reapply
 from instances.services.instances import (
@@ -47,7 +48,7 @@ class InstanceDriftSerializer(serializers.Serializer):
 def drift_body(instance: ServiceInstance) -> dict[str, Any] | None:
     if cannot_ask(instance) or (instance.drift is None and not instance.drift_error):
         return None
-    return {"checked_at": instance.drift_checked_at, "differences": instance.drift or [],
+    return {"checked_at": instance.drift_checked_at, "differences": mask_sealed(instance.drift or []),
             "error": instance.drift_error or None}
 
 

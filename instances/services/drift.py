@@ -22,6 +22,7 @@ from brokers.models import ServicePlan
 from brokers.osb import BindingInfo, FetchBindingRequest, FetchInstanceRequest, InstanceInfo, UpdateRequest
 from catalog_portal.exceptions import ApplicationError, Conflict
 from instances.models import Operation, ServiceBinding, ServiceInstance
+from instances.sealed import seal, unseal
 from instances.services.identity import identity_for
 from instances.states import ACTIVE, BindingState, InstanceState, OpType, Phase
 from teams import access
@@ -55,8 +56,10 @@ def differences(instance: ServiceInstance, info: InstanceInfo) -> list[dict[str,
         theirs = ServicePlan.objects.filter(broker=instance.broker, catalog_id=info.plan_id).first()
         found.append({"field": "plan", "portal": _plan_value(plan, plan.catalog_id),
                       "broker": _plan_value(theirs, info.plan_id)})
-    if info.parameters is not None and info.parameters != (instance.parameters or {}):
-        found.append({"field": "parameters", "portal": instance.parameters or {}, "broker": info.parameters})
+    # Compared in clear; stored sealed like the instance's own parameters (the broker's secrets never rest in clear).
+    if info.parameters is not None and info.parameters != unseal(instance.parameters or {}):
+        found.append({"field": "parameters", "portal": instance.parameters or {},
+                      "broker": seal(info.parameters, plan.instance_create_schema, plan.instance_update_schema)})
     ours, theirs_version = _version(instance.maintenance_info), _version(info.maintenance_info)
     if (info.maintenance_info is not None or ours) and ours != theirs_version:
         found.append({"field": "maintenance_info", "portal": {"version": ours} if ours else None,
@@ -70,8 +73,9 @@ def differences(instance: ServiceInstance, info: InstanceInfo) -> list[dict[str,
 def binding_differences(binding: ServiceBinding, info: BindingInfo) -> list[dict[str, Any]]:
     """What differs between a binding's record and the broker's answer to its fetch: its parameters (a binding
     cannot be updated, so that is all the portal holds of it besides the credentials, which are not compared)."""
-    if info.parameters is not None and info.parameters != (binding.parameters or {}):
-        return [{"field": "parameters", "portal": binding.parameters or {}, "broker": info.parameters}]
+    if info.parameters is not None and info.parameters != unseal(binding.parameters or {}):
+        return [{"field": "parameters", "portal": binding.parameters or {},
+                 "broker": seal(info.parameters, binding.instance.plan.binding_create_schema)}]
     return []
 
 
@@ -219,7 +223,8 @@ def drift_reapply(*, instance: ServiceInstance, requested_by: Any = None, reques
         # Each top-level key that differs, whole (as an ordinary update sends a change: parameters_for_update); a
         # key only the broker has cannot be taken away by an update.
         theirs = found["parameters"]["broker"] or {}
-        params = {key: value for key, value in (instance.parameters or {}).items() if theirs.get(key) != value} or None
+        theirs, ours = unseal(theirs), instance.parameters or {}
+        params = {key: value for key, value in ours.items() if theirs.get(key) != unseal(value)} or None
     if "maintenance_info" in found:
         maintenance = _version(instance.maintenance_info)
         previous_version = _version(found["maintenance_info"]["broker"])

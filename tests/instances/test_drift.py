@@ -199,3 +199,45 @@ def test_a_binding_is_checked_too_and_its_broker_values_can_be_adopted(
     binding.refresh_from_db()
     assert binding.parameters == {"role": "owner"} and binding.drift == []
     assert "binding app parameters" in AuditRecord.objects.get(action="instance.drift_adopt").summary
+
+
+def test_secret_parameters_are_compared_in_clear_and_never_rest_or_show_in_clear(
+    alice: Any, alice_api: Any, broker: Broker, osb_broker: SampleBroker
+) -> None:
+    """Secret-like parameters are stored sealed (issue 11): a check compares them in clear (an unchanged password
+    is no difference), stores the broker's changed one sealed, shows it masked, and adoption keeps it sealed."""
+    from django.db import connection
+
+    from instances.sealed import unseal
+
+    schemaless = plan(broker, "status-page", "basic")
+    type(schemaless.offering).objects.filter(pk=schemaless.offering_id).update(instances_retrievable=True)
+    instance = instance_provision(plan=ServicePlan.objects.get(pk=schemaless.pk), name="pages", namespace="team-a",
+                                  requested_by=alice, parameters={"size": 1, "admin_password": "hunter2-secret"})
+    run_operations()
+    instance.refresh_from_db()
+    assert instance.state == "ready"
+
+    alice_api.post(f"/api/v1/instances/{instance.pk}/refresh/")
+    run_operations()
+    assert alice_api.get(f"/api/v1/instances/{instance.pk}/").json()["drift"]["differences"] == []
+
+    held = osb_broker.instances[str(instance.pk)]
+    held["parameters"] = {**held["parameters"], "admin_password": "changed-by-hand"}
+    alice_api.post(f"/api/v1/instances/{instance.pk}/refresh/")
+    run_operations()
+    body = alice_api.get(f"/api/v1/instances/{instance.pk}/").json()
+    (difference,) = body["drift"]["differences"]
+    assert difference["broker"]["admin_password"] == "••••••••"
+    assert "changed-by-hand" not in str(body) and "hunter2-secret" not in str(body)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT drift FROM {ServiceInstance._meta.db_table} WHERE id = %s", [instance.pk.hex
+                       if connection.vendor == "sqlite" else instance.pk])
+        (raw,) = cursor.fetchone()
+    assert "changed-by-hand" not in str(raw)
+    assert "changed-by-hand" not in signed_in(alice).get(instance.get_absolute_url()).content.decode()
+
+    assert alice_api.post(f"/api/v1/instances/{instance.pk}/drift/adopt/").status_code == 200
+    instance.refresh_from_db()
+    assert "changed-by-hand" not in str(instance.parameters)
+    assert unseal(instance.parameters)["admin_password"] == "changed-by-hand"
