@@ -17,9 +17,12 @@ from catalog_portal.exceptions import ApplicationError
 
 
 class ApiErrorSerializer(serializers.Serializer):
-    """Documents an error body: {"detail": message} (401, 403, 404, 409)."""
+    """Documents an error body: {"detail": message} (401, 403, 404, 409); a 409 (and the 404 of an object deleted
+    meanwhile) adds "code" and "operation", the id of the operation that holds (or deleted) the object."""
 
     detail = serializers.CharField()
+    code = serializers.CharField(required=False)
+    operation = serializers.UUIDField(required=False)
 
 
 class Pagination(PageNumberPagination):
@@ -45,6 +48,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ApplicationError):
         body: dict[str, Any] = dict(exc.fields) if exc.fields else {}
         body.setdefault("detail", exc.message)
+        if exc.code:
+            body["code"] = exc.code
+        if exc.operation:
+            body["operation"] = exc.operation
         return Response(body, status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "message_dict"):
