@@ -31,6 +31,7 @@ from brokers.osb import (
     OSBGone,
     OSBMaintenanceInfoConflict,
     OSBMalformedResponse,
+    OSBNotFound,
     OSBServerError,
     OSBTimeout,
     ProvisionRequest,
@@ -155,27 +156,27 @@ def _decide(op: Operation, client: OSBClient) -> Decision:
 
 
 def _wait_for_bindings(op: Operation, client: OSBClient) -> Decision:
-    """A cascading deprovision: send the delete once every binding of the instance is gone."""
+    """A cascading deprovision: send the delete once every binding of the instance is gone. While any unbind (or
+    the cleanup after one) still runs, wait: a binding whose unbind failed is judged only once all have finished,
+    so one quick failure does not end the deprovision while the other unbinds go on."""
     from instances.models import ServiceBinding
 
-    # Busy first, then the bindings: an unbind that finishes in between has deleted its binding by the second read
-    # (the same transaction ends both), so a binding seen without an active operation really is stuck.
-    busy = set(Operation.objects.filter(instance=op.instance, binding__isnull=False, state__in=ACTIVE)
-               .values_list("binding_id", flat=True))
-    bindings = list(ServiceBinding.objects.visible().filter(instance=op.instance))
+    # Whether anything runs first, then the bindings: an unbind that finishes in between has deleted its binding by
+    # the second read (one transaction writes both), so bindings still there when nothing ran are really left.
+    running = Operation.objects.filter(instance=op.instance, binding__isnull=False, state__in=ACTIVE).count()
+    bindings = list(ServiceBinding.objects.visible().filter(instance=op.instance).order_by("name"))
     if not bindings:
         op.phase = Phase.SUBMIT
         return _submit(op, client)
-    stuck = [b for b in bindings if b.pk not in busy]
-    if stuck:
-        names = ", ".join(b.name for b in stuck)
-        decision = _failure(op, f"Could not unbind {names}, so the instance was not deleted.")
-        decision.instance["state"] = InstanceState.READY
-        decision.next_step = "Unbind the remaining bindings (or fix them), then deprovision again."
-        return decision
-    delay = 2.0
-    return Decision(delay=delay, next_step=f"Waiting for {len(bindings)} binding(s) to be unbound; "
-                                            f"checking again in {describe_wait(delay)}.")
+    if running:
+        delay = 2.0
+        return Decision(delay=delay, next_step=f"Waiting for {len(bindings)} binding(s) to be unbound; "
+                                                f"checking again in {describe_wait(delay)}.")
+    names = ", ".join(b.name for b in bindings)
+    decision = _failure(op, f"Could not unbind {names}, so the instance was not deleted.")
+    decision.instance["state"] = InstanceState.READY
+    decision.next_step = "Unbind the remaining bindings (or fix them), then deprovision again."
+    return decision
 
 
 def _send(op: Operation, client: OSBClient) -> Any:
@@ -286,6 +287,10 @@ def _poll(op: Operation, client: OSBClient) -> Decision:
         if deleting:
             return _success(op, description=f"The broker confirmed the {_target(op)} is gone.", poll=True)
         return _keep_polling(op, None, note="The broker answered 410 Gone while creating or updating; still waiting")
+    except OSBNotFound as exc:
+        if deleting:  # spec, last_operation: 404 "MUST be returned if the [instance or binding] does not exist"
+            return _success(op, description=f"The broker no longer knows the {_target(op)}: it is gone.", poll=True)
+        return _keep_polling(op, exc.retry_after, note=f"The broker's answer could not be used ({exc})")
     except OSBError as exc:
         return _keep_polling(op, exc.retry_after, note=f"The broker's answer could not be used ({exc})")
     if last.state == "in progress":

@@ -255,3 +255,42 @@ def test_n_simultaneous_creates_with_one_name_make_one_instance(portal: Portal, 
     assert [r.path for r in puts] == [f"/v2/service_instances/{instance.pk}"]
     assert audit_request_ids("instance.create", str(instance.pk)) == [f"race-{index}"]
     assert AuditRecord.objects.filter(action="instance.create").count() == 1
+
+
+def test_cascade_deprovision_while_unbinds_fail_then_when_the_broker_is_healthy(
+    portal: Portal, racing_broker: SampleBroker
+) -> None:
+    """overview-broker, error mode: the broker answers 404 to unbinds. The cascade stops without deleting the
+    instance, naming the bindings it could not unbind; asked again once the broker is healthy, it unbinds both
+    and then deletes the instance: two unbinds, then one DELETE of the instance, nothing else."""
+    instance = ready_instance(portal, racing_broker)
+    first, second = ready_binding(portal, instance, "b-1"), ready_binding(portal, instance, "b-2")
+    path = f"/api/v1/instances/{instance['id']}/?cascade=true"
+    racing_broker.clear_requests()
+    racing_broker.set_response("DELETE", BINDING, 404, body={"description": "not here"})
+
+    with portal.client() as client:
+        response = client.delete(path)
+    assert response.status_code == 202, response.text
+    body = wait_for(lambda: _settled(portal, f"/api/v1/instances/{instance['id']}/"), timeout=60,
+                    what="the cascade to stop")
+    assert body["state"] == "ready" and body["last_operation"]["state"] == "failed"
+    assert "b-1" in body["last_operation"]["error"] and "b-2" in body["last_operation"]["error"]
+    wait_idle("failed cascade")
+    assert not racing_broker.requests_for("DELETE", INSTANCE)  # the instance was not deleted
+    assert len(racing_broker.requests_for("DELETE", BINDING)) == 2
+
+    racing_broker.clear_responses()
+    racing_broker.clear_requests()
+    with portal.client() as client:
+        response = client.delete(path)
+    assert response.status_code == 202, response.text
+    wait_for(lambda: portal.get(f"/api/v1/instances/{instance['id']}/").status_code == 404, timeout=60,
+             what="the cascade to delete the instance",
+             explain=lambda: list(Operation.objects.values_list("type", "state", "error")))
+    received = [(r.method, r.path) for r in racing_broker.requests]
+    unbinds = {("DELETE", f"/v2/service_instances/{instance['id']}/service_bindings/{b['id']}")
+               for b in (first, second)}
+    assert set(received[:2]) == unbinds and len(received) == 3
+    assert received[2] == ("DELETE", f"/v2/service_instances/{instance['id']}")
+    assert instance["id"] not in racing_broker.instances
