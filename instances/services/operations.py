@@ -190,7 +190,7 @@ def _submit(op: Operation, client: OSBClient) -> Decision:
         response = _send(op, client)
     except OSBGone:
         if kind in DELETES:
-            return _success(op, description="The broker no longer had it.")
+            return _success(op, note="The broker no longer had it.")
         return _failure(op, "The broker answered 410 Gone.")
     except OSBConcurrencyError as exc:
         return _retry(op, "The broker is busy with another operation on this instance", retry_after=exc.retry_after)
@@ -198,6 +198,10 @@ def _submit(op: Operation, client: OSBClient) -> Decision:
         return _failure(op, f"The broker insists on asynchronous operation although the portal allows it: {exc}",
                         source=exc)
     except OSBMaintenanceInfoConflict as exc:
+        if kind not in (OpType.PROVISION, OpType.UPDATE):  # bind, unbind, deprovision send no maintenance_info
+            return _failure(op, f"The broker refused the request with MaintenanceInfoConflict ({exc}), although "
+                            f"a {op.get_type_display().lower()} request carries no maintenance version.",
+                            source=exc)
         broker_request_sync(broker=op.instance.broker)
         return _failure(
             op, f"The plan's maintenance version changed at the broker ({exc.description or exc}). The catalog is "
@@ -251,7 +255,7 @@ def _submit_cleanup(op: Operation, client: OSBClient) -> Decision:
     try:
         response = _send(op, client)
     except OSBGone:
-        return _success(op, description=f"The broker confirmed the {_target(op)} is gone.")
+        return _success(op, note=f"The broker confirmed the {_target(op)} is gone.")
     except OSBError as exc:
         return _retry(op, f"The cleanup was not accepted ({exc})", retry_after=exc.retry_after)
     if response.async_:
@@ -267,8 +271,7 @@ def _accepted(op: Operation, response: Any) -> Decision:
     delay = poll_delay(polls=0, elapsed=0)
     decision = Decision(
         phase=Phase.POLL, delay=delay, broker_operation=response.operation, accepted=True, attempt=True,
-        description="The broker accepted the request and is working on it.",
-        next_step=f"The broker is working on it; checking again in {describe_wait(delay)}.",
+        next_step=f"The broker accepted the request and is working on it; checking again in {describe_wait(delay)}.",
     )
     dashboard = getattr(response, "dashboard_url", None)
     if dashboard:
@@ -285,11 +288,11 @@ def _poll(op: Operation, client: OSBClient) -> Decision:
         last = client.send(op.osb_request.last_operation(op.broker_operation))
     except OSBGone:
         if deleting:
-            return _success(op, description=f"The broker confirmed the {_target(op)} is gone.", poll=True)
+            return _success(op, note=f"The broker confirmed the {_target(op)} is gone.", poll=True)
         return _keep_polling(op, None, note="The broker answered 410 Gone while creating or updating; still waiting")
     except OSBNotFound as exc:
         if deleting:  # spec, last_operation: 404 "MUST be returned if the [instance or binding] does not exist"
-            return _success(op, description=f"The broker no longer knows the {_target(op)}: it is gone.", poll=True)
+            return _success(op, note=f"The broker no longer knows the {_target(op)}: it is gone.", poll=True)
         return _keep_polling(op, exc.retry_after, note=f"The broker's answer could not be used ({exc})")
     except OSBError as exc:
         return _keep_polling(op, exc.retry_after, note=f"The broker's answer could not be used ({exc})")
@@ -369,7 +372,7 @@ def _fetch(op: Operation, client: OSBClient) -> Decision:
     try:
         info = client.send(request.fetch())
     except OSBError as exc:
-        return _success(op, description=f"Ready. (The instance's details could not be fetched: {exc})")
+        return _success(op, note=f"Ready; the instance's details could not be fetched ({exc}).")
     return _success(op, dashboard_url=info.dashboard_url, metadata=info.metadata)
 
 
@@ -400,7 +403,10 @@ def _after_success(op: Operation, *, description: str | None = None, poll: bool 
     return _success(op, description=description, poll=poll, **fields)
 
 
-def _success(op: Operation, *, description: str | None = None, poll: bool = False, **fields: Any) -> Decision:
+def _success(op: Operation, *, description: str | None = None, poll: bool = False, note: str = "",
+             **fields: Any) -> Decision:
+    """`description`: the broker's own words (shown as "The broker says"); `note`: the portal's, put before the
+    next step."""
     decision = Decision(state=OpState.SUCCEEDED, description=description, poll=poll, attempt=op.phase == Phase.SUBMIT,
                         next_step="Nothing more to do.")
     target = decision.binding if op.binding_id else decision.instance
@@ -420,6 +426,8 @@ def _success(op: Operation, *, description: str | None = None, poll: bool = Fals
         decision.instance["state"] = InstanceState.DELETED
     else:  # cleanup after a failed create: the instance stays failed, now gone at the broker
         decision.next_step = "Cleaned up at the broker. Delete this instance or provision a new one."
+    if note:
+        decision.next_step = f"{note} {decision.next_step}"
     return decision
 
 
@@ -525,6 +533,9 @@ def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float 
         _update_binding(op, decision, now)
         if decision.state != OpState.IN_PROGRESS:
             metrics.operation_finished(type=op.type, state=decision.state)
+            if op.type == OpType.ORPHAN_MITIGATION and op.parent_id:
+                # The failed operation's "Next" said a cleanup was under way: it now says how that ended.
+                Operation.objects.filter(pk=op.parent_id).update(next_step=decision.next_step, updated_at=now)
         if decision.orphan_mitigation:
             _start_cleanup(op, then_delete=op.type in DELETES)
     if decision.state == OpState.IN_PROGRESS:
