@@ -17,12 +17,9 @@ from catalog_portal.exceptions import ApplicationError
 
 
 class ApiErrorSerializer(serializers.Serializer):
-    """Documents an error body: {"detail": message} (401, 403, 404, 409); a 409 (and the 404 of an object deleted
-    meanwhile) adds "code" and "operation", the id of the operation that holds (or deleted) the object."""
+    """Documents an error body: {"detail": message} (401, 403, 404, 409)."""
 
     detail = serializers.CharField()
-    code = serializers.CharField(required=False)
-    operation = serializers.UUIDField(required=False)
 
 
 class Pagination(PageNumberPagination):
