@@ -71,8 +71,9 @@ def binding_create(
 
 
 def _name_free(*, name: str, namespace: str, secret_name: str) -> None:
-    """409 when another binding has the name, or publishes the Secret, in `namespace` (naming its bind)."""
-    taken = ServiceBinding.objects.visible().filter(namespace=namespace)
+    """409 when another (current) binding has the name, or publishes the Secret, in `namespace` (naming its bind);
+    a rotation's predecessor shares both with its successor."""
+    taken = ServiceBinding.objects.visible().filter(namespace=namespace, current=True)
     holder = taken.filter(name=name).first()
     if holder is not None:
         raise Conflict(f"A binding named '{name}' already exists in namespace '{namespace}'.",
