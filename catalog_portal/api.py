@@ -45,6 +45,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ApplicationError):
         body: dict[str, Any] = dict(exc.fields) if exc.fields else {}
         body.setdefault("detail", exc.message)
+        if exc.code:
+            body["code"] = exc.code
+        if exc.operation:
+            body["operation"] = exc.operation
         return Response(body, status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "message_dict"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -15,14 +16,16 @@ from rest_framework.views import APIView
 from brokers.models import ServicePlan
 from brokers.selectors import visible_plans
 from catalog_portal.api import ApiErrorSerializer, paginated
+from catalog_portal.db import read_snapshot
 from instances import selectors
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.schema_form import mask_secrets
 from instances.sealed import mask_sealed
-from instances.services.bindings import binding_create, binding_credentials, binding_delete
+from instances.services.bindings import binding_create, binding_credentials, binding_delete, binding_gone
 from instances.services.drift import cannot_ask, drift_adopt, drift_check, drift_reapply
 from instances.services.instances import (
     instance_deprovision,
+    instance_gone,
     instance_parameters_reveal,
     instance_provision,
     instance_retry,
@@ -30,7 +33,7 @@ from instances.services.instances import (
 )
 from instances.services.operations import operation_cancel
 from instances.services.rotation import binding_rotate, rotation_status
-from instances.states import InstanceState, OpState
+from instances.states import BindingState, InstanceState, OpState
 
 
 class DriftDifferenceSerializer(serializers.Serializer):
@@ -129,10 +132,23 @@ class OperationSerializer(serializers.ModelSerializer):
 
 
 def _instance_body(instance: ServiceInstance) -> dict[str, Any]:
-    fresh = selectors.instance_list().filter(pk=instance.pk).first()
-    if fresh is None:  # deleted already (a sync deprovision can finish before we answer)
-        fresh = ServiceInstance.objects.prefetch_related("operations").get(pk=instance.pk)
-    return InstanceSerializer(fresh).data
+    """The instance and its operations read from one snapshot (a worker may commit meanwhile)."""
+    with read_snapshot():
+        fresh = selectors.instance_list().filter(pk=instance.pk).first()
+        if fresh is None:  # deleted already (a sync deprovision can finish before we answer)
+            fresh = ServiceInstance.objects.prefetch_related("operations").get(pk=instance.pk)
+        return InstanceSerializer(fresh).data
+
+
+def _instance_to_change(request: Request, instance_id: Any) -> ServiceInstance:
+    """The instance a PATCH or DELETE names; one deleted meanwhile is a 404 naming the operation that deleted it."""
+    instance = selectors.instance_list(user=request.user).filter(pk=instance_id).first()
+    if instance is not None:
+        return instance
+    deleted = selectors.instances_for_user(request.user).filter(pk=instance_id, state=InstanceState.DELETED).first()
+    if deleted is not None:
+        raise instance_gone(deleted)
+    raise Http404
 
 
 def _plan(plan_id: Any, user: Any, field: str = "plan") -> ServicePlan:
@@ -160,8 +176,9 @@ class InstanceListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        query = selectors.instance_list(user=request.user, **filters.validated_data)
-        return paginated(query, request, self, InstanceSerializer)
+        with read_snapshot():
+            query = selectors.instance_list(user=request.user, **filters.validated_data)
+            return paginated(query, request, self, InstanceSerializer)
 
     @extend_schema(request=InputSerializer, responses={202: InstanceSerializer})
     def post(self, request: Request) -> Response:
@@ -181,16 +198,15 @@ class InstanceDetailApi(APIView):
         upgrade = serializers.BooleanField(required=False, default=False,
                                            help_text="Move to the plan's newer maintenance version.")
 
-    def _get(self, request: Request, instance_id: Any) -> ServiceInstance:
-        return get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
-
     @extend_schema(responses=InstanceSerializer)
     def get(self, request: Request, instance_id: Any) -> Response:
-        return Response(InstanceSerializer(self._get(request, instance_id)).data)
+        with read_snapshot():
+            instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
+            return Response(InstanceSerializer(instance).data)
 
     @extend_schema(request=UpdateSerializer, responses={202: InstanceSerializer})
     def patch(self, request: Request, instance_id: Any) -> Response:
-        instance = self._get(request, instance_id)
+        instance = _instance_to_change(request, instance_id)
         data = self.UpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -202,8 +218,8 @@ class InstanceDetailApi(APIView):
     @extend_schema(responses={202: InstanceSerializer})
     def delete(self, request: Request, instance_id: Any) -> Response:
         cascade = request.query_params.get("cascade", "").lower() in ("true", "1", "yes")
-        instance = instance_deprovision(instance=self._get(request, instance_id), requested_by=request.user,
-                                        cascade=cascade, request=request)
+        instance = instance_deprovision(instance=_instance_to_change(request, instance_id),
+                                        requested_by=request.user, cascade=cascade, request=request)
         return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
 
 
@@ -450,10 +466,22 @@ class CredentialsSerializer(serializers.Serializer):
 
 
 def _binding_body(binding: ServiceBinding) -> dict[str, Any]:
-    fresh = selectors.binding_list().filter(pk=binding.pk).first()
-    if fresh is None:
-        fresh = ServiceBinding.objects.prefetch_related("operations").get(pk=binding.pk)
-    return BindingSerializer(fresh).data
+    with read_snapshot():
+        fresh = selectors.binding_list().filter(pk=binding.pk).first()
+        if fresh is None:
+            fresh = ServiceBinding.objects.prefetch_related("operations").get(pk=binding.pk)
+        return BindingSerializer(fresh).data
+
+
+def _binding_to_delete(request: Request, binding_id: Any) -> ServiceBinding:
+    """The binding a DELETE names; one deleted meanwhile is a 404 naming the operation that deleted it."""
+    binding = selectors.binding_list(user=request.user).filter(pk=binding_id).first()
+    if binding is not None:
+        return binding
+    deleted = ServiceBinding.objects.filter(pk=binding_id, state=BindingState.DELETED).select_related("instance").first()
+    if deleted is not None and selectors.instances_for_user(request.user).filter(pk=deleted.instance_id).exists():
+        raise binding_gone(deleted)
+    raise Http404
 
 
 class BindingListApi(APIView):
@@ -472,8 +500,9 @@ class BindingListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        query = selectors.binding_list(user=request.user, **filters.validated_data)
-        return paginated(query, request, self, BindingSerializer)
+        with read_snapshot():
+            query = selectors.binding_list(user=request.user, **filters.validated_data)
+            return paginated(query, request, self, BindingSerializer)
 
     @extend_schema(request=InputSerializer, responses={202: BindingSerializer})
     def post(self, request: Request) -> Response:
@@ -492,13 +521,14 @@ class BindingListApi(APIView):
 class BindingDetailApi(APIView):
     @extend_schema(responses=BindingSerializer)
     def get(self, request: Request, binding_id: Any) -> Response:
-        bindings = selectors.binding_list(user=request.user)
-        return Response(BindingSerializer(get_object_or_404(bindings, pk=binding_id)).data)
+        with read_snapshot():
+            bindings = selectors.binding_list(user=request.user)
+            return Response(BindingSerializer(get_object_or_404(bindings, pk=binding_id)).data)
 
     @extend_schema(responses={202: BindingSerializer})
     def delete(self, request: Request, binding_id: Any) -> Response:
-        binding = binding_delete(binding=get_object_or_404(selectors.binding_list(user=request.user), pk=binding_id),
-                                 requested_by=request.user, request=request)
+        binding = binding_delete(binding=_binding_to_delete(request, binding_id), requested_by=request.user,
+                                 request=request)
         return Response(_binding_body(binding), status=status.HTTP_202_ACCEPTED)
 
 

@@ -31,6 +31,7 @@ from django_htmx.http import (
 
 from brokers.models import ServiceOffering, ServicePlan
 from brokers.selectors import visible_plans
+from catalog_portal.db import read_snapshot
 from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, NotFound
 from catalog_portal.htmx import htmx_partial
 from catalog_portal.jsonlimits import capped
@@ -392,16 +393,18 @@ def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: An
 
 @require_GET
 def instance_detail(request: HttpRequest, instance_id: Any) -> HttpResponse:
-    instance = _instance_or_404(request, instance_id, visible=False)
-    return render(request, "instances/instance_detail.html", _detail_context(request, instance))
+    with read_snapshot():  # the instance, its operations and bindings as of one moment, on every backend
+        instance = _instance_or_404(request, instance_id, visible=False)
+        return render(request, "instances/instance_detail.html", _detail_context(request, instance))
 
 
 @require_GET
 def instance_status(request: HttpRequest, instance_id: Any) -> HttpResponse:
     """The polled fragment; 286 (stop polling) once nothing runs, with an event so the page refreshes its forms."""
-    instance = _instance_or_404(request, instance_id, visible=False)
-    context = _status_context(request, instance, all_operations=request.GET.get("operations") == "all")
-    content = render_to_string("instances/_operation_status.html", context, request=request)
+    with read_snapshot():
+        instance = _instance_or_404(request, instance_id, visible=False)
+        context = _status_context(request, instance, all_operations=request.GET.get("operations") == "all")
+        content = render_to_string("instances/_operation_status.html", context, request=request)
     if context["live"]:
         return HttpResponse(content)
     response = HttpResponseStopPolling(content)

@@ -12,9 +12,9 @@ from catalog_portal.exceptions import ApplicationError, Conflict, Forbidden, Not
 from instances.models import Operation, ServiceBinding, ServiceInstance
 from instances.sealed import seal
 from instances.services.identity import identity_for
-from instances.services.instances import start_operation
+from instances.services.instances import busy, lock_instance, require_ready, start_operation
 from instances.services.validation import check_dns_label, check_parameters
-from instances.states import BindingState, InstanceState, OpType
+from instances.states import ACTIVE, BindingState, OpType
 from teams import access
 from teams.audit import audit
 
@@ -41,19 +41,14 @@ def binding_create(
     plan = instance.plan
     if not plan.effective_bindable:
         raise ApplicationError(f"Instances of the plan '{plan.title}' cannot be bound.")
-    if instance.state != InstanceState.READY:
-        raise Conflict(f"'{instance}' is {instance.get_state_display().lower()}; it can be bound once it is ready.")
     parameters = seal(check_parameters(plan.binding_create_schema, parameters or {}), plan.binding_create_schema)
-    taken = ServiceBinding.objects.visible().filter(namespace=namespace, current=True)
-    if taken.filter(name=name).exists():
-        raise ApplicationError(f"A binding named '{name}' already exists in namespace '{namespace}'.",
-                               fields={"name": [f"'{name}' is taken in namespace '{namespace}'."]})
-    if taken.filter(secret_name=secret_name).exists():
-        raise ApplicationError(f"Another binding already publishes the Secret '{secret_name}' in '{namespace}'.",
-                               fields={"secret_name": [f"'{secret_name}' is used by another binding."]})
-    context = {**instance.context, "namespace": namespace, "binding_name": name}
-    bind_resource = {"app_guid": f"{namespace}/{name}"}
     with transaction.atomic():
+        # Locked, read afresh: a bind never starts beside a deprovision (instances.py, "the rule").
+        instance = lock_instance(instance)
+        require_ready(instance, "bound")
+        _name_free(name=name, namespace=namespace, secret_name=secret_name)
+        context = {**instance.context, "namespace": namespace, "binding_name": name}
+        bind_resource = {"app_guid": f"{namespace}/{name}"}
         binding = ServiceBinding(
             instance=instance, name=name, namespace=namespace, secret_name=secret_name, parameters=parameters,
             context=context, bind_resource=bind_resource, requested_by=requested_by,
@@ -62,7 +57,9 @@ def binding_create(
             with transaction.atomic():
                 binding.save()
         except IntegrityError:
-            raise ApplicationError("That binding name or Secret name was just taken; choose another.") from None
+            _name_free(name=name, namespace=namespace, secret_name=secret_name)
+            raise Conflict("That binding name or Secret name was just taken; choose another.",
+                           code="name_taken") from None
         put = BindRequest(instance_id=str(instance.pk), binding_id=str(binding.pk), service_id=plan.offering.catalog_id,
                           plan_id=plan.catalog_id, context=context, bind_resource=bind_resource, parameters=parameters,
                           # An async binding's credentials can only be fetched (GET) when the broker supports it.
@@ -72,6 +69,44 @@ def binding_create(
         audit(action="binding.create", target=binding, actor=requested_by, request=request,
               summary=f"Binding {binding} of instance {instance} requested (Secret {namespace}/{secret_name})")
     return binding
+
+
+def _name_free(*, name: str, namespace: str, secret_name: str) -> None:
+    """409 when another (current) binding has the name, or publishes the Secret, in `namespace` (naming its bind);
+    a rotation's predecessor shares both with its successor."""
+    taken = ServiceBinding.objects.visible().filter(namespace=namespace, current=True)
+    holder = taken.filter(name=name).first()
+    if holder is not None:
+        raise Conflict(f"A binding named '{name}' already exists in namespace '{namespace}'.",
+                       fields={"name": [f"'{name}' is taken in namespace '{namespace}'."]},
+                       code="name_taken", operation=_bind_of(holder))
+    holder = taken.filter(secret_name=secret_name).first()
+    if holder is not None:
+        raise Conflict(f"Another binding already publishes the Secret '{secret_name}' in '{namespace}'.",
+                       fields={"secret_name": [f"'{secret_name}' is used by another binding."]},
+                       code="name_taken", operation=_bind_of(holder))
+
+
+def _bind_of(binding: ServiceBinding) -> Any:
+    bind = Operation.objects.filter(binding=binding, type=OpType.BIND).order_by("-started_at").first()
+    return bind.pk if bind else None
+
+
+def _lock_binding(binding: ServiceBinding) -> ServiceBinding:
+    """The binding's row, read afresh and locked, after its instance's (the order every request takes)."""
+    lock_instance(binding.instance_id)
+    return (ServiceBinding.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("instance__plan__offering").get(pk=binding.pk))
+
+
+def binding_gone(binding: ServiceBinding) -> NotFound:
+    """404 for a binding deleted meanwhile, naming the operation that deleted it."""
+    last = Operation.objects.filter(binding=binding).order_by("-started_at").first()
+    return NotFound(f"Binding '{binding}' has been deleted.", code="gone", operation=last.pk if last else None)
+
+
+def _running(binding: ServiceBinding) -> Operation | None:
+    return Operation.objects.filter(binding=binding, state__in=ACTIVE).first()
 
 
 def _require_binding(user: Any, action: str, binding: ServiceBinding) -> None:
@@ -89,8 +124,34 @@ def _require_binding(user: Any, action: str, binding: ServiceBinding) -> None:
 def binding_delete(*, binding: ServiceBinding, requested_by: Any = None, request: Any = None) -> ServiceBinding:
     """Unbind at the broker; the Secret is deleted and the binding disappears once the broker confirms; audited."""
     _require_binding(requested_by, "unbind", binding)
+    with transaction.atomic():
+        binding = _lock_binding(binding)
+        if binding.is_deleted:
+            raise binding_gone(binding)
+        running = _running(binding)
+        if running is not None:
+            raise busy(binding, running)
+        _start_unbind(binding, requested_by=requested_by, request=request)
+    binding.refresh_from_db()
+    return binding
+
+
+def binding_unbind_for_cascade(*, binding: ServiceBinding, requested_by: Any = None, request: Any = None) -> None:
+    """The unbind a cascading deprovision starts, inside its transaction (the instance is locked already): none if
+    the binding is being unbound already; 409 naming the operation if another one (a bind) runs on it."""
+    binding = _lock_binding(binding)
     if binding.is_deleted:
-        raise ApplicationError("This binding is already deleted.")
+        return
+    running = _running(binding)
+    if running is not None:
+        if running.type == OpType.UNBIND or (running.type == OpType.ORPHAN_MITIGATION and running.delete_on_success):
+            return  # it is being deleted already; the deprovision waits for it
+        raise busy(binding, running)
+    _start_unbind(binding, requested_by=requested_by, request=request)
+
+
+def _start_unbind(binding: ServiceBinding, *, requested_by: Any, request: Any) -> None:
+    """The unbind operation, the binding marked unbinding, the audit record (the caller holds the locks)."""
     plan = binding.instance.plan
     delete = UnbindRequest(instance_id=str(binding.instance_id), binding_id=str(binding.pk),
                            service_id=plan.offering.catalog_id, plan_id=plan.catalog_id)
@@ -101,8 +162,6 @@ def binding_delete(*, binding: ServiceBinding, requested_by: Any = None, request
         ServiceBinding.objects.filter(pk=binding.pk).update(state=BindingState.UNBINDING, updated_at=timezone.now())
         audit(action="binding.delete", target=binding, actor=requested_by, request=request,
               summary=f"Unbinding of binding {binding} requested")
-    binding.refresh_from_db()
-    return binding
 
 
 def binding_credentials(*, binding: ServiceBinding, user: Any, request: Any = None, key: str | None = None

@@ -14,7 +14,7 @@ from brokers.models import ServicePlan
 from brokers.osb import DeprovisionRequest, PreparedRequest, ProvisionRequest, UpdateRequest
 from brokers.selectors import visible_plans
 from brokers.services import broker_client
-from catalog_portal.exceptions import ApplicationError, Conflict
+from catalog_portal.exceptions import ApplicationError, Conflict, NotFound
 from catalog_portal.tasks import enqueue_on_commit
 from instances.models import Operation, ServiceInstance
 from instances.sealed import keep_masked, seal, unseal
@@ -40,9 +40,49 @@ def _plan_is_offered(plan: ServicePlan) -> None:
         )
 
 
+# --- the rule for concurrent requests -----------------------------------------------------------------
+#
+# Every request that starts an operation on an instance or on one of its bindings runs in one transaction that
+# first locks the instance's row (then the binding's), reads both afresh, checks their state and the active
+# operations, and only then writes the operation, the new state and the audit record. Postgres: SELECT ... FOR NO
+# KEY UPDATE (it does not block the foreign-key checks of rows that reference the instance). SQLite: the
+# transaction is IMMEDIATE (settings), so it holds the database's write lock from its first statement and the
+# reads inside it see every earlier writer's commit. The losers of a race get 409 naming the operation that
+# holds the object, or 404 naming the operation that deleted it; nothing of theirs is written or sent.
+# The partial unique indexes (one active operation per instance / per binding) stay as the last line.
+
+
+def lock_instance(instance: ServiceInstance | Any) -> ServiceInstance:
+    """The instance's row, read afresh and locked until the surrounding transaction ends (see above)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("lock_instance() must be called inside transaction.atomic()")
+    pk = instance.pk if isinstance(instance, ServiceInstance) else instance
+    return (ServiceInstance.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("plan__offering", "broker").get(pk=pk))
+
+
+def active_operation(instance: ServiceInstance) -> Operation | None:
+    """The instance's own running operation (provision, update, deprovision or its cleanup), if any."""
+    return Operation.objects.filter(instance=instance, binding__isnull=True, state__in=ACTIVE).first()
+
+
+def instance_gone(instance: ServiceInstance) -> NotFound:
+    """404 for an instance deleted meanwhile, naming the operation that deleted it."""
+    last = Operation.objects.filter(instance=instance, binding__isnull=True).order_by("-started_at").first()
+    return NotFound(f"'{instance}' has been deleted.", code="gone", operation=last.pk if last else None)
+
+
+def busy(target: Any, operation: Operation) -> Conflict:
+    """409: `operation` holds `target`, so nothing else may start on it now."""
+    return Conflict(
+        f"Another operation is still running on '{target}' ({operation.title.lower()}, {operation.state}). Wait "
+        "for it to finish and try again.", code="operation_in_progress", operation=operation.pk,
+    )
+
+
 def start_operation(operation: Operation) -> Operation:
-    """Save a new operation and enqueue it on commit; the partial unique index turns a concurrent second
-    one on the same target into a 409."""
+    """Save a new operation and enqueue it on commit. The caller holds the target's lock (see above); the partial
+    unique index still turns a second active operation on the same target into a 409."""
     from instances.tasks import operation_step
 
     now = timezone.now()
@@ -54,9 +94,13 @@ def start_operation(operation: Operation) -> Operation:
         with transaction.atomic():
             operation.save()
     except IntegrityError:
+        target = operation.binding or operation.instance
+        holder = (Operation.objects.filter(binding=operation.binding) if operation.binding_id
+                  else Operation.objects.filter(instance=operation.instance, binding__isnull=True))
+        holder = holder.filter(state__in=ACTIVE).first()
         raise Conflict(
-            f"Another operation is still running on '{operation.binding or operation.instance}'. Wait for it to "
-            "finish and try again."
+            f"Another operation is still running on '{target}'. Wait for it to finish and try again.",
+            code="operation_in_progress", operation=holder.pk if holder else None,
         ) from None
     enqueue_on_commit(operation_step, str(operation.pk))
     return operation
@@ -106,12 +150,11 @@ def instance_provision(
     _plan_is_offered(plan)
     parameters = seal(check_parameters(plan.instance_create_schema, parameters or {}),
                       plan.instance_create_schema, plan.instance_update_schema)  # secrets stored encrypted
-    if ServiceInstance.objects.visible().filter(namespace=namespace, name=name).exists():
-        raise ApplicationError(
-            f"An instance named '{name}' already exists in namespace '{namespace}'.",
-            fields={"name": [f"'{name}' is taken in namespace '{namespace}'."]},
-        )
     with transaction.atomic():
+        # SQLite: the IMMEDIATE transaction already holds the write lock, so this sees every earlier create.
+        # Postgres: two creates may both pass it; the unique index makes the second wait for the first and fail.
+        if ServiceInstance.objects.visible().filter(namespace=namespace, name=name).exists():
+            raise _name_taken(name, namespace)
         instance = ServiceInstance(
             name=name, namespace=namespace, broker=plan.broker, plan=plan, parameters=parameters,
             maintenance_info=plan.maintenance_info, requested_by=requested_by, state=InstanceState.PROVISIONING,
@@ -123,15 +166,24 @@ def instance_provision(
             with transaction.atomic():
                 instance.save()
         except IntegrityError:
-            raise ApplicationError(
-                f"An instance named '{name}' already exists in namespace '{namespace}'.",
-                fields={"name": [f"'{name}' is taken in namespace '{namespace}'."]},
-            ) from None
+            raise _name_taken(name, namespace) from None
         start_operation(Operation(type=OpType.PROVISION, instance=instance, request=put.to_json(),
                                   requested_by=requested_by, identity=identity_for(requested_by)))
         audit(action="instance.create", target=instance, actor=requested_by, request=request,
               summary=f"Instance {instance} of plan '{plan}' requested")
     return instance
+
+
+def _name_taken(name: str, namespace: str) -> Conflict:
+    """409: another instance has the name; the body names the operation that created it."""
+    holder = ServiceInstance.objects.visible().filter(namespace=namespace, name=name).first()
+    provision = (Operation.objects.filter(instance=holder, type=OpType.PROVISION).order_by("-started_at").first()
+                 if holder else None)
+    return Conflict(
+        f"An instance named '{name}' already exists in namespace '{namespace}'.",
+        fields={"name": [f"'{name}' is taken in namespace '{namespace}'."]},
+        code="name_taken", operation=provision.pk if provision else None,
+    )
 
 
 def instance_update(
@@ -147,8 +199,28 @@ def instance_update(
     access.require(requested_by, "update", instance.namespace, what=f"instance '{instance}'")
     if plan is not None:
         _plan_is_visible(plan, requested_by)
+    with transaction.atomic():
+        instance = lock_instance(instance)
+        require_ready(instance, "changed")
+        return _instance_update(instance, plan=plan, parameters=parameters, upgrade=upgrade,
+                                requested_by=requested_by, request=request)
+
+
+def require_ready(instance: ServiceInstance, doing: str) -> None:
+    """Refuse unless the (locked) instance is ready: 404 once deleted, 409 naming the running operation."""
+    if instance.is_deleted:
+        raise instance_gone(instance)
+    state = instance.get_state_display().lower()
+    running = active_operation(instance)
+    if running is not None:
+        raise Conflict(f"'{instance}' is {state}; it can be {doing} once it is ready.",
+                       code="operation_in_progress", operation=running.pk)
     if instance.state != InstanceState.READY:
-        raise Conflict(f"'{instance}' is {instance.get_state_display().lower()}; it can be changed once it is ready.")
+        raise Conflict(f"'{instance}' is {state}; it can be {doing} once it is ready.")
+
+
+def _instance_update(instance: ServiceInstance, *, plan: ServicePlan | None, parameters: dict[str, Any] | None,
+                     upgrade: bool, requested_by: Any, request: Any) -> ServiceInstance:
     current = instance.plan
     target = plan or current
     plan_id = params = maintenance = None
@@ -207,25 +279,30 @@ def instance_deprovision(*, instance: ServiceInstance, requested_by: Any = None,
     sent once they are all gone.
     """
     from instances.models import ServiceBinding
-    from instances.services.bindings import binding_delete
-    from instances.states import BindingState, Phase
+    from instances.services.bindings import binding_unbind_for_cascade
+    from instances.states import Phase
 
     access.require(requested_by, "deprovision", instance.namespace, what=f"instance '{instance}'")
-    if instance.is_deleted:
-        raise ApplicationError("This instance is already deleted.")
-    bindings = list(ServiceBinding.objects.visible().filter(instance=instance))
-    if bindings and not cascade:
-        names = ", ".join(sorted(b.name for b in bindings))
-        raise Conflict(
-            f"'{instance}' still has {len(bindings)} binding(s) ({names}). Unbind them first, or deprovision with "
-            "cascade to unbind them automatically."
-        )
-    delete = DeprovisionRequest(instance_id=str(instance.pk), service_id=instance.plan.offering.catalog_id,
-                                plan_id=instance.plan.catalog_id)
     with transaction.atomic():
+        instance = lock_instance(instance)
+        if instance.is_deleted:
+            raise instance_gone(instance)
+        running = active_operation(instance)
+        if running is not None:
+            raise busy(instance, running)
+        # Read under the lock: a bind racing this request either committed before it (and is listed) or waits
+        # for it and then finds the instance deprovisioning.
+        bindings = list(ServiceBinding.objects.visible().filter(instance=instance))
+        if bindings and not cascade:
+            names = ", ".join(sorted(b.name for b in bindings))
+            raise Conflict(
+                f"'{instance}' still has {len(bindings)} binding(s) ({names}). Unbind them first, or deprovision "
+                "with cascade to unbind them automatically.", code="in_use",
+            )
+        delete = DeprovisionRequest(instance_id=str(instance.pk), service_id=instance.plan.offering.catalog_id,
+                                    plan_id=instance.plan.catalog_id)
         for binding in bindings:
-            if binding.state != BindingState.UNBINDING:
-                binding_delete(binding=binding, requested_by=requested_by, request=request)
+            binding_unbind_for_cascade(binding=binding, requested_by=requested_by, request=request)
         operation = Operation(type=OpType.DEPROVISION, instance=instance, request=delete.to_json(),
                               requested_by=requested_by, identity=identity_for(requested_by))
         if bindings:
@@ -257,8 +334,10 @@ def _failed_operation_to_retry(instance: ServiceInstance) -> Operation:
     if instance.is_deleted:
         raise ApplicationError("This instance is deleted.")
     own = Operation.objects.filter(instance=instance, binding__isnull=True)
-    if own.filter(state__in=ACTIVE).exists():
-        raise Conflict("Wait until the running operation (or the clean-up at the broker) has finished.")
+    running = own.filter(state__in=ACTIVE).first()
+    if running is not None:
+        raise Conflict("Wait until the running operation (or the clean-up at the broker) has finished.",
+                       code="operation_in_progress", operation=running.pk)
     last = own.filter(type__in=[OpType.PROVISION, OpType.UPDATE, OpType.DEPROVISION]).order_by("-started_at").first()
     if last is None or last.state != OpState.FAILED:
         raise ApplicationError("The last operation did not fail: there is nothing to retry.")
@@ -291,7 +370,7 @@ def instance_retry(*, instance: ServiceInstance, requested_by: Any = None, reque
     """
     access.require(requested_by, "update", instance.namespace, what=f"instance '{instance}'")
     with transaction.atomic():
-        locked = ServiceInstance.objects.select_for_update().get(pk=instance.pk)
+        locked = lock_instance(instance)
         last = _failed_operation_to_retry(locked)
         if last.type == OpType.DEPROVISION:
             return instance_deprovision(instance=locked, requested_by=requested_by, request=request)

@@ -33,6 +33,7 @@ from brokers.osb import (
     OSBGone,
     OSBMaintenanceInfoConflict,
     OSBMalformedResponse,
+    OSBNotFound,
     OSBServerError,
     OSBTimeout,
     ProvisionRequest,
@@ -243,27 +244,27 @@ def _decide(op: Operation, client: OSBClient) -> Decision:
 
 
 def _wait_for_bindings(op: Operation, client: OSBClient) -> Decision:
-    """A cascading deprovision: send the delete once every binding of the instance is gone."""
+    """A cascading deprovision: send the delete once every binding of the instance is gone. While any unbind (or
+    the cleanup after one) still runs, wait: a binding whose unbind failed is judged only once all have finished,
+    so one quick failure does not end the deprovision while the other unbinds go on."""
     from instances.models import ServiceBinding
 
-    # Busy first, then the bindings: an unbind that finishes in between has deleted its binding by the second read
-    # (the same transaction ends both), so a binding seen without an active operation really is stuck.
-    busy = set(Operation.objects.filter(instance=op.instance, binding__isnull=False, state__in=ACTIVE)
-               .values_list("binding_id", flat=True))
-    bindings = list(ServiceBinding.objects.visible().filter(instance=op.instance))
+    # Whether anything runs first, then the bindings: an unbind that finishes in between has deleted its binding by
+    # the second read (one transaction writes both), so bindings still there when nothing ran are really left.
+    running = Operation.objects.filter(instance=op.instance, binding__isnull=False, state__in=ACTIVE).count()
+    bindings = list(ServiceBinding.objects.visible().filter(instance=op.instance).order_by("name"))
     if not bindings:
         op.phase = Phase.SUBMIT
         return _submit(op, client)
-    stuck = [b for b in bindings if b.pk not in busy]
-    if stuck:
-        names = ", ".join(b.name for b in stuck)
-        decision = _failure(op, f"Could not unbind {names}, so the instance was not deleted.")
-        decision.instance["state"] = InstanceState.READY
-        decision.next_step = "Unbind the remaining bindings (or fix them), then deprovision again."
-        return decision
-    delay = 2.0
-    return Decision(delay=delay, next_step=f"Waiting for {len(bindings)} binding(s) to be unbound; "
-                                            f"checking again in {describe_wait(delay)}.")
+    if running:
+        delay = 2.0
+        return Decision(delay=delay, next_step=f"Waiting for {len(bindings)} binding(s) to be unbound; "
+                                                f"checking again in {describe_wait(delay)}.")
+    names = ", ".join(b.name for b in bindings)
+    decision = _failure(op, f"Could not unbind {names}, so the instance was not deleted.")
+    decision.instance["state"] = InstanceState.READY
+    decision.next_step = "Unbind the remaining bindings (or fix them), then deprovision again."
+    return decision
 
 
 def _send(op: Operation, client: OSBClient) -> Any:
@@ -279,7 +280,7 @@ def _submit(op: Operation, client: OSBClient) -> Decision:
         response = _send(op, client)
     except OSBGone:
         if kind in DELETES:
-            return _success(op, description="The broker no longer had it.")
+            return _success(op, note="The broker no longer had it.")
         return _failure(op, "The broker answered 410 Gone.")
     except OSBConcurrencyError as exc:
         return _retry(op, "The broker is busy with another operation on this instance", retry_after=exc.retry_after)
@@ -287,6 +288,10 @@ def _submit(op: Operation, client: OSBClient) -> Decision:
         return _failure(op, f"The broker insists on asynchronous operation although the portal allows it: {exc}",
                         source=exc)
     except OSBMaintenanceInfoConflict as exc:
+        if kind not in (OpType.PROVISION, OpType.UPDATE):  # bind, unbind, deprovision send no maintenance_info
+            return _failure(op, f"The broker refused the request with MaintenanceInfoConflict ({exc}), although "
+                            f"a {op.get_type_display().lower()} request carries no maintenance version.",
+                            source=exc)
         broker_request_sync(broker=op.instance.broker)
         return _failure(
             op, f"The plan's maintenance version changed at the broker ({exc.description or exc}). The catalog is "
@@ -340,7 +345,7 @@ def _submit_cleanup(op: Operation, client: OSBClient) -> Decision:
     try:
         response = _send(op, client)
     except OSBGone:
-        return _success(op, description=f"The broker confirmed the {_target(op)} is gone.")
+        return _success(op, note=f"The broker confirmed the {_target(op)} is gone.")
     except OSBError as exc:
         return _retry(op, f"The cleanup was not accepted ({exc})", retry_after=exc.retry_after)
     if response.async_:
@@ -356,8 +361,7 @@ def _accepted(op: Operation, response: Any) -> Decision:
     delay = _schedule(op, polls=0, elapsed=0)
     decision = Decision(
         phase=Phase.POLL, delay=delay, broker_operation=response.operation, accepted=True, attempt=True,
-        description="The broker accepted the request and is working on it.",
-        next_step=f"The broker is working on it; checking again in {describe_wait(delay)}.",
+        next_step=f"The broker accepted the request and is working on it; checking again in {describe_wait(delay)}.",
     )
     dashboard = getattr(response, "dashboard_url", None)
     if dashboard:
@@ -395,8 +399,12 @@ def _poll(op: Operation, client: OSBClient) -> Decision:
         last = client.send(op.osb_request.last_operation(op.broker_operation))
     except OSBGone:
         if deleting:
-            return _success(op, description=f"The broker confirmed the {_target(op)} is gone.", poll=True)
+            return _success(op, note=f"The broker confirmed the {_target(op)} is gone.", poll=True)
         return _keep_polling(op, None, note="The broker answered 410 Gone while creating or updating; still waiting")
+    except OSBNotFound as exc:
+        if deleting:  # spec, last_operation: 404 "MUST be returned if the [instance or binding] does not exist"
+            return _success(op, note=f"The broker no longer knows the {_target(op)}: it is gone.", poll=True)
+        return _keep_polling(op, exc.retry_after, note=f"The broker's answer could not be used ({exc})")
     except OSBError as exc:
         return _keep_polling(op, exc.retry_after, note=f"The broker's answer could not be used ({exc})")
     if last.state == "in progress":
@@ -514,7 +522,7 @@ def _fetch(op: Operation, client: OSBClient) -> Decision:
     try:
         info = client.send(request.fetch())
     except OSBError as exc:
-        return _success(op, description=f"Ready. (The instance's details could not be fetched: {exc})")
+        return _success(op, note=f"Ready; the instance's details could not be fetched ({exc}).")
     return _success(op, dashboard_url=info.dashboard_url, metadata=info.metadata)
 
 
@@ -588,7 +596,10 @@ def _after_success(op: Operation, *, description: str | None = None, poll: bool 
     return _success(op, description=description, poll=poll, **fields)
 
 
-def _success(op: Operation, *, description: str | None = None, poll: bool = False, **fields: Any) -> Decision:
+def _success(op: Operation, *, description: str | None = None, poll: bool = False, note: str = "",
+             **fields: Any) -> Decision:
+    """`description`: the broker's own words (shown as "The broker says"); `note`: the portal's, put before the
+    next step."""
     decision = Decision(state=OpState.SUCCEEDED, description=description, poll=poll, attempt=op.phase == Phase.SUBMIT,
                         next_step="Nothing more to do.")
     target = decision.binding if op.binding_id else decision.instance
@@ -608,6 +619,8 @@ def _success(op: Operation, *, description: str | None = None, poll: bool = Fals
         decision.instance["state"] = InstanceState.DELETED
     else:  # cleanup after a failed create: the instance stays failed, now gone at the broker
         decision.next_step = "Cleaned up at the broker. Delete this instance or provision a new one."
+    if note:
+        decision.next_step = f"{note} {decision.next_step}"
     return decision
 
 
@@ -760,6 +773,9 @@ def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float 
         _update_binding(op, decision, now)
         if decision.state != OpState.IN_PROGRESS:
             metrics.operation_finished(type=op.type, state=decision.state)
+            if op.type == OpType.ORPHAN_MITIGATION and op.parent_id:
+                # The failed operation's "Next" said a cleanup was under way: it now says how that ended.
+                Operation.objects.filter(pk=op.parent_id).update(next_step=decision.next_step, updated_at=now)
             if op.type == OpType.UPDATE:
                 _nudge_upgrade_batches(op)
         if decision.orphan_mitigation:

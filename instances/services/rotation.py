@@ -28,7 +28,7 @@ from catalog_portal.exceptions import ApplicationError, Conflict
 from instances.models import Operation, ServiceBinding
 from instances.services.bindings import _require_binding, binding_delete
 from instances.services.identity import identity_for
-from instances.services.instances import start_operation
+from instances.services.instances import lock_instance, start_operation
 from instances.states import BindingState, InstanceState, OpType
 from teams.audit import audit
 
@@ -114,14 +114,18 @@ def binding_rotate(*, binding: ServiceBinding, requested_by: Any = None, request
     for automatic rotation). Audited.
     """
     _require_binding(requested_by, "bind", binding)
-    binding = ServiceBinding.objects.select_related("instance__plan__offering").get(pk=binding.pk)
-    refusal = rotation_refusal(binding)
-    if refusal is not None:
-        raise Conflict(refusal)
-    instance = binding.instance
-    plan = instance.plan
-    linked = rotation_linked(binding)
     with transaction.atomic():
+        # The instance's lock first, then the binding read afresh (instances.services.instances, "the rule"): a
+        # rotation never starts beside a deprovision or an unbind of the same binding.
+        lock_instance(binding.instance_id)
+        binding = (ServiceBinding.objects.select_for_update(no_key=True, of=("self",))
+                   .select_related("instance__plan__offering").get(pk=binding.pk))
+        refusal = rotation_refusal(binding)
+        if refusal is not None:
+            raise Conflict(refusal)
+        instance = binding.instance
+        plan = instance.plan
+        linked = rotation_linked(binding)
         successor = ServiceBinding(
             instance=instance, name=binding.name, namespace=binding.namespace, secret_name=binding.secret_name,
             parameters=binding.parameters, context=binding.context, bind_resource=binding.bind_resource,
@@ -180,6 +184,7 @@ def binding_rotation_sweep(*, limit: int = 100) -> dict[str, int]:
     due = ServiceBinding.objects.filter(state=BindingState.READY, current=False, retire_at__lte=now)
     for binding in due.select_related("instance__plan__offering").order_by("retire_at")[:limit]:
         with transaction.atomic():
+            lock_instance(binding.instance_id)  # the order every request takes: instance, then binding
             if not ServiceBinding.objects.filter(pk=binding.pk, retire_at=binding.retire_at).update(retire_at=None):
                 continue
             try:

@@ -144,11 +144,12 @@ def test_post_is_refused_with_json_errors(broker: Broker, cache: ServicePlan, os
     assert osb_broker.requests_for("PUT", BINDING_PATH) == []
     assert admin_api.get("/api/v1/bindings/").json()["count"] == 0
 
-    create_binding(admin_api, instance["id"])
-    taken = post_binding(admin_api, instance["id"])
-    assert taken.status_code == 400 and "name" in taken.json()
+    first = create_binding(admin_api, instance["id"])
+    taken = post_binding(admin_api, instance["id"])  # a taken name is a conflict, naming the bind that took it
+    assert taken.status_code == 409 and "name" in taken.json()
+    assert taken.json()["code"] == "name_taken" and taken.json()["operation"] == first["last_operation"]["id"]
     secret_taken = post_binding(admin_api, instance["id"], "other", secret_name="app-cache")
-    assert secret_taken.status_code == 400 and "secret_name" in secret_taken.json()
+    assert secret_taken.status_code == 409 and "secret_name" in secret_taken.json()
 
 
 def test_post_on_an_instance_that_is_not_ready_is_a_conflict(cache: ServicePlan, admin_api: APIClient) -> None:

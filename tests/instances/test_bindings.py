@@ -717,3 +717,46 @@ def test_credentials_never_leak(direct_cache: ServicePlan, osb_broker: SampleBro
         assert SECRET not in place, place
     response_excerpts = " ".join(c.response_excerpt for c in calls)
     assert '"credentials":"***"' in response_excerpts  # what the broker sent is recorded, masked
+
+
+def test_cascade_waits_for_every_unbind_before_judging_one_that_failed(direct_cache: ServicePlan,
+                                                                        osb_broker: SampleBroker) -> None:
+    """overview-broker: one unbind failed at once (404) while the other was still running; the deprovision ended
+    at once ("Could not unbind ...") with the other unbind still going. It waits for every unbind, then names
+    only the binding that is really left; asked again once the broker is healthy, it deletes the instance."""
+    instance = ready_instance(direct_cache, osb_broker)
+    a = ready_binding(instance, osb_broker, name="app-a")
+    b = ready_binding(instance, osb_broker, name="app-b")
+    osb_broker.set_response("DELETE", f"/v2/service_instances/{instance.pk}/service_bindings/{a.pk}", 404,
+                            body={"description": "not found"})
+    osb_broker.async_mode = "always"  # app-b's unbind is accepted and runs a while
+    osb_broker.async_seconds = 3600.0
+    instance_deprovision(instance=instance, cascade=True)
+    deprovision = Operation.objects.get(instance=instance, type=OpType.DEPROVISION)
+    unbind_a = Operation.objects.get(binding=a, type=OpType.UNBIND)
+    unbind_b = Operation.objects.get(binding=b, type=OpType.UNBIND)
+    assert step(unbind_a).state == OpState.FAILED  # 404 to the DELETE itself: not an answer the spec gives
+    assert step(unbind_b).phase == Phase.POLL
+    deprovision = step(deprovision)
+    assert deprovision.state == OpState.IN_PROGRESS and deprovision.phase == Phase.WAIT
+    assert "Waiting for 2 binding(s)" in deprovision.next_step
+
+    # app-b's unbind finishes: the broker's last_operation answers 404, "the binding does not exist" (spec).
+    osb_broker.set_response("GET", r"/v2/service_instances/[^/]+/service_bindings/[^/]+/last_operation", 404,
+                            body={})
+    unbind_b = step(unbind_b)
+    assert unbind_b.state == OpState.SUCCEEDED and unbind_b.next_step.startswith("The broker no longer knows the binding")
+    deprovision = step(deprovision)
+    assert deprovision.state == OpState.FAILED
+    assert deprovision.error == "Could not unbind app-a, so the instance was not deleted."
+    instance.refresh_from_db()
+    b.refresh_from_db()
+    assert instance.state == InstanceState.READY and b.state == BindingState.DELETED
+    assert osb_broker.requests_for("DELETE", f"/v2/service_instances/{instance.pk}") == []
+
+    osb_broker.clear_responses()
+    osb_broker.async_mode = "never"
+    instance_deprovision(instance=instance, cascade=True)
+    run_operations()
+    instance.refresh_from_db()
+    assert instance.state == InstanceState.DELETED and str(instance.pk) not in osb_broker.instances

@@ -243,20 +243,26 @@ def test_missing_fields_are_400(admin_api: APIClient) -> None:
     assert set(response.json()) >= {"name", "namespace", "plan"}
 
 
-def test_duplicate_name_is_400(basic: ServicePlan, admin_api: APIClient) -> None:
-    create(admin_api, basic)
+def test_duplicate_name_is_409_naming_the_provision_that_took_it(basic: ServicePlan, admin_api: APIClient) -> None:
+    first = create(admin_api, basic)
     response = admin_api.post("/api/v1/instances/", {"name": "db1", "namespace": "team-a", "plan": str(basic.pk)},
                               format="json")
-    assert response.status_code == 400 and "name" in response.json()
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "name_taken" and body["operation"] == first["last_operation"]["id"]
+    assert body["name"] == ["'db1' is taken in namespace 'team-a'."] and "already exists" in body["detail"]
 
 
 def test_409_while_an_operation_is_active(basic: ServicePlan, admin_api: APIClient) -> None:
     body = create(admin_api, basic)
     url = f"/api/v1/instances/{body['id']}/"
     patch = admin_api.patch(url, {"parameters": {"a": 1}}, format="json")
+    provision = body["last_operation"]["id"]
     assert patch.status_code == 409 and patch.json()["detail"]
+    assert patch.json()["code"] == "operation_in_progress" and patch.json()["operation"] == provision
     delete = admin_api.delete(url)
     assert delete.status_code == 409 and "Another operation" in delete.json()["detail"]
+    assert delete.json()["code"] == "operation_in_progress" and delete.json()["operation"] == provision
     assert Operation.objects.filter(instance_id=body["id"]).count() == 1
     get_until_finished(admin_api, body["id"])
     assert admin_api.patch(url, {"parameters": {"a": 1}}, format="json").status_code == 202
