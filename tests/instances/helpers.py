@@ -41,11 +41,14 @@ def plan(broker: Broker, service_name: str, plan_name: str) -> ServicePlan:
 
 
 def run_operations(*, max_steps: int = 200, fast: bool = True) -> list[Operation]:
-    """Step every active operation until none is left, skipping waits (time is not what these tests check)."""
+    """Step every active operation until none is left, skipping waits (time is not what these tests check): an
+    operation's next poll, and a broker-wide pause after a 429/503 with Retry-After."""
     for _ in range(max_steps):
         active = list(Operation.objects.filter(state__in=ACTIVE))
         if not active:
             return list(Operation.objects.order_by("started_at"))
+        if fast:
+            Broker.objects.filter(paused_until__isnull=False).update(paused_until=None)
         for op in active:
             if fast:
                 Operation.objects.filter(pk=op.pk, claimed_until__isnull=True).update(next_poll_at=timezone.now())
