@@ -141,7 +141,7 @@ def ca_bundle_error(value: str) -> str | None:
     """Why `value` is not a usable PEM CA bundle, or None (a bad bundle would only fail later, in the worker)."""
     try:
         ssl.create_default_context(cadata=value)
-    except (ssl.SSLError, ValueError) as exc:
+    except (ssl.SSLError, ValueError, TypeError) as exc:  # TypeError: non-ASCII text
         return f"Not a valid PEM CA bundle ({exc.args[-1] if exc.args else exc})."
     return None
 
@@ -220,8 +220,9 @@ def _check_unique_name(name: str, exclude: Any = None) -> None:
     if exclude is not None:
         query = query.exclude(pk=exclude)
     if query.exists():
-        raise ApplicationError(
-            "A broker with this name exists.", fields={"name": ["A broker with this name already exists."]}
+        raise Conflict(
+            "A broker with this name exists.", fields={"name": ["A broker with this name already exists."]},
+            code="name_taken",
         )
 
 

@@ -1,36 +1,44 @@
-"""Errors that services raise for people: a human message, and optionally field errors."""
+"""Errors that services raise for people: a human message, a machine-readable code, and optionally field errors."""
 
 from __future__ import annotations
 
 
 class ApplicationError(Exception):
-    """A request that cannot be carried out, with a message fit to show a person."""
+    """A request that cannot be carried out, with a message fit to show a person.
+
+    `code` is the stable machine-readable reason the API puts beside the message (`{"detail", "code"}`);
+    `fields` the per-field messages of invalid input."""
 
     status_code = 400
+    default_code = "invalid"
 
-    def __init__(self, message: str, *, fields: dict[str, list[str]] | None = None) -> None:
+    def __init__(self, message: str, *, fields: dict[str, list[str]] | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.fields = fields or {}
+        self.code = code or self.default_code
 
 
 class Forbidden(ApplicationError):
     """Not allowed. `namespace` and `role` say what would allow it (the 403 page names who can grant it)."""
 
     status_code = 403
+    default_code = "permission_denied"
 
     def __init__(self, message: str, *, fields: dict[str, list[str]] | None = None, namespace: str | None = None,
-                 role: str | None = None) -> None:
-        super().__init__(message, fields=fields)
+                 role: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, fields=fields, code=code)
         self.namespace = namespace
         self.role = role
 
 
 class NotFound(ApplicationError):
     status_code = 404
+    default_code = "not_found"
 
 
 class Conflict(ApplicationError):
-    """Another operation is active on the target, or the target is still in use."""
+    """Another operation is active on the target, the target is still in use, or a unique name is taken."""
 
     status_code = 409
+    default_code = "conflict"

@@ -166,7 +166,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "catalog_portal.api.Pagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "catalog_portal.openapi.PortalAutoSchema",
     "EXCEPTION_HANDLER": "catalog_portal.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
@@ -185,6 +185,19 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},  # no badge fetched from the internet
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Error bodies and their statuses: catalog_portal/api.py (errors()) and catalog_portal/openapi.py.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "catalog_portal.openapi.validation_error_postprocess",
+    ],
+    # Choice sets that share a field name get names of their own (drf-spectacular warns otherwise).
+    "ENUM_NAME_OVERRIDES": {
+        "InstanceStateEnum": "instances.states.InstanceState",
+        "BindingStateEnum": "instances.states.BindingState",
+        "OperationStateEnum": "instances.states.OpState",
+        "OperationTypeEnum": "instances.states.OpType",
+        "PlanVisibilityEnum": "brokers.models.ServicePlan.Visibility",
+    },
 }
 
 # --- Celery ------------------------------------------------------------------------------------
