@@ -150,7 +150,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                     "code": "invalid"}
         return Response(body, status=status.HTTP_400_BAD_REQUEST, headers=_headers(exc))
     if isinstance(exc, Http404):
-        exc = exceptions.NotFound()
+        exc = exceptions.NotFound(*exc.args)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
