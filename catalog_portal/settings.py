@@ -172,6 +172,9 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
+    # JSON in (API.md): a form-encoded or multipart body answers 415, as the document says.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -186,6 +189,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},  # no badge fetched from the internet
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Error bodies and their statuses: catalog_portal/api.py (errors()) and catalog_portal/openapi.py.
+    # Request bodies get components of their own (InstanceCreateRequest...): only they can say that a string
+    # must not be blank (minLength 1) or that a field is write-only.
+    "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "catalog_portal.openapi.validation_error_postprocess",
