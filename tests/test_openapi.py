@@ -24,7 +24,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
-from tests.conftest import wait_for
+from tests.instances.helpers import run_operations
 from tests.test_personas import World, world  # noqa: F401 - the seeded portal
 
 CONFIG = Path(__file__).parent / "openapi" / "schemathesis.toml"
@@ -73,3 +73,96 @@ def test_schemathesis_finds_nothing(persona: str, world: World, live_server: Any
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"},
                           cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-20000:] + done.stderr[-3000:]
+
+
+# --- a client that knows only the document ------------------------------------------------------------------
+
+
+def _json_schema(node: Any) -> Any:
+    """OpenAPI 3.0's schema dialect as JSON Schema: `nullable: true` becomes "or null"."""
+    if isinstance(node, list):
+        return [_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable"):
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+class DocumentClient:
+    """Calls the API and checks each request body and each answer against the document's schemas for that
+    operation and status; an answer whose status the operation does not list fails."""
+
+    def __init__(self, api: Any, document: dict[str, Any]) -> None:
+        self.api, self.document = api, document
+        self.components = _json_schema(document["components"])
+
+    def _operation(self, method: str, template: str) -> dict[str, Any]:
+        return self.document["paths"][template][method]
+
+    def _check(self, body: Any, schema: dict[str, Any]) -> None:
+        jsonschema.validate(body, {**_json_schema(schema), "components": self.components},
+                            format_checker=jsonschema.FormatChecker())
+
+    def call(self, method: str, template: str, *, body: Any = None, query: str = "", **ids: str) -> tuple[int, Any]:
+        operation = self._operation(method, template)
+        if body is not None:
+            self._check(body, operation["requestBody"]["content"]["application/json"]["schema"])
+        url = template.format(**ids) + (f"?{query}" if query else "")
+        response = getattr(self.api, method)(url, body, format="json") if body is not None else \
+            getattr(self.api, method)(url)
+        status = str(response.status_code)
+        assert status in operation["responses"], (method, url, status, response.content[:300])
+        content = operation["responses"][status].get("content")
+        if content is None:
+            assert not response.content, (method, url, response.content[:300])
+            return response.status_code, None
+        data = response.json()
+        self._check(data, content["application/json"]["schema"])
+        return response.status_code, data
+
+
+def test_a_client_of_the_document_provisions_binds_reads_credentials_unbinds_and_deprovisions(
+    world: World,  # noqa: F811
+) -> None:
+    client = DocumentClient(world.api["alice"], _document())
+
+    status, plans = client.call("get", "/api/v1/plans/", query=f"service={world.cache.offering_id}")
+    assert status == 200 and str(world.cache.pk) in {p["id"] for p in plans["results"]}
+    status, error = client.call("get", "/api/v1/plans/", query="page=0")
+    assert status == 400 and error["code"] == "invalid" and error["page"]
+
+    status, instance = client.call("post", "/api/v1/instances/", body={
+        "name": "orders-db", "namespace": "team-a", "plan": str(world.cache.pk), "parameters": {}})
+    assert status == 202 and instance["last_operation"]["state"] in ("pending", "in_progress", "succeeded")
+    run_operations()
+    status, instance = client.call("get", "/api/v1/instances/{instance_id}/", instance_id=instance["id"])
+    assert status == 200 and instance["state"] == "ready", instance
+    status, page = client.call("get", "/api/v1/instances/", query="namespace=team-a")
+    assert status == 200 and instance["id"] in {row["id"] for row in page["results"]}
+
+    status, binding = client.call("post", "/api/v1/bindings/", body={"instance": instance["id"], "name": "orders-app"})
+    assert status == 202
+    run_operations()
+    status, binding = client.call("get", "/api/v1/bindings/{binding_id}/", binding_id=binding["id"])
+    assert status == 200 and binding["state"] == "ready", binding
+    status, secret = client.call("get", "/api/v1/bindings/{binding_id}/credentials/", binding_id=binding["id"])
+    assert status == 200 and secret["credentials"]
+    status, operations = client.call("get", "/api/v1/operations/", query=f"binding={binding['id']}")
+    assert status == 200 and operations["count"] >= 1
+
+    status, conflict = client.call("delete", "/api/v1/instances/{instance_id}/", instance_id=instance["id"])
+    assert status == 409 and conflict["detail"] and conflict["code"]
+
+    status, _ = client.call("delete", "/api/v1/bindings/{binding_id}/", binding_id=binding["id"])
+    assert status == 202
+    run_operations()
+    status, gone = client.call("get", "/api/v1/bindings/{binding_id}/", binding_id=binding["id"])
+    assert status == 404 and gone["code"] == "not_found"
+
+    status, _ = client.call("delete", "/api/v1/instances/{instance_id}/", instance_id=instance["id"])
+    assert status == 202
+    run_operations()
+    status, gone = client.call("get", "/api/v1/instances/{instance_id}/", instance_id=instance["id"])
+    assert status == 404 and gone["code"] == "not_found"
