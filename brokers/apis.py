@@ -21,7 +21,16 @@ from rest_framework.views import APIView
 from brokers import conformance, selectors, services
 from brokers.mirror import empty_diff
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
-from catalog_portal.api import Pagination, QueryBooleanField, errors, paginated, parse_query
+from catalog_portal.api import (
+    Pagination,
+    QueryBooleanField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    errors,
+    paginated,
+    parse_query,
+)
 from teams import access
 from teams.models import Team
 
@@ -40,9 +49,9 @@ class IsAdminOrReadOnly(BasePermission):
 @extend_schema_serializer(component_name="BrokerAuthWrite")
 class AuthSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=["none", "basic", "bearer"])
-    username = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    password = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=1000)
-    token = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=5000)
+    username = StrictCharField(required=False, allow_blank=True, max_length=200)
+    password = StrictCharField(required=False, allow_blank=True, write_only=True, max_length=1000)
+    token = StrictCharField(required=False, allow_blank=True, write_only=True, max_length=5000)
 
     def to_internal_value(self, data: Any) -> services.BrokerAuth:
         values = super().to_internal_value(data)
@@ -71,7 +80,17 @@ class CatalogRestrictionsSerializer(serializers.Serializer):
 
 @extend_schema_field(CatalogRestrictionsSerializer)
 class CatalogRestrictionsField(serializers.JSONField):
-    """Passed whole to the broker service, whose one parser (brokers.restrictions) says what is wrong."""
+    """Passed to the broker service, whose one parser (brokers.restrictions) says what is wrong with the rules;
+    the shape (an object of lists of strings) is checked here, as the document states it."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict) or any(
+            key in data and (not isinstance(data[key], list) or not all(isinstance(r, str) for r in data[key]))
+            for key in ("services", "plans")
+        ):
+            raise serializers.ValidationError(
+                'Use {"services": ["rule", ...], "plans": ["rule", ...]} (both optional).')
+        return super().to_internal_value(data)
 
 
 @extend_schema_serializer(component_name="Broker")
@@ -106,20 +125,20 @@ class BrokerOutputSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_field(OpenApiTypes.URI)
-class BrokerURLField(serializers.CharField):
+class BrokerURLField(StrictCharField):
     """A URL without Django's URLValidator, which refuses single-label hosts; the service checks it
     (services.broker_problems)."""
 
 
 @extend_schema_serializer(component_name="BrokerWrite")
 class BrokerInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = StrictCharField(max_length=100)
     url = BrokerURLField(max_length=500)
     auth = AuthSerializer(required=False, allow_null=True)
-    verify_tls = serializers.BooleanField(required=False, default=True)
-    ca_bundle = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    relist_interval_seconds = serializers.IntegerField(required=False, min_value=10, max_value=7 * 24 * 3600)
-    enabled = serializers.BooleanField(required=False, default=True)
+    verify_tls = StrictBooleanField(required=False, default=True)
+    ca_bundle = StrictCharField(required=False, allow_null=True, allow_blank=True)
+    relist_interval_seconds = StrictIntegerField(required=False, min_value=10, max_value=7 * 24 * 3600)
+    enabled = StrictBooleanField(required=False, default=True)
     catalog_restrictions = CatalogRestrictionsField(
         required=False, help_text="What the platform offers of the catalog; changing it re-mirrors the catalog at once.")
 

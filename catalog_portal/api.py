@@ -231,6 +231,42 @@ class QueryBooleanField(serializers.BooleanField):
         raise AssertionError  # unreachable: fail raises
 
 
+class StrictCharField(serializers.CharField):
+    """A string and nothing else in a JSON body (DRF's CharField turns 0 into "0"; the document says string)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictRegexField(serializers.RegexField):
+    """A string matching `regex`, and nothing else (see StrictCharField)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false in a JSON body, nothing else (DRF's BooleanField also takes "yes", 1, "on"...)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer, nothing else (DRF's IntegerField also takes "10" and 10.0)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def parse_query(request: Request, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
     """The query parameters `serializer_class` declares, validated by it (400 with field errors otherwise).
 
@@ -290,7 +326,8 @@ def default_error_statuses(*, method: str, has_body: bool, has_query: bool, has_
 
 
 __all__ = [
-    "ConflictErrorSerializer", "ErrorSerializer", "Pagination", "QueryBooleanField",
+    "ConflictErrorSerializer", "ErrorSerializer", "Pagination", "QueryBooleanField", "StrictBooleanField",
+    "StrictCharField", "StrictIntegerField", "StrictRegexField",
     "ValidationErrorSerializer", "error_response", "errors", "exception_handler", "paginated",
     "parse_query", "query_param",
 ]

@@ -13,7 +13,16 @@ from rest_framework.views import APIView
 
 from brokers.models import ServicePlan
 from brokers.selectors import visible_plans
-from catalog_portal.api import Pagination, QueryBooleanField, errors, paginated, parse_query
+from catalog_portal.api import (
+    Pagination,
+    QueryBooleanField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictRegexField,
+    errors,
+    paginated,
+    parse_query,
+)
 from instances import selectors
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_credentials, binding_delete
@@ -31,7 +40,7 @@ DNS_LABEL_PATTERN = DNS_LABEL.pattern.replace("^", r"\A", 1).removesuffix("$") +
 
 def dns_label_field(**kwargs: Any) -> serializers.RegexField:
     """A Kubernetes DNS label (lowercase letters, digits and '-', at most 63 characters)."""
-    return serializers.RegexField(DNS_LABEL_PATTERN, max_length=63, **kwargs)
+    return StrictRegexField(DNS_LABEL_PATTERN, max_length=63, **kwargs)
 
 
 class LastOperationSerializer(serializers.ModelSerializer):
@@ -144,7 +153,7 @@ class InstanceUpdateSerializer(serializers.Serializer):
     plan = serializers.UUIDField(required=False, help_text="Move to this plan (one you may see).")
     parameters = serializers.DictField(required=False,
                                        help_text="Changed parameters (checked against the plan's update schema).")
-    upgrade = serializers.BooleanField(required=False, default=False,
+    upgrade = StrictBooleanField(required=False, default=False,
                                        help_text="Move to the plan's newer maintenance version.")
 
 
@@ -309,7 +318,7 @@ class BindingCreateSerializer(serializers.Serializer):
     instance = serializers.UUIDField(help_text="An instance you may see.")
     name = dns_label_field(help_text="A DNS label, unique in its namespace.")
     namespace = dns_label_field(required=False, allow_null=True, help_text="Default: the instance's namespace.")
-    secret_name = serializers.CharField(max_length=253, required=False, allow_null=True,
+    secret_name = StrictCharField(max_length=253, required=False, allow_null=True,
                                         help_text="The Kubernetes Secret's name. Default: the binding's name.")
     parameters = serializers.DictField(required=False, default=dict,
                                        help_text="Checked against the plan's binding_create schema.")

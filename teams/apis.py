@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog_portal.api import Pagination, errors, paginated, parse_query
+from catalog_portal.api import Pagination, StrictCharField, StrictRegexField, errors, paginated, parse_query
 from catalog_portal.exceptions import Forbidden
 from teams import access, selectors, services
 from teams.models import AuditRecord, Membership, Team
@@ -37,8 +37,9 @@ class TeamSerializer(serializers.ModelSerializer):
 
 @extend_schema_serializer(component_name="TeamWrite")
 class TeamInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
-    namespaces = serializers.ListField(child=serializers.CharField(max_length=63), required=False)
+    name = StrictCharField(max_length=100)
+    namespaces = serializers.ListField(child=StrictCharField(max_length=63), required=False,
+                                      help_text="Kubernetes namespaces (DNS labels), each of at most one team.")
 
 
 def _team_body(team: Team) -> dict[str, Any]:
@@ -95,7 +96,7 @@ class TeamDetailApi(APIView):
 
 @extend_schema_serializer(component_name="TeamMemberCreate")
 class TeamMemberCreateSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150, help_text="An existing user.")
+    username = StrictCharField(max_length=150, help_text="An existing user.")
     role = serializers.ChoiceField(choices=Membership.Role.values)
 
 
@@ -129,9 +130,9 @@ class TeamMemberDetailApi(APIView):
 
 @extend_schema_serializer(component_name="UserCreate")
 class UserCreateSerializer(serializers.Serializer):
-    username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
+    username = StrictRegexField(r"^[\w.@+-]+\Z", max_length=150)
     email = serializers.EmailField(required=False, allow_blank=True, default="")
-    password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
+    password = StrictCharField(write_only=True, max_length=128, style={"input_type": "password"})
 
 
 @extend_schema_serializer(component_name="User")
