@@ -55,7 +55,9 @@ class AuthSerializer(serializers.Serializer):
 
     def to_internal_value(self, data: Any) -> services.BrokerAuth:
         values = super().to_internal_value(data)
-        kind = values["type"]
+        kind = values.get("type")
+        if kind is None:  # a PATCH makes nested fields optional; a new auth still needs its type
+            raise serializers.ValidationError({"type": ["This field is required."]})
         secret = values.get("password") if kind == "basic" else values.get("token") if kind == "bearer" else None
         return services.BrokerAuth(type=kind, username=values.get("username", ""), secret=secret or None)
 

@@ -741,3 +741,10 @@ def test_unknown_api_paths_answer_json_404(alice_api: APIClient) -> None:
 def test_api_schema_and_docs_need_a_login(client: Any) -> None:
     assert client.get("/api/v1/schema/").status_code == 401
     assert client.get("/api/v1/docs/").status_code == 401
+
+
+def test_patch_with_an_auth_without_its_type_gets_400(admin_api: APIClient) -> None:
+    broker = register(name="typeless")
+    response = admin_api.patch(detail(broker), {"auth": {}}, format="json")
+    assert response.status_code == 400
+    assert response.json()["auth"]["type"] and response.json()["code"] == "invalid"
