@@ -177,7 +177,7 @@ def test_openapi_describes_broker_insight(openapi: dict[str, Any]) -> None:
     assert set(check["properties"]) == {"id", "title", "level", "passed", "detail", "spec"}
     assert check["properties"]["passed"]["nullable"] is True
     assert {"CatalogSync", "CatalogDiff", "CatalogDiffEntry", "ConformanceReport", "ConformanceCheck",
-            "CatalogRestrictions", "ApiError"} <= set(schemas)
+            "CatalogRestrictions", "Error"} <= set(schemas)
 
     broker_in = _component(openapi, paths["/api/v1/brokers/"]["post"]["requestBody"]["content"]["application/json"]
                            ["schema"])
