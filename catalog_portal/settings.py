@@ -248,6 +248,7 @@ CELERY_BEAT_SCHEDULE = {
     "catalog-relist-due": {"task": "brokers.catalog_sync_due", "schedule": float(SWEEP_INTERVAL_SECONDS)},
     "operations-sweep": {"task": "instances.operations_sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
     "bindings-reconcile": {"task": "instances.bindings_reconcile", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    "bindings-rotation": {"task": "instances.bindings_rotation_sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
 }
 # An operation whose Celery message is this late is re-sent by the sweeper.
 SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 5, minimum=0)
@@ -290,6 +291,9 @@ K8S_ENABLED = env_bool("K8S_ENABLED", True)
 # How often a published Secret is checked against what the portal wrote (drift repair).
 K8S_RECONCILE_SECONDS = env_int("K8S_RECONCILE_SECONDS", 300, minimum=1)
 K8S_RETRY_CAP_SECONDS = env_int("K8S_RETRY_CAP_SECONDS", 300, minimum=1)
+# How long a rotated binding's predecessor stays bound after its successor's credentials are in the Secret (apps
+# reading the Secret pick the new ones up meanwhile).
+BINDING_ROTATION_GRACE_SECONDS = env_int("BINDING_ROTATION_GRACE_SECONDS", 3600, minimum=0)
 
 # --- Logging and metrics ------------------------------------------------------------------------
 LOG_FORMAT = (env_str("LOG_FORMAT") or "plain").lower()

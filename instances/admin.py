@@ -9,8 +9,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from catalog_portal.exceptions import ApplicationError
-from instances.models import Operation, OperationCall, ServiceInstance
+from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.services.instances import instance_deprovision
+from instances.services.rotation import binding_rotate
 
 
 class ReadOnlyMixin:
@@ -58,6 +59,31 @@ class ServiceInstanceAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 self.message_user(request, f"{instance}: {exc.message}", messages.ERROR)
             else:
                 self.message_user(request, f"{instance}: deprovisioning queued.", messages.SUCCESS)
+
+
+@admin.register(ServiceBinding)
+class ServiceBindingAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["name", "namespace", "secret_name", "instance", "state", "current", "predecessor", "rotate_at",
+                    "retire_at", "created_at"]
+    list_filter = ["state", "current", "namespace"]
+    search_fields = ["name", "namespace", "secret_name", "id"]
+    list_select_related = ["instance", "predecessor"]
+    exclude = ["secrets_encrypted", "context"]
+    actions = ["rotate"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ServiceBinding]:
+        return super().get_queryset(request).exclude(state="deleted")
+
+    @admin.action(description="Rotate selected bindings")
+    def rotate(self, request: HttpRequest, queryset: QuerySet[ServiceBinding]) -> None:
+        for binding in queryset:
+            try:
+                successor = binding_rotate(binding=binding, requested_by=request.user, request=request)
+            except ApplicationError as exc:
+                self.message_user(request, f"{binding}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{binding}: rotation started (successor {successor.pk}).",
+                                  messages.SUCCESS)
 
 
 class CallInline(ReadOnlyMixin, admin.TabularInline):

@@ -10,6 +10,7 @@ urlpatterns = [
     path("bindings/", apis.BindingListApi.as_view(), name="binding-list"),
     path("bindings/<uuid:binding_id>/", apis.BindingDetailApi.as_view(), name="binding-detail"),
     path("bindings/<uuid:binding_id>/credentials/", apis.BindingCredentialsApi.as_view(), name="binding-credentials"),
+    path("bindings/<uuid:binding_id>/rotate/", apis.BindingRotateApi.as_view(), name="binding-rotate"),
     path("operations/", apis.OperationListApi.as_view(), name="operation-list"),
     path("operations/<uuid:operation_id>/", apis.OperationDetailApi.as_view(), name="operation-detail"),
 ]

@@ -32,6 +32,7 @@ from instances.services.instances import (
     instance_retry,
     instance_update,
 )
+from instances.services.rotation import binding_rotate, rotation_status
 from instances.services.validation import DNS_LABEL
 from instances.states import InstanceState, OpState
 
@@ -269,16 +270,65 @@ class PublicationSerializer(serializers.Serializer):
     published_at = serializers.DateTimeField(allow_null=True)
 
 
+class BindingRotationSerializer(serializers.Serializer):
+    """How far the rotation this binding is part of (as predecessor or successor) has got."""
+
+    state = serializers.ChoiceField(
+        choices=["", "creating_successor", "successor_failed", "publishing", "grace_period",
+                 "unbinding_predecessor", "done"],
+        help_text="Empty when the binding was never rotated. Otherwise: the successor is being created, failed, its "
+        "credentials are being written into the Secret, the predecessor stays bound until unbind_predecessor_at, "
+        "is being unbound, or all is done.")
+    unbind_predecessor_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the predecessor is unbound (the end of the grace period).")
+    linked = serializers.BooleanField(
+        allow_null=True, help_text="Whether the broker links the pair (the plan is binding_rotatable and the "
+        "successor was created with predecessor_binding_id); null when there is no rotation.")
+    rotate_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the portal rotates this binding on its own (the broker's renew_before, "
+        "else 80 % of the lifetime to expires_at).")
+    can_rotate = serializers.BooleanField()
+    refusal = serializers.CharField(help_text="Why the binding cannot be rotated now (empty when it can).")
+    warning = serializers.CharField(help_text="Set when expiry is near and the binding cannot be rotated.")
+
+
 class BindingSerializer(serializers.ModelSerializer):
     instance = serializers.UUIDField(source="instance_id")
     last_operation = serializers.SerializerMethodField()
     cleanup = serializers.SerializerMethodField()
     publication = serializers.SerializerMethodField()
+    predecessor = serializers.UUIDField(source="predecessor_id", allow_null=True, read_only=True,
+                                        help_text="The binding this one replaces (rotation).")
+    successor = serializers.SerializerMethodField()
+    expires_at = serializers.SerializerMethodField()
+    rotation = serializers.SerializerMethodField()
 
     class Meta:
         model = ServiceBinding
         fields = ["id", "instance", "name", "namespace", "secret_name", "parameters", "state", "last_operation",
-                  "cleanup", "publication", "metadata", "created_at", "updated_at"]
+                  "cleanup", "publication", "predecessor", "successor", "expires_at", "rotation", "metadata",
+                  "created_at", "updated_at"]
+
+    def _rotation(self, binding: ServiceBinding) -> dict[str, Any]:
+        cached = getattr(binding, "_rotation_status", None)
+        if cached is None:
+            cached = binding._rotation_status = rotation_status(binding)
+        return cached
+
+    @extend_schema_field(serializers.UUIDField(allow_null=True, help_text="The binding that replaces this one."))
+    def get_successor(self, binding: ServiceBinding) -> Any:
+        return self._rotation(binding)["successor"]
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True, help_text="The broker's expires_at."))
+    def get_expires_at(self, binding: ServiceBinding) -> Any:
+        expires = self._rotation(binding)["expires_at"]
+        return serializers.DateTimeField().to_representation(expires) if expires else None
+
+    @extend_schema_field(BindingRotationSerializer)
+    def get_rotation(self, binding: ServiceBinding) -> dict[str, Any]:
+        status = self._rotation(binding)
+        return BindingRotationSerializer({**status, "state": status["step"],
+                                          "unbind_predecessor_at": status["retire_at"]}).data
 
     @extend_schema_field(LastOperationSerializer(allow_null=True))
     def get_last_operation(self, binding: ServiceBinding) -> dict[str, Any] | None:
@@ -372,6 +422,21 @@ class BindingDetailApi(APIView):
         binding = binding_delete(binding=get_object_or_404(selectors.binding_list(user=request.user), pk=binding_id),
                                  requested_by=request.user, request=request)
         return Response(_binding_body(binding), status=status.HTTP_202_ACCEPTED)
+
+
+class BindingRotateApi(APIView):
+    @extend_schema(
+        request=None, responses={202: BindingSerializer, **errors(409)}, operation_id="bindings_rotate",
+        summary="Rotate a binding's credentials",
+        description="Creates a successor binding (sent with predecessor_binding_id when the plan is "
+        "binding_rotatable; otherwise an ordinary new binding the broker does not link), writes its credentials "
+        "into the same Kubernetes Secret in one update, and unbinds this binding after "
+        "BINDING_ROTATION_GRACE_SECONDS. Answers the successor. 409 when the binding cannot be rotated now.",
+    )
+    def post(self, request: Request, binding_id: Any) -> Response:
+        binding = get_object_or_404(selectors.binding_list(user=request.user), pk=binding_id)
+        successor = binding_rotate(binding=binding, requested_by=request.user, request=request)
+        return Response(_binding_body(successor), status=status.HTTP_202_ACCEPTED)
 
 
 class BindingCredentialsApi(APIView):

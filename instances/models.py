@@ -104,6 +104,20 @@ class ServiceBinding(models.Model):
     publication_hash = models.CharField(max_length=64, blank=True)
     publication_next_at = models.DateTimeField(null=True, blank=True, db_index=True)
     publication_attempts = models.PositiveIntegerField(default=0)
+    # Rotation (instances/services/rotation.py): a successor is a new binding with the same name and Secret; it
+    # takes them over (`current`) once the broker made it, and the predecessor is unbound at `retire_at`.
+    predecessor = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="successors")
+    # The bind carried predecessor_binding_id (the plan is binding_rotatable): the broker links the two.
+    rotation_linked = models.BooleanField(default=False)
+    # Holds the name and the Secret: False for a successor not yet bound and for a predecessor being retired.
+    current = models.BooleanField(default=True)
+    # When the broker's renew_before / expires_at say to rotate it (the sweeper does); None: not automatic.
+    rotate_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # A predecessor whose successor's credentials are in the Secret: unbound at this time (the sweeper does).
+    retire_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Why the last automatic rotation could not start (shown on the page); empty otherwise.
+    rotation_message = models.TextField(blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -116,11 +130,19 @@ class ServiceBinding(models.Model):
     class Meta:
         ordering = ["namespace", "name"]
         constraints = [
+            # One current binding per name and per Secret; a rotation's pair shares both, one of them current.
             models.UniqueConstraint(
-                fields=["namespace", "name"], condition=~Q(state="deleted"), name="binding_unique_name_in_namespace"
+                fields=["namespace", "name"], condition=~Q(state="deleted") & Q(current=True),
+                name="binding_unique_name_in_namespace",
             ),
             models.UniqueConstraint(
-                fields=["namespace", "secret_name"], condition=~Q(state="deleted"), name="binding_unique_secret"
+                fields=["namespace", "secret_name"], condition=~Q(state="deleted") & Q(current=True),
+                name="binding_unique_secret",
+            ),
+            # One rotation at a time: a binding has at most one successor being made or made.
+            models.UniqueConstraint(
+                fields=["predecessor"], condition=Q(state__in=["binding", "ready"]),
+                name="binding_one_live_successor",
             ),
         ]
 

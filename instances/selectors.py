@@ -74,7 +74,7 @@ def binding_active_cleanup(binding: ServiceBinding) -> Operation | None:
 def binding_list(*, user: Any = None, instance: Any = None, namespace: str | None = None
                  ) -> QuerySet[ServiceBinding]:
     """Existing bindings; with `user`, those whose namespace or whose instance's namespace is one of theirs."""
-    query = ServiceBinding.objects.visible().select_related("instance__plan__offering")
+    query = ServiceBinding.objects.visible().select_related("instance__plan__offering", "predecessor")
     query = query.filter(instance__in=ServiceInstance.objects.visible())
     allowed = _namespaces(user)
     if allowed is not None:
@@ -84,7 +84,8 @@ def binding_list(*, user: Any = None, instance: Any = None, namespace: str | Non
     if namespace:
         query = query.filter(namespace=namespace)
     operations = Operation.objects.order_by("-started_at")
-    return query.prefetch_related(Prefetch("operations", queryset=operations, to_attr="operations_newest_first"))
+    return query.prefetch_related(Prefetch("operations", queryset=operations, to_attr="operations_newest_first"),
+                                  "successors")
 
 
 def operation_list(*, user: Any = None, instance: Any = None, binding: Any = None, state: str | None = None

@@ -66,6 +66,7 @@ class PublicationState(models.TextChoices):
     NOT_CONFIGURED = "not_configured", "Not configured"
     FAILED = "failed", "Failed"
     REMOVED = "removed", "Removed"
+    HANDED_OVER = "handed_over", "Handed to the successor"
 
 
 class InvalidTransition(Exception):

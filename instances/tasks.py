@@ -43,3 +43,11 @@ def bindings_reconcile() -> int:
     for binding_id in due:
         binding_publish.delay(binding_id)
     return len(due)
+
+
+@shared_task(name="instances.bindings_rotation_sweep", ignore_result=True)
+def bindings_rotation_sweep() -> dict[str, int]:
+    """Beat: unbind rotated bindings whose grace period is over; rotate bindings whose renewal time has come."""
+    from instances.services.rotation import binding_rotation_sweep
+
+    return binding_rotation_sweep()

@@ -15,4 +15,5 @@ urlpatterns = [
     path("instances/<uuid:instance_id>/bindings/", views.binding_create_view, name="binding-create"),
     path("bindings/<uuid:binding_id>/credentials/", views.binding_credentials_view, name="binding-credentials"),
     path("bindings/<uuid:binding_id>/unbind/", views.binding_delete_view, name="binding-delete"),
+    path("bindings/<uuid:binding_id>/rotate/", views.binding_rotate_view, name="binding-rotate"),
 ]

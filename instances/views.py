@@ -64,6 +64,7 @@ from instances.services.instances import (
     provision_preview,
     retry_refusal,
 )
+from instances.services.rotation import binding_rotate, rotation_status
 from instances.states import ACTIVE, InstanceState, OpType
 from teams import access
 
@@ -280,6 +281,7 @@ def _detail_context(request: HttpRequest, instance: ServiceInstance, **forms: An
     for binding in bindings:
         binding.last_op = selectors.binding_last_operation(binding)
         binding.can_reveal = revealable is None or binding.namespace in revealable
+        binding.rotation = rotation_status(binding)
         mine = revealed if revealed and revealed["binding"] == binding.pk else {}
         _prepare_credentials(binding, mine.get("values") or {}, mine.get("error"))
     ready = instance.state == InstanceState.READY
@@ -503,6 +505,21 @@ def _masked_uri(uri: str) -> str:
         host = parts.netloc.rsplit("@", 1)[1]
         parts = parts._replace(netloc=f"{user}:{schema_form.MASK}@{host}")
     return urlunsplit(parts)
+
+
+@require_POST
+def binding_rotate_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
+    binding = _binding_or_404(request, binding_id)
+    url = reverse("instances:detail", args=[binding.instance_id]) + "#bindings"
+    try:
+        binding_rotate(binding=binding, requested_by=request.user, request=request)
+    except (Forbidden, NotFound) as exc:
+        raise PermissionDenied(exc) from None
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseClientRedirect(url) if htmx_partial(request) else HttpResponseRedirect(url)
+    return _done(request, url, f"Rotating {binding.name}: the Secret {binding.secret_name} gets new credentials once "
+                               "the broker has made them.")
 
 
 @require_POST

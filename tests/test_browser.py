@@ -24,12 +24,12 @@ import pytest
 from brokers.models import Broker
 from devtools.kube_standin import KubeStandIn
 from devtools.sample_broker import SampleBroker, generate_catalog
-from instances.models import Operation, ServiceInstance
+from instances.models import Operation, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create
 from instances.services.instances import instance_provision
 from instances.states import OpType
 from tests.browser import ARTIFACTS, LAUNCH_ARGS, PHONE, WIDE, Checker, require_browser, watch_problems
-from tests.conftest import BROKER_PASSWORD, BROKER_USER, Workers, join, make_team
+from tests.conftest import BROKER_PASSWORD, BROKER_USER, Workers, join, make_team, wait_for
 from tests.instances.helpers import mirrored_broker, plan, record_polls, run_operations
 
 pytestmark = [pytest.mark.e2e]
@@ -119,8 +119,10 @@ def catalog(broker: SampleBroker, osb_url: str) -> Broker:
 
 @pytest.fixture
 def worker(kube: KubeStandIn, workers: Workers) -> Any:
-    """A real worker with beat; it reaches the Kubernetes stand-in through KUBECONFIG like a cluster."""
-    return workers.start(beat=True, K8S_RECONCILE_SECONDS="2", K8S_RETRY_CAP_SECONDS="2")
+    """A real worker with beat; it reaches the Kubernetes stand-in through KUBECONFIG like a cluster. A rotated
+    binding's predecessor is unbound 2 s after its successor's credentials are in the Secret."""
+    return workers.start(beat=True, K8S_RECONCILE_SECONDS="2", K8S_RETRY_CAP_SECONDS="2",
+                         BINDING_ROTATION_GRACE_SECONDS="2")
 
 
 def test_a_person_provisions_binds_and_deprovisions_in_the_browser(
@@ -249,6 +251,23 @@ def _walk_through(person: Session, expect: Any, kube: KubeStandIn, broker: Sampl
     expect(value).to_have_text(secret["password"])
     expect(creds.locator("div.cred", has_text="host").locator("code")).to_have_count(0)  # one value at a time
     check("credential-revealed")
+
+    # --- rotate: the successor's credentials in the same Secret, the old binding unbound after the grace period --
+    first = ServiceBinding.objects.get(name="app-cache", state="ready")
+    row.get_by_text("Rotate app-cache").first.click()  # opens the inline confirmation
+    expect(row).to_contain_text("does not link the two bindings")  # cache-free is not binding_rotatable
+    row.get_by_role("button", name="Rotate app-cache").click()
+    expect(bindings.locator("tr.rotation-row").first).to_be_visible()
+    wait_for(lambda: ServiceBinding.objects.filter(pk=first.pk, state="deleted").exists(), timeout=WORK_MS / 1000,
+             interval=0.2, what="the rotated binding's predecessor to be unbound")
+    page.reload()
+    expect(bindings.locator("tr.binding-row")).to_have_count(1)
+    done = bindings.locator("tr.rotation-row[data-rotation-step=done]")
+    expect(done).to_contain_text("complete")
+    expect(done).to_contain_text("does not link to the previous one")
+    rotated = kube.secret_data("team-a", "app-cache")
+    assert rotated and rotated["password"] != secret["password"]
+    check("binding-rotated")
 
     # --- unbind ---------------------------------------------------------------------------------------------
     row.get_by_text("Unbind app-cache").first.click()  # opens the inline confirmation

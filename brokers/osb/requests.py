@@ -255,7 +255,8 @@ class BindingRequest(InstanceRequest[R]):
 
 @dataclass(frozen=True, kw_only=True)
 class BindRequest(BindingRequest[BindResponse]):
-    """``PUT /v2/service_instances/:instance_id/service_bindings/:binding_id``."""
+    """``PUT /v2/service_instances/:instance_id/service_bindings/:binding_id``; with ``predecessor_binding_id``, the
+    rotation of that binding (a successor the broker links to it; only for plans with ``binding_rotatable``)."""
 
     kind: ClassVar[CallKind] = "bind"
     method: ClassVar[str] = "PUT"
@@ -264,6 +265,7 @@ class BindRequest(BindingRequest[BindResponse]):
     context: JSONObject | None = None
     bind_resource: JSONObject | None = None
     parameters: JSONObject | None = None
+    predecessor_binding_id: str | None = None
     accepts_incomplete: bool = True
 
     def query(self) -> dict[str, str]:
@@ -274,6 +276,7 @@ class BindRequest(BindingRequest[BindResponse]):
         return compact({
             "service_id": self.service_id, "plan_id": self.plan_id, "context": self.context,
             "bind_resource": bind_resource, "parameters": self.parameters,
+            "predecessor_binding_id": self.predecessor_binding_id,
         })
 
     def fetch(self) -> FetchBindingRequest:

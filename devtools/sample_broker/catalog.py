@@ -417,6 +417,7 @@ def _redis(base_url: str) -> dict[str, Any]:
                 "name": "cache-1gb",
                 "description": "1 GB dedicated cache.",
                 "free": False,
+                "binding_rotatable": True,
                 "metadata": {
                     "displayName": "1 GB",
                     "bullets": ["1 GB memory", "Dedicated", "1,000 connections"],

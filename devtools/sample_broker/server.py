@@ -38,13 +38,21 @@ running in a separate process can be driven by tests::
     GET    /__control__/requests      recorded requests as JSON
     DELETE /__control__/requests      clear recorded requests
     POST   /__control__/settings      {"async_seconds", "etag_support",
-                                       "async_outcome", "async_mode"}
+                                       "async_outcome", "async_mode",
+                                       "binding_expires_seconds",
+                                       "binding_renew_seconds"}
     GET    /__control__/state         {"instances": ..., "bindings": ...}
     POST   /__control__/reset         clear state, requests, responses, catalog
 
 A plan is asynchronous when it declares ``maximum_polling_duration`` (override
 with ``async_mode``).  Asynchronous operations stay ``in progress`` for
 ``async_seconds`` and then finish with ``async_outcome``.
+
+A bind with ``predecessor_binding_id`` (binding rotation) is accepted only for
+plans with ``binding_rotatable`` and a predecessor of the same instance; the
+new binding records it.  With ``binding_expires_seconds`` /
+``binding_renew_seconds`` set, new bindings answer ``metadata.expires_at`` /
+``metadata.renew_before`` that many seconds after their creation.
 """
 
 from __future__ import annotations
@@ -200,6 +208,12 @@ class Reply:
     content_type: str = "application/json"
 
 
+def _timestamp(seconds: float) -> str:
+    """An OSB timestamp (``yyyy-mm-ddThh:mm:ss.sZ``, UTC)."""
+    moment = time.gmtime(seconds)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", moment) + f".{int(seconds * 10) % 10}Z"
+
+
 def _bool_param(query: Mapping[str, str], name: str) -> bool:
     return query.get(name, "").strip().lower() == "true"
 
@@ -348,6 +362,9 @@ class SampleBroker:
         self.async_mode: str = "auto"
         #: serve ETag/Last-Modified on the catalog and honour conditional GETs
         self.etag_support: bool = False
+        #: bindings expire / should be renewed this many seconds after creation (metadata); None: not sent
+        self.binding_expires_seconds: float | None = None
+        self.binding_renew_seconds: float | None = None
         #: minimum accepted X-Broker-API-Version (major must match exactly)
         self.min_api_version: tuple[int, int] = (2, 17)
         #: log every request to stderr
@@ -511,6 +528,8 @@ class SampleBroker:
             self.async_outcome = "succeeded"
             self.async_mode = "auto"
             self.etag_support = False
+            self.binding_expires_seconds = None
+            self.binding_renew_seconds = None
 
     # ------------------------------------------------------------ dispatch
     def _dispatch(self, method: str, raw_path: str, raw_headers: Any, body: bytes) -> Reply:
@@ -1013,6 +1032,7 @@ class SampleBroker:
         bind_resource = body.get("bind_resource") or (
             {"app_guid": body["app_guid"]} if body.get("app_guid") else {}
         )
+        predecessor = body.get("predecessor_binding_id")
         existing = self.bindings.get(bid)
         if existing is not None:
             same = (
@@ -1021,6 +1041,7 @@ class SampleBroker:
                 and existing["plan_id"] == plan["id"]
                 and existing["parameters"] == params
                 and existing["bind_resource"] == bind_resource
+                and existing.get("predecessor_binding_id") == predecessor
             )
             if not same:
                 raise BrokerError(
@@ -1037,6 +1058,14 @@ class SampleBroker:
         if not _is_bindable(service, plan):
             raise BrokerError(400, f"Plan {plan.get('name')!r} is not bindable", "NotBindable")
         _validate(plan, ("schemas", "service_binding", "create"), params, "service binding create")
+        if predecessor is not None:
+            if plan.get("binding_rotatable") is not True:
+                raise BrokerError(400, f"Plan {plan.get('name')!r} does not allow binding rotation "
+                                       "(binding_rotatable is not true)")
+            old = self.bindings.get(str(predecessor))
+            if old is None or old["instance_id"] != iid:
+                raise BrokerError(400, f"predecessor_binding_id {predecessor} is not a binding of instance {iid}")
+        now = time.time()
         binding: dict[str, Any] = {
             "binding_id": bid,
             "instance_id": iid,
@@ -1046,10 +1075,18 @@ class SampleBroker:
             "context": body.get("context") or {},
             "bind_resource": bind_resource,
             "credentials": self._binding_credentials(iid, bid, service),
-            "created_at": time.time(),
+            "created_at": now,
             "state": "succeeded",
             "operation": None,
+            "predecessor_binding_id": predecessor,
         }
+        metadata = {}
+        if self.binding_expires_seconds is not None:
+            metadata["expires_at"] = _timestamp(now + self.binding_expires_seconds)
+        if self.binding_renew_seconds is not None:
+            metadata["renew_before"] = _timestamp(now + self.binding_renew_seconds)
+        if metadata:
+            binding["metadata"] = metadata
         if "syslog_drain" in (service.get("requires") or []):
             binding["syslog_drain_url"] = f"syslog-tls://{iid[:8]}.logs.sample-broker.internal:6514"
         self.bindings[bid] = binding
@@ -1063,6 +1100,8 @@ class SampleBroker:
     @staticmethod
     def _binding_response(binding: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"credentials": binding["credentials"]}
+        if binding.get("metadata"):
+            out["metadata"] = binding["metadata"]
         if binding.get("syslog_drain_url"):
             out["syslog_drain_url"] = binding["syslog_drain_url"]
         return out
@@ -1187,6 +1226,9 @@ class SampleBroker:
                     self.async_outcome = str(parsed["async_outcome"])
                 if "async_mode" in parsed:
                     self.async_mode = str(parsed["async_mode"])
+                for knob in ("binding_expires_seconds", "binding_renew_seconds"):
+                    if knob in parsed:
+                        setattr(self, knob, None if parsed[knob] is None else float(parsed[knob]))
             return Reply(200, self._settings())
         if what == "settings" and method == "GET":
             return Reply(200, self._settings())
@@ -1205,4 +1247,6 @@ class SampleBroker:
             "etag_support": self.etag_support,
             "async_outcome": self.async_outcome,
             "async_mode": self.async_mode,
+            "binding_expires_seconds": self.binding_expires_seconds,
+            "binding_renew_seconds": self.binding_renew_seconds,
         }

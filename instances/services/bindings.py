@@ -43,7 +43,7 @@ def binding_create(
     if instance.state != InstanceState.READY:
         raise Conflict(f"'{instance}' is {instance.get_state_display().lower()}; it can be bound once it is ready.")
     parameters = check_parameters(plan.binding_create_schema, parameters or {})
-    taken = ServiceBinding.objects.visible().filter(namespace=namespace)
+    taken = ServiceBinding.objects.visible().filter(namespace=namespace, current=True)
     if taken.filter(name=name).exists():
         raise ApplicationError(f"A binding named '{name}' already exists in namespace '{namespace}'.",
                                fields={"name": [f"'{name}' is taken in namespace '{namespace}'."]})

@@ -101,6 +101,10 @@ def binding_publish(*, binding_id: Any) -> str | None:
         return _record(binding, state, message, next_at=None)
     if binding.state not in (BindingState.READY, BindingState.DELETED):
         return None
+    if binding.state == BindingState.READY and not binding.current:
+        # A rotated binding's predecessor: the Secret carries its successor's credentials; it is never written back.
+        return _record(binding, PublicationState.HANDED_OVER, f"Secret {binding.namespace}/{binding.secret_name} "
+                       "carries the successor's credentials.", next_at=None)
     try:
         if deleting:
             return _remove(binding, gateway)
@@ -133,7 +137,9 @@ def _write(binding: ServiceBinding, gateway: k8s.KubeGateway, desired: dict[str,
     existing = gateway.get_secret(binding.namespace, binding.secret_name)
     if existing is None:
         gateway.create_secret(binding.namespace, desired)
-    elif existing.labels.get(BINDING_LABEL) != str(binding.pk):
+    elif (existing.labels.get(BINDING_LABEL) != str(binding.pk)
+          and not (binding.predecessor_id and existing.labels.get(BINDING_LABEL) == str(binding.predecessor_id))):
+        # (A rotation's successor takes over its predecessor's Secret: replaced below, in one write.)
         owner = "another binding" if existing.labels.get(MANAGED_BY) == MANAGER else "someone else"
         raise k8s.KubeError(
             f"A Secret named '{binding.secret_name}' already exists in namespace '{binding.namespace}' and belongs "
@@ -153,6 +159,9 @@ def _remove(binding: ServiceBinding, gateway: k8s.KubeGateway) -> str:
     existing = gateway.get_secret(binding.namespace, binding.secret_name)
     if existing is not None and existing.labels.get(BINDING_LABEL) == str(binding.pk):
         gateway.delete_secret(binding.namespace, binding.secret_name)
+    elif existing is not None and existing.labels.get(MANAGED_BY) == MANAGER and not binding.current:
+        return _record(binding, PublicationState.REMOVED, "The Secret stays: it carries the successor's "
+                       "credentials.", next_at=None)
     return _record(binding, PublicationState.REMOVED, "The Secret was deleted with the binding.", next_at=None)
 
 
@@ -177,6 +186,10 @@ def _record(binding: ServiceBinding, state: str, message: str, *, next_at: Any, 
             metrics.secret_published(binding=binding)
         else:
             rows.update(**fields)
+        if state in (PublicationState.PUBLISHED, PublicationState.NOT_CONFIGURED) and binding.predecessor_id:
+            from instances.services.rotation import secret_handed_over
+
+            secret_handed_over(successor=binding)  # the predecessor's grace period starts
     return state
 
 

@@ -588,6 +588,13 @@ def _update_binding(op: Operation, decision: Decision, now: Any) -> None:
         fields["state"] = state
     if state == BindingState.DELETED:
         fields["deleted_at"] = now
+    if op.type == OpType.BIND and state == BindingState.READY:
+        from instances.services.rotation import hand_over, rotate_at_for
+
+        # The broker's renew_before / expires_at: when the sweeper rotates it (None: never on its own).
+        fields["rotate_at"] = rotate_at_for(changes.get("metadata"), now=now)
+        if binding.predecessor_id:  # a rotation's successor takes over the name and the Secret
+            hand_over(successor_id=binding.pk, predecessor_id=binding.predecessor_id, now=now)
     # A new binding is published; a deleted one has its Secret removed (both by the publishing task).
     publish = (op.type == OpType.BIND and state == BindingState.READY) or state == BindingState.DELETED
     if publish:

@@ -219,3 +219,38 @@ def test_the_api_down_at_bind_time_is_retried_until_it_is_back(
     kube.down = False
     body = wait_published(admin_api, created["id"])
     assert_secret(kube, admin_api, body)
+
+
+def test_rotation_with_a_real_worker_rewrites_the_secret_once_and_its_beat_unbinds_the_predecessor(
+    kube: KubeStandIn, workers: Workers, admin_api: Any, osb_url: str, osb_broker: SampleBroker
+) -> None:
+    """Asynchronous binds; the grace period is 1 s, so the worker's beat (the rotation sweeper, reading only the
+    database) unbinds the predecessor soon after the successor's credentials are in the Secret."""
+    osb_broker.async_mode, osb_broker.async_seconds = "always", 0.5
+    workers.start(beat=True, K8S_RECONCILE_SECONDS="2", BINDING_ROTATION_GRACE_SECONDS="1")
+    instance = provision(admin_api, osb_url)
+    old = wait_published(admin_api, bind(admin_api, instance["id"], "app-cache")["id"])
+    old_password = kube.secret_data("team-a", "app-cache")["password"]
+    kube.requests.clear()
+
+    response = admin_api.post(f"/api/v1/bindings/{old['id']}/rotate/")
+    assert response.status_code == 202, response.content
+    successor = response.json()
+    assert successor["predecessor"] == old["id"] and successor["secret_name"] == "app-cache"
+
+    wait_for(lambda: api_gone(admin_api, old["id"]), timeout=TIMEOUT, interval=0.2,
+             what="the predecessor to be unbound after the grace period")
+    body = _get(admin_api, f"/api/v1/bindings/{successor['id']}/")
+    assert body["state"] == "ready" and body["rotation"]["state"] == "done" and body["rotation"]["linked"] is False
+    assert_secret(kube, admin_api, body)
+    assert kube.secret_data("team-a", "app-cache")["password"] != old_password
+    secret_writes = [r["method"] for r in kube.requests if r["method"] in ("POST", "PUT", "PATCH", "DELETE")]
+    assert secret_writes == ["PUT"]  # the successor's credentials in one write; the predecessor's unbind wrote none
+    assert old["id"] not in osb_broker.bindings and successor["id"] in osb_broker.bindings
+    [put] = [r for r in osb_broker.requests_for("PUT", r"/v2/service_instances/[^/]+/service_bindings/[^/]+")
+             if r.path.endswith(successor["id"])]
+    assert "predecessor_binding_id" not in put.json  # cache-free is not binding_rotatable
+
+
+def api_gone(api: Any, binding_id: str) -> bool:
+    return api.get(f"/api/v1/bindings/{binding_id}/").status_code == 404
