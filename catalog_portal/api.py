@@ -148,7 +148,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         else:
             body = {"detail": " ".join(str(m) for m in detail) if isinstance(detail, list) else str(detail),
                     "code": "invalid"}
-        return Response(body, status=status.HTTP_400_BAD_REQUEST, headers=_headers(exc))
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(*exc.args)
     response = drf_exception_handler(exc, context)
@@ -162,10 +162,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                          _field_summary(exc.detail),
                          "code": code if isinstance(code, str) else exc.default_code}
     return response
-
-
-def _headers(exc: exceptions.APIException) -> dict[str, str]:
-    return {"Retry-After": str(exc.wait)} if getattr(exc, "wait", None) else {}
 
 
 # --- pagination and query parameters ------------------------------------------------------------------------

@@ -166,3 +166,46 @@ def test_a_client_of_the_document_provisions_binds_reads_credentials_unbinds_and
     run_operations()
     status, gone = client.call("get", "/api/v1/instances/{instance_id}/", instance_id=instance["id"])
     assert status == 404 and gone["code"] == "not_found"
+
+
+# --- the API validates what the document says ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", [
+    "page=0", "page=abc", "page=1&page=2", "page_size=0", "page_size=501", "page_size=null&page_size=null",
+    "namespace=", "namespace=Not_A_Label", "state=nonsense", "plan=not-a-uuid",
+])
+def test_wrong_query_parameters_answer_400_with_the_error_body(alice_api: Any, query: str) -> None:
+    response = alice_api.get(f"/api/v1/instances/?{query}")
+    assert response.status_code == 400, response.content
+    body = response.json()
+    name = query.split("=", 1)[0]
+    assert body["code"] == "invalid" and body[name] and body["detail"].startswith(f"{name}: ")
+
+
+@pytest.mark.parametrize("query", ["free=yes", "free=1", "active=True", "broker=x"])
+def test_boolean_and_id_filters_take_only_what_the_document_says(alice_api: Any, query: str) -> None:
+    assert alice_api.get(f"/api/v1/services/?{query}").status_code == 400
+
+
+def test_a_page_past_the_last_is_404_and_good_parameters_pass(alice_api: Any) -> None:
+    assert alice_api.get("/api/v1/services/?free=true&active=false&page_size=500").status_code == 200
+    past = alice_api.get("/api/v1/services/?page=2")
+    assert past.status_code == 404 and past.json()["code"] == "not_found"
+
+
+def test_plan_visibility_patch_is_partial_as_documented(world: World) -> None:  # noqa: F811
+    admin = world.api["admin"]
+    url = f"/api/v1/plans/{world.hidden.pk}/"
+    unchanged = admin.patch(url, {}, format="json")
+    assert unchanged.status_code == 200
+    assert unchanged.json()["visibility"] == "teams" and unchanged.json()["teams"] == [str(world.team_b.pk)]
+    public = admin.patch(url, {"visibility": "public"}, format="json")
+    assert public.status_code == 200 and public.json()["teams"] == []
+
+
+def test_bodies_take_the_types_the_document_says(admin_api: Any) -> None:
+    wrong = admin_api.post("/api/v1/teams/", {"name": "team-z", "namespaces": [0]}, format="json")
+    assert wrong.status_code == 400 and wrong.json()["namespaces"]
+    form = admin_api.post("/api/v1/teams/", {"name": "team-z"}, format="multipart")
+    assert form.status_code == 415 and form.json()["code"] == "unsupported_media_type"
