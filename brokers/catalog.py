@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import fastjsonschema
 from jsonschema import exceptions as jsonschema_exceptions
 from jsonschema import validators
 
@@ -123,25 +124,52 @@ def _schema_problem(schema: Any) -> str | None:
     size = len(compact)
     if size > MAX_SCHEMA_BYTES:
         return f"the schema is {size // 1024} kB; schemas must not be larger than 64 kB"
+    key = hashlib.sha256(compact).hexdigest()
+    if key in _VALID_SCHEMAS:  # passed every check below before (they depend on the content alone)
+        return None
     if "$schema" not in schema:
         return "the schema must declare its JSON Schema version with '$schema'"
     for ref in _refs(schema):
         if not ref.startswith("#"):
             return f"the schema has an external reference '{ref}'; only local '#...' references are allowed"
-    key = hashlib.sha256(compact).hexdigest()
-    if key in _VALID_SCHEMAS:
-        return None
     validator_class = validators.validator_for(schema, default=validators.Draft4Validator)
-    try:
-        validator_class.check_schema(schema)
-    except jsonschema_exceptions.SchemaError as exc:
-        location = "/".join(str(p) for p in exc.path) or "(top)"
-        return f"the schema is not valid JSON Schema at {location}: {exc.message}"
+    if not _meta_valid(validator_class, schema):
+        try:
+            validator_class.check_schema(schema)
+        except jsonschema_exceptions.SchemaError as exc:
+            location = "/".join(str(p) for p in exc.path) or "(top)"
+            return f"the schema is not valid JSON Schema at {location}: {exc.message}"
     with _VALID_SCHEMAS_LOCK:
         if len(_VALID_SCHEMAS) >= _VALID_SCHEMAS_MAX:
             _VALID_SCHEMAS.clear()
         _VALID_SCHEMAS.add(key)
     return None
+
+
+# The metaschema of each draft compiled once into Python code (fastjsonschema): about 15 times faster than
+# jsonschema's check_schema, which walks the metaschema resolving its $refs for every schema. A schema it finds
+# valid is valid; anything else (invalid, or a draft it does not compile) goes to jsonschema, which has the last
+# word and the message. use_default=False: it must not fill the metaschema's defaults into the broker's schema.
+_COMPILED_DRAFTS = (validators.Draft4Validator, validators.Draft6Validator, validators.Draft7Validator)
+_compiled: dict[type, Any] = {}
+_compiled_lock = threading.Lock()
+
+
+def _meta_valid(validator_class: type, schema: dict[str, Any]) -> bool:
+    if validator_class not in _COMPILED_DRAFTS:
+        return False
+    check = _compiled.get(validator_class)
+    if check is None:
+        with _compiled_lock:
+            check = _compiled.get(validator_class)
+            if check is None:
+                check = fastjsonschema.compile(validator_class.META_SCHEMA, use_default=False)
+                _compiled[validator_class] = check
+    try:
+        check(schema)
+    except Exception:  # JsonSchemaException, or anything the generated code trips on: jsonschema decides
+        return False
+    return True
 
 
 def _refs(node: Any) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -14,6 +15,7 @@ from django.template.loader import render_to_string
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
+from redis.exceptions import RedisError
 
 from brokers import pricing, selectors, services
 from brokers.forms import MarketplaceForm
@@ -21,6 +23,8 @@ from brokers.models import Broker
 from catalog_portal.htmx import htmx_partial
 
 PAGE_SIZE = 24
+logger = logging.getLogger(__name__)
+CACHE_ERRORS = (RedisError, OSError)
 T = TypeVar("T")
 
 
@@ -30,7 +34,11 @@ def _cached(request: HttpRequest, what: str, compute: Callable[[selectors.StoreS
     Rendered HTML stays a SafeString through the cache (pickled with its type)."""
     state = selectors.store_state(request.user)
     key = f"store:{state.version}:{what}"
-    return caches["store"].get_or_set(key, lambda: compute(state))
+    try:
+        return caches["store"].get_or_set(key, lambda: compute(state))
+    except CACHE_ERRORS as exc:  # a shared cache (Redis) that is down costs a computed page, not an error page
+        logger.warning("store cache unavailable, page computed: %s", exc)
+        return compute(state)
 
 
 @require_GET

@@ -9,6 +9,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from catalog_portal.caches import cache_settings
 from catalog_portal.env import env_bool, env_int, env_list, env_str, secret_from_file
 from telemetry.logs import logging_config
 
@@ -104,19 +105,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Caches ------------------------------------------------------------------------------------
-# "store": rendered marketplace results and service pages, per process. Never stale: the key holds the catalog's version
+# "store": rendered marketplace results and service pages. Never stale: the key holds the catalog's version
 # (brokers.selectors.store_state), read from the database on every request; the timeout only frees memory.
-# STORE_CACHE_SECONDS=0 turns it off.
+# STORE_CACHE_SECONDS=0 turns it off. "default": the sign-in lock-out counters. Both are shared by every web process
+# with Redis (CACHE_URL, or the Redis db after CELERY_BROKER_URL's): see catalog_portal/caches.py. CACHES is set
+# below, after the Celery broker it derives from.
 STORE_CACHE_SECONDS = env_int("STORE_CACHE_SECONDS", 600, minimum=0)
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},
-    "store": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "store",
-        "TIMEOUT": STORE_CACHE_SECONDS,
-        "OPTIONS": {"MAX_ENTRIES": 500},
-    },
-}
 
 # --- Auth --------------------------------------------------------------------------------------
 LOGIN_URL = "login"
@@ -228,6 +222,8 @@ if CELERY_BROKER_URL == "filesystem://":
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CACHES = cache_settings(cache_url=env_str("CACHE_URL"), broker_url=CELERY_BROKER_URL, data_dir=DATA_DIR,
+                        store_seconds=STORE_CACHE_SECONDS)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

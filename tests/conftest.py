@@ -73,10 +73,12 @@ def live_server() -> Iterator[Any]:
 
 @pytest.fixture(autouse=True)
 def _fresh_store_cache() -> Iterator[None]:
-    """Each test starts with an empty page cache (a process-wide one, like each web process's)."""
+    """Each test starts with an empty page cache and no sign-in lock-out counters (process-wide, files under the
+    test data dir, or this run's Redis db, so a counter left by an earlier test or run never leaks in)."""
     from django.core.cache import caches
 
     caches["store"].clear()
+    caches["default"].clear()
     yield
 
 
