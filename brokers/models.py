@@ -43,6 +43,8 @@ class Broker(models.Model):
     next_sync_at = models.DateTimeField(null=True, blank=True, db_index=True)
     sync_lease_until = models.DateTimeField(null=True, blank=True)
     sync_trigger = models.CharField(max_length=20, default="periodic", editable=False)
+    # Failed syncs in a row (0 after a successful one): the next attempt comes after a backoff that grows with it.
+    sync_failures = models.PositiveIntegerField(default=0, editable=False)
     catalog_etag = models.CharField(max_length=500, blank=True)
     catalog_last_modified = models.CharField(max_length=100, blank=True)
     # Digest of the last catalog mirrored: an identical document is neither validated nor diffed again.
@@ -228,6 +230,7 @@ class CatalogSync(models.Model):
         MANUAL = "manual", "On demand"
         PERIODIC = "periodic", "Periodic relist"
         RESTRICTIONS = "restrictions", "Catalog restrictions changed"
+        RETRY = "retry", "Retry after a failed sync"
 
     class Outcome(models.TextChoices):
         RUNNING = "running", "Running"

@@ -226,6 +226,21 @@ def _check_unique_name(name: str, exclude: Any = None) -> None:
         )
 
 
+def _check_unique_url(url: str, exclude: Any = None) -> None:
+    """The same broker registered twice would offer its catalog twice under the same ids (which the spec requires
+    to be globally unique): a URL already registered is refused, naming the broker that has it. (A different URL
+    serving colliding ids is refused by its first sync: the web never calls a broker.)"""
+    query = Broker.objects.filter(url__iexact=url.rstrip("/"))
+    if exclude is not None:
+        query = query.exclude(pk=exclude)
+    other = query.values_list("name", flat=True).first()
+    if other is not None:
+        raise ApplicationError(
+            f"Broker '{other}' is already registered at this URL; its services would be listed twice.",
+            fields={"url": [f"Already registered as broker '{other}': catalog ids must be unique across brokers."]},
+        )
+
+
 def broker_register(
     *,
     name: str,
@@ -245,6 +260,7 @@ def broker_register(
     """
     _check_unique_name(name)
     _require_usable(url=url, ca_bundle=_ca_bundle(ca_bundle), auth=auth, catalog_restrictions=catalog_restrictions)
+    _check_unique_url(url)
     broker = Broker(
         name=name,
         url=url.rstrip("/"),
@@ -284,6 +300,7 @@ def broker_update(
             del changes["catalog_restrictions"]  # the same rules, maybe written differently
     if "url" in changes:
         changes["url"] = changes["url"].rstrip("/")
+        _check_unique_url(changes["url"], exclude=broker.pk)
     resync = auth is not None or any(
         key in changes and changes[key] != getattr(broker, key) for key in ("url", "verify_tls", "ca_bundle")
     ) or (changes.get("enabled") is True and not broker.enabled)
@@ -425,6 +442,7 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
     schema_memo: dict[int, str | None] = {}  # each schema checked once for both
     _store_catalog_checks(broker, check_catalog(response.document, schema_memo=schema_memo))
     offerings = parse_catalog(response.document, schema_memo=schema_memo)
+    _check_ids_are_unique(broker, offerings)
     with transaction.atomic():
         result = mirror_catalog(broker_id=broker.pk, offerings=offerings, sync_id=sync.pk)
         Broker.objects.filter(pk=broker.pk).update(
@@ -435,6 +453,29 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
     if result.written >= ANALYZE_AFTER_ROWS:
         _analyze_catalog_tables()
     _record_result(sync, result)
+
+
+def catalog_id_collisions(broker: Broker, offerings: list[Any]) -> list[str]:
+    """Sentences naming each service or plan id of `offerings` that another broker's mirror already offers
+    (the spec requires them to be globally unique; the marketplace would list both under one id)."""
+    service_ids = {offering.catalog_id for offering in offerings}
+    plan_ids = {plan.catalog_id for offering in offerings for plan in offering.plans}
+    found: list[str] = []
+    for model, ids, what in ((ServiceOffering, service_ids, "service"), (ServicePlan, plan_ids, "plan")):
+        taken = (model.objects.exclude(broker=broker).filter(catalog_id__in=ids, active=True)
+                 .values_list("catalog_id", "broker__name").order_by("catalog_id"))
+        found += [f"{what} id '{catalog_id}' (already offered by broker '{other}')" for catalog_id, other in taken]
+    return found
+
+
+def _check_ids_are_unique(broker: Broker, offerings: list[Any]) -> None:
+    collisions = catalog_id_collisions(broker, offerings)
+    if collisions:
+        shown = "; ".join(collisions[:5]) + (f"; and {len(collisions) - 5} more" if len(collisions) > 5 else "")
+        raise CatalogInvalid([
+            f"ids must be unique across every broker of the platform, and this catalog reuses {shown}. The "
+            "previous mirror of this broker is kept. Is this broker registered twice?"
+        ])
 
 
 def _record_result(sync: CatalogSync, result: MirrorResult) -> None:
@@ -489,10 +530,12 @@ def _finish_sync(broker: Broker, sync: CatalogSync, started: float, claimed_next
         sync.save()
         metrics.catalog_sync_observed(broker=broker.name, sync=sync)
     failed = sync.outcome == CatalogSync.Outcome.FAILED
+    failures = broker.sync_failures + 1 if failed else 0
     fields: dict[str, Any] = {
         "sync_lease_until": None,
         "status": Broker.Status.FAILED if failed else Broker.Status.READY,
         "status_message": sync.error if failed else "",
+        "sync_failures": failures,
         "updated_at": now,
     }
     if not failed:
@@ -500,12 +543,22 @@ def _finish_sync(broker: Broker, sync: CatalogSync, started: float, claimed_next
     Broker.objects.filter(pk=broker.pk).update(**fields)
     _audit_sync(broker, sync)
     _refresh_conformance_score(broker)
-    # Schedule the next relist, unless someone asked for a sync while this one ran.
-    next_at = now + timedelta(seconds=broker.relist_interval_seconds) if broker.enabled else None
+    # Schedule the next relist (sooner after a failure: a recovered broker is seen within the backoff), unless
+    # someone asked for a sync while this one ran.
+    wait = retry_after_failures(failures, relist=broker.relist_interval_seconds) if failed \
+        else broker.relist_interval_seconds
+    next_at = now + timedelta(seconds=wait) if broker.enabled else None
     same_request = {"next_sync_at": claimed_next} if claimed_next is not None else {"next_sync_at__isnull": True}
     Broker.objects.filter(pk=broker.pk, **same_request).update(
-        next_sync_at=next_at, sync_trigger=CatalogSync.Trigger.PERIODIC
+        next_sync_at=next_at, sync_trigger=CatalogSync.Trigger.RETRY if failed else CatalogSync.Trigger.PERIODIC
     )
+
+
+def retry_after_failures(failures: int, *, relist: int) -> float:
+    """Seconds until a broker whose last `failures` syncs failed is asked again: CATALOG_RETRY_FIRST_SECONDS,
+    doubling per failure up to CATALOG_RETRY_MAX_SECONDS, and never later than its relist interval."""
+    first, cap = float(settings.CATALOG_RETRY_FIRST_SECONDS), float(settings.CATALOG_RETRY_MAX_SECONDS)
+    return min(first * 2 ** min(max(failures - 1, 0), 30), cap, float(relist))
 
 
 def _audit_sync(broker: Broker, sync: CatalogSync, actor: Any = None, request: Any = None) -> None:
@@ -513,6 +566,8 @@ def _audit_sync(broker: Broker, sync: CatalogSync, actor: Any = None, request: A
     changed the restrictions); unchanged relists are not worth a record each."""
     if sync.outcome not in (CatalogSync.Outcome.CHANGED, CatalogSync.Outcome.FAILED):
         return
+    if sync.outcome == CatalogSync.Outcome.FAILED and broker.sync_failures > 0 and sync.trigger == CatalogSync.Trigger.RETRY:
+        return  # the automatic retries of a failing broker: its first failure is on record
     what = f"failed: {sync.error[:300]}" if sync.outcome == CatalogSync.Outcome.FAILED else describe_diff(sync.diff)
     how = "re-mirrored for its new catalog restrictions" if sync.trigger == CatalogSync.Trigger.RESTRICTIONS else "synced"
     audit(action="broker.catalog.sync", target=broker, actor=actor, request=request,

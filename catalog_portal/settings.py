@@ -274,10 +274,22 @@ OSB_REQUEST_TIMEOUT = float(env_int("OSB_REQUEST_TIMEOUT", 60, minimum=1))
 OSB_POLL_TIMEOUT = float(env_int("OSB_POLL_TIMEOUT", 15, minimum=1))
 OSB_DEFAULT_MAX_POLL_SECONDS = env_int("OSB_DEFAULT_MAX_POLL_SECONDS", 24 * 60 * 60, minimum=60)
 CATALOG_DEFAULT_RELIST_SECONDS = env_int("CATALOG_DEFAULT_RELIST_SECONDS", 15 * 60, minimum=10)
+# A failed catalog sync is retried after CATALOG_RETRY_FIRST_SECONDS, doubling per failure up to
+# CATALOG_RETRY_MAX_SECONDS (never later than the broker's own relist interval), so a recovered broker becomes
+# ready again without anyone pressing "Sync now".
+CATALOG_RETRY_FIRST_SECONDS = env_int("CATALOG_RETRY_FIRST_SECONDS", 30, minimum=1)
+CATALOG_RETRY_MAX_SECONDS = env_int("CATALOG_RETRY_MAX_SECONDS", 15 * 60, minimum=1)
 CATALOG_SYNC_LEASE_SECONDS = env_int("CATALOG_SYNC_LEASE_SECONDS", 180, minimum=10)
 CLUSTER_ID = env_str("CLUSTER_ID") or "catalog-portal"
 # How long a worker owns an operation step: the longest OSB call plus a margin. A worker killed mid-step
 # is replaced after this.
+# How long the portal keeps sending an operation's request while the broker has not accepted it (unreachable,
+# 422 ConcurrencyError, 429): then the operation fails (the broker's own deadline starts at its 202).
+OPERATION_SUBMIT_DEADLINE_SECONDS = env_int("OPERATION_SUBMIT_DEADLINE_SECONDS", 60 * 60, minimum=10)
+# A cleanup at the broker (orphan mitigation) is retried until the broker confirms, after FIRST seconds doubling
+# up to MAX; a platform admin may cancel it.
+ORPHAN_MITIGATION_RETRY_FIRST_SECONDS = env_int("ORPHAN_MITIGATION_RETRY_FIRST_SECONDS", 30, minimum=1)
+ORPHAN_MITIGATION_RETRY_MAX_SECONDS = env_int("ORPHAN_MITIGATION_RETRY_MAX_SECONDS", 60 * 60, minimum=1)
 OPERATION_LEASE_SECONDS = env_int(
     "OPERATION_LEASE_SECONDS", int(OSB_CONNECT_TIMEOUT + OSB_REQUEST_TIMEOUT + 30), minimum=2
 )

@@ -13,4 +13,5 @@ urlpatterns = [
     path("bindings/<uuid:binding_id>/rotate/", apis.BindingRotateApi.as_view(), name="binding-rotate"),
     path("operations/", apis.OperationListApi.as_view(), name="operation-list"),
     path("operations/<uuid:operation_id>/", apis.OperationDetailApi.as_view(), name="operation-detail"),
+    path("operations/<uuid:operation_id>/cancel/", apis.OperationCancelApi.as_view(), name="operation-cancel"),
 ]

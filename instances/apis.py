@@ -32,6 +32,7 @@ from instances.services.instances import (
     instance_retry,
     instance_update,
 )
+from instances.services.operations import operation_cancel
 from instances.services.rotation import binding_rotate, rotation_status
 from instances.services.validation import DNS_LABEL
 from instances.states import InstanceState, OpState
@@ -88,7 +89,7 @@ class OperationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Operation
         fields = ["id", "type", "state", "instance", "binding", "description", "next_step", "error", "attempts",
-                  "polls", "next_poll_at", "started_at", "updated_at", "finished_at", "calls"]
+                  "polls", "next_poll_at", "accepted_at", "started_at", "updated_at", "finished_at", "calls"]
 
 
 def _instance_body(instance: ServiceInstance) -> dict[str, Any]:
@@ -447,3 +448,20 @@ class BindingCredentialsApi(APIView):
         Audited. 403 for those who may see the binding but not its credentials; 409 while it has none yet."""
         binding = get_object_or_404(selectors.binding_list(user=request.user), pk=binding_id)
         return Response(binding_credentials(binding=binding, user=request.user, request=request))
+
+
+class OperationCancelApi(APIView):
+    @extend_schema(
+        request=None, responses={200: OperationSerializer, **errors(409)}, summary="Cancel an operation",
+        description=(
+            "Stop an operation. One the broker has not accepted yet (it is still being sent: the broker was "
+            "unreachable or answered 422 ConcurrencyError): developers of its namespace; it fails with nothing to "
+            "clean up, and the instance or binding is free for the next request. A cleanup at the broker (orphan "
+            "mitigation, which otherwise retries until the broker confirms): platform admins only. 409 once the "
+            "broker accepted the operation, when it is over, or while a worker is sending it at this moment."
+        ),
+    )
+    def post(self, request: Request, operation_id: Any) -> Response:
+        operation = get_object_or_404(selectors.operation_list(user=request.user), pk=operation_id)
+        cancelled = operation_cancel(operation=operation, requested_by=request.user, request=request)
+        return Response(OperationSerializer(cancelled).data)

@@ -57,6 +57,9 @@ class BindingState(models.TextChoices):
     READY = "ready", "Ready"
     UNBINDING = "unbinding", "Unbinding"
     FAILED = "failed", "Failed"
+    # An unbind the broker accepted but did not finish within the polling limit: it may have deleted the binding.
+    # Not usable, credentials not shown; unbinding again settles it.
+    UNKNOWN = "unknown", "Unbind outcome unknown"
     DELETED = "deleted", "Deleted"
 
 

@@ -16,4 +16,5 @@ urlpatterns = [
     path("bindings/<uuid:binding_id>/credentials/", views.binding_credentials_view, name="binding-credentials"),
     path("bindings/<uuid:binding_id>/unbind/", views.binding_delete_view, name="binding-delete"),
     path("bindings/<uuid:binding_id>/rotate/", views.binding_rotate_view, name="binding-rotate"),
+    path("operations/<uuid:operation_id>/cancel/", views.operation_cancel_view, name="operation-cancel"),
 ]

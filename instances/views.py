@@ -64,6 +64,7 @@ from instances.services.instances import (
     provision_preview,
     retry_refusal,
 )
+from instances.services.operations import cancel_refusal, operation_cancel
 from instances.services.rotation import binding_rotate, rotation_status
 from instances.states import ACTIVE, InstanceState, OpType
 from teams import access
@@ -229,9 +230,12 @@ def _status_context(request: HttpRequest, instance: ServiceInstance, *, all_oper
     parameters = schema_form.mask_secrets(instance.plan.instance_create_schema, instance.parameters)
     failed = current is not None and current.state == "failed" and not instance.is_deleted
     can_write = access.can(request.user, "update", instance.namespace)
+    cleanup = own[0] if own and own[0].type == OpType.ORPHAN_MITIGATION else None
+    for op in active:  # what may be stopped here: see operations.operation_cancel
+        allowed = access.is_platform_admin(request.user) if op.type == OpType.ORPHAN_MITIGATION else can_write
+        op.cancellable = allowed and cancel_refusal(op) is None
     return {
-        "instance": instance, "current": current,
-        "cleanup": own[0] if own and own[0].type == OpType.ORPHAN_MITIGATION else None,
+        "instance": instance, "current": current, "cleanup": cleanup,
         "operations": operations, "more_operations": more,
         "binding_operations": [op for op in active if op.binding_id is not None],
         "live": bool(active) and not instance.is_deleted,
@@ -403,6 +407,25 @@ def instance_retry_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
         return HttpResponseClientRedirect(url) if htmx_partial(request) else HttpResponseRedirect(url)
     what = "Provisioning it again" if retried.pk != instance.pk else "Trying again"
     return _done(request, retried.get_absolute_url(), f"{what}; this page follows it.")
+
+
+@require_POST
+def operation_cancel_view(request: HttpRequest, operation_id: Any) -> HttpResponse:
+    """Stop an operation the broker has not accepted yet, or (platform admins) a cleanup at the broker."""
+    operation = selectors.operation_list(user=request.user).filter(pk=operation_id).first()
+    if operation is None:
+        raise Http404("No such operation.")
+    url = operation.instance.get_absolute_url()
+    try:
+        operation_cancel(operation=operation, requested_by=request.user, request=request)
+    except (Forbidden, NotFound) as exc:
+        raise PermissionDenied(exc) from None
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseClientRedirect(url) if htmx_partial(request) else HttpResponseRedirect(url)
+    what = "The cleanup at the broker was stopped" if operation.type == OpType.ORPHAN_MITIGATION \
+        else f"{operation.title} was cancelled before the broker accepted it"
+    return _done(request, url, f"{what}.")
 
 
 # --- bindings ------------------------------------------------------------------------------------------------

@@ -42,6 +42,25 @@ def wait_for(condition: Callable[[], Any], *, timeout: float = 20.0, interval: f
         time.sleep(interval)
 
 
+def alias_url(url: str) -> str:
+    """The same server under another name (localhost for 127.0.0.1): to the portal a second registration of the
+    test broker, which it refuses under the same URL (catalog ids must be unique across brokers)."""
+    return url.replace("://127.0.0.1:", "://localhost:", 1)
+
+
+def with_catalog_ids_prefixed(catalog: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A copy of `catalog` whose service and plan ids start with `prefix` (names unchanged): the same services
+    offered by another broker, as the spec's globally unique ids allow."""
+    import copy
+
+    renamed = copy.deepcopy(catalog)
+    for service in renamed["services"]:
+        service["id"] = prefix + service["id"]
+        for plan in service["plans"]:
+            plan["id"] = prefix + plan["id"]
+    return renamed
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

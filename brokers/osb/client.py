@@ -62,7 +62,6 @@ R = TypeVar("R")
 API_VERSION = "2.17"
 WRITE_TIMEOUT = 10.0
 EXCERPT_LIMIT = 500
-ERROR_TEXT_LIMIT = 200
 USER_AGENT = "catalog-portal-osb-client/1"
 
 EXPECTED_STATUSES: dict[CallKind, frozenset[int]] = {
@@ -190,6 +189,20 @@ def reason(response: httpx.Response) -> str:
         except ValueError:
             phrase = ""
     return f"{response.status_code} {phrase}".strip()
+
+
+def body_kind(response: httpx.Response) -> str:
+    """What a body that is not JSON looks like, in words ("an HTML page", "a plain-text body"): shown instead of
+    the body itself, whose excerpt only the call record keeps (a proxy's error page is not the broker's words)."""
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    start = response.content[:512].lstrip().lower()
+    if "html" in content_type or start.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "an HTML page"
+    if "xml" in content_type or start.startswith(b"<?xml"):
+        return "an XML document"
+    if not start:
+        return "an empty body"
+    return "a body that is not JSON"
 
 
 def _typed(value: Any, kind: type[T]) -> T | None:
@@ -363,11 +376,11 @@ class OSBClient:
             )
         try:
             document = json.loads(response.content)
-        except ValueError as exc:
+        except ValueError:
             raise OSBMalformedResponse(
-                f"The broker's catalog is not valid JSON: {exc}",
+                f"The broker's catalog is not valid JSON: the broker answered {reason(response)} with "
+                f"{body_kind(response)}",
                 status=response.status_code,
-                description=response.text.strip()[:ERROR_TEXT_LIMIT] or None,
                 permanent=True,
             ) from None
         if not isinstance(document, dict):
@@ -448,8 +461,7 @@ class OSBClient:
             data = json.loads(content)
         except ValueError:
             raise OSBMalformedResponse(
-                f"The broker's answer to {label} ({reason(response)}) is not JSON: "
-                f"{truncate(redact_text(response.text.strip()), 80)!r}",
+                f"The broker's answer to {label} ({reason(response)}) is not JSON: it is {body_kind(response)}",
                 status=response.status_code,
             ) from None
         if not isinstance(data, dict):
@@ -552,23 +564,28 @@ class OSBClient:
         instance_usable: bool | None = None
         update_repeatable: bool | None = None
         text = response.text
+        # Only a JSON error object carries the broker's words (spec "Service Broker Errors"). Anything else (a
+        # proxy's HTML error page, plain text) is summarised; its excerpt stays in the call record.
+        not_json = ""
         try:
             data: Any = json.loads(text) if text.strip() else None
         except ValueError:
             data = None
-            description = text.strip()[:ERROR_TEXT_LIMIT] or None
+            not_json = body_kind(response)
         if isinstance(data, dict):
             error_code = _typed(data.get("error"), str)
             description = _typed(data.get("description"), str)
             instance_usable = _typed(data.get("instance_usable"), bool)
             update_repeatable = _typed(data.get("update_repeatable"), bool)
         elif data is not None:
-            description = text.strip()[:ERROR_TEXT_LIMIT] or None
+            not_json = "JSON that is not an error object"
         message = f"Broker answered {reason(response)}"
         if error_code:
             message += f" ({error_code})"
         if description:
             message += f": {description}"
+        elif not_json:
+            message += f" with {not_json}"
         elif status < 400:
             location = response.headers.get("Location")
             message += "; redirects are not followed" + (f" (Location: {location})" if location else "")

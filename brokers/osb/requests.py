@@ -228,6 +228,11 @@ class UpdateRequest(InstanceRequest[UpdateResponse]):
             "maintenance_info": maintenance_info(self.maintenance_version),
         })
 
+    def fetch(self) -> FetchInstanceRequest:
+        """What the broker holds now (after a failed update: the plan and parameters it may have applied anyway).
+        Which plan that is, is the question: only the service is named."""
+        return FetchInstanceRequest(instance_id=self.instance_id, service_id=self.service_id)
+
     def last_operation(self, operation: str | None) -> LastOperationRequest:
         # While a plan change runs, the broker is asked about the plan before the update (spec: last_operation).
         return LastOperationRequest(**{**self.target(), "plan_id": self.previous_plan_id or self.plan_id},

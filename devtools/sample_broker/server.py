@@ -360,6 +360,8 @@ class SampleBroker:
         self.async_outcome: str = "succeeded"
         #: "auto" (plans with maximum_polling_duration are async), "always", "never"
         self.async_mode: str = "auto"
+        #: a failed asynchronous update still applies its plan and parameters (as some brokers do)
+        self.failed_update_applies: bool = False
         #: serve ETag/Last-Modified on the catalog and honour conditional GETs
         self.etag_support: bool = False
         #: bindings expire / should be renewed this many seconds after creation (metadata); None: not sent
@@ -527,6 +529,7 @@ class SampleBroker:
             self.async_seconds = 3.0
             self.async_outcome = "succeeded"
             self.async_mode = "auto"
+            self.failed_update_applies = False
             self.etag_support = False
             self.binding_expires_seconds = None
             self.binding_renew_seconds = None
@@ -772,7 +775,7 @@ class SampleBroker:
                 inst["state"] = op["state"]
             elif kind == "update" and inst is not None:
                 inst["state"] = "succeeded"
-                if ok:
+                if ok or self.failed_update_applies:
                     inst.update(op["changes"])
             elif kind == "deprovision" and inst is not None:
                 inst["state"] = "succeeded"

@@ -116,6 +116,9 @@ def binding_credentials(*, binding: ServiceBinding, user: Any, request: Any = No
         raise Forbidden("You are not allowed to see these credentials: that needs the developer role in the "
                         f"binding's namespace '{binding.namespace}'.", namespace=binding.namespace,
                         role=access.ACTION_ROLES["reveal"])
+    if binding.state == BindingState.UNKNOWN:
+        raise Conflict("The unbind's outcome is unknown: the broker may have deleted this binding, so its "
+                       "credentials are not shown. Unbind it again to settle it.")
     if binding.state != BindingState.READY:
         raise Conflict("The binding has no credentials yet." if binding.state == BindingState.BINDING
                        else f"The binding is {binding.get_state_display().lower()}.")

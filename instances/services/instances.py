@@ -47,7 +47,8 @@ def start_operation(operation: Operation) -> Operation:
     now = timezone.now()
     operation.next_poll_at = now
     operation.next_step = "Waiting for a worker to send the request to the broker."
-    operation.deadline = now + timedelta(seconds=settings.OSB_DEFAULT_MAX_POLL_SECONDS)
+    # Until the broker accepts the request: its answer (202) starts the polling deadline.
+    operation.deadline = now + timedelta(seconds=settings.OPERATION_SUBMIT_DEADLINE_SECONDS)
     try:
         with transaction.atomic():
             operation.save()

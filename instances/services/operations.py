@@ -309,8 +309,33 @@ def _poll(op: Operation, client: OSBClient) -> Decision:
     decision.update_repeatable = last.update_repeatable
     if op.type == OpType.UPDATE:
         decision.instance["state"] = _state_after_failure(op, last.instance_usable)
-        decision.next_step = _after_failed_update(last.instance_usable, last.update_repeatable)
+        return _check_after_failed_update(op, decision)
     return decision
+
+
+def _check_after_failed_update(op: Operation, failed: Decision) -> Decision:
+    """An update the broker reported failed (or did not finish in time) may still have changed the instance: ask
+    the broker what it holds when the offering is instances_retrievable (the FETCH step records it); otherwise
+    say that the outcome is unknown, rather than that the instance kept its previous settings."""
+    if op.instance.plan.offering.instances_retrievable:
+        return Decision(
+            phase=Phase.FETCH, delay=0, poll=failed.poll, error=failed.error, description=failed.description,
+            instance_usable=failed.instance_usable, update_repeatable=failed.update_repeatable,
+            next_step="The update failed; asking the broker which plan and parameters the instance has now.",
+        )
+    failed.next_step = _unknown_update_outcome(failed.instance_usable, failed.update_repeatable)
+    return failed
+
+
+def _unknown_update_outcome(instance_usable: bool | None, update_repeatable: bool | None, why: str = "") -> str:
+    if instance_usable is False:
+        return _after_failed_update(instance_usable, update_repeatable)
+    why = why or "this broker does not let the portal fetch an instance"
+    sentence = ("The outcome is unknown: the broker may have applied some or all of the change before it failed, "
+                f"and {why}. The page shows the settings from before the update.")
+    if update_repeatable is False:
+        return sentence + " The broker says this change would fail again."
+    return sentence + " You can try the change again."
 
 
 def _after_failed_update(instance_usable: bool | None, update_repeatable: bool | None) -> str:
@@ -341,14 +366,26 @@ def _keep_polling(op: Operation, retry_after: float | None, *, description: str 
 
 
 def _deadline_passed(op: Operation, description: str | None) -> Decision:
+    if op.type == OpType.ORPHAN_MITIGATION:
+        # The spec: keep trying until the broker confirms. Ask again (the delete is idempotent), after a backoff.
+        decision = _retry(op, "The broker did not finish deleting within the maximum polling duration",
+                          phase=Phase.SUBMIT, poll=True)
+        if description:
+            decision.description = description
+        return decision
     limit = describe_wait((op.deadline - (op.accepted_at or op.started_at)).total_seconds()) if op.deadline else ""
     decision = _failure(op, f"The broker did not finish within the maximum polling duration ({limit}).",
                         orphan=op.type in CREATES)
     decision.poll = True
     if description:
         decision.description = description
-    if op.type == OpType.ORPHAN_MITIGATION:
-        decision.next_step = "The portal gave up cleaning up; an admin should check the broker."
+    if op.type == OpType.UNBIND:
+        # The broker may have deleted it meanwhile: not "Ready", and its credentials are no longer shown.
+        decision.binding["state"] = BindingState.UNKNOWN
+        decision.next_step = ("The outcome is unknown: the broker may have deleted this binding, so it is no longer "
+                              "offered as ready and its credentials are not shown. Unbind it again to settle it.")
+    if op.type == OpType.UPDATE:
+        return _check_after_failed_update(op, decision)
     return decision
 
 
@@ -359,6 +396,8 @@ def _fetch(op: Operation, client: OSBClient) -> Decision:
     request = op.osb_request
     if isinstance(request, BindRequest):
         return _fetch_binding(op, request, client)
+    if isinstance(request, UpdateRequest):
+        return _fetch_after_failed_update(op, request, client)
     if not isinstance(request, ProvisionRequest):
         raise TypeError(f"Nothing to fetch after a {request.kind} request")
     try:
@@ -369,6 +408,48 @@ def _fetch(op: Operation, client: OSBClient) -> Decision:
 
 
 FETCH_ATTEMPTS = 5
+
+
+def _fetch_after_failed_update(op: Operation, request: UpdateRequest, client: OSBClient) -> Decision:
+    """The update failed (its message is on the operation): record what the broker holds now."""
+    decision = _failure(op, op.error or "The broker reported that the update failed.")
+    decision.attempt = False
+    decision.instance["state"] = _state_after_failure(op, op.instance_usable)
+    try:
+        info = client.send(request.fetch())
+    except OSBError as exc:
+        decision.next_step = _unknown_update_outcome(
+            op.instance_usable, op.update_repeatable, why=f"fetching the instance from the broker failed ({exc})")
+        return decision
+    decision.instance["held"] = info
+    decision.next_step = _held_after_failed_update(op, request, info)
+    return decision
+
+
+def _held_after_failed_update(op: Operation, request: UpdateRequest, info: Any) -> str:
+    from brokers.models import ServicePlan
+
+    instance = op.instance
+    held_plan = ServicePlan.objects.filter(broker=instance.broker, catalog_id=info.plan_id).first() \
+        if info.plan_id else None
+    parts = []
+    if held_plan is not None and held_plan.pk != instance.plan_id:
+        parts.append(f"plan '{held_plan.title}'" + (" (the one asked for)" if info.plan_id == request.plan_id else ""))
+    elif request.plan_id and request.plan_id != instance.plan.catalog_id:
+        parts.append(f"still plan '{instance.plan.title}'")
+    if info.parameters is not None and info.parameters != instance.parameters:
+        asked = {**instance.parameters, **(request.parameters or {})}
+        parts.append("the new parameters" if info.parameters == asked else "other parameters than before")
+    if parts:
+        sentence = (f"Checked with the broker after the failure: the instance has {' and '.join(parts)} now; the page "
+                    "shows what the broker holds.")
+    else:
+        sentence = "Checked with the broker after the failure: the instance kept its previous settings."
+    if op.instance_usable is False:
+        return sentence + " The broker says the instance is no longer usable. Deprovision it, or ask its owner for help."
+    if op.update_repeatable is False:
+        return sentence + " The broker says this change would fail again."
+    return sentence + " You can try the change again."
 
 
 def _fetch_binding(op: Operation, request: BindRequest, client: OSBClient) -> Decision:
@@ -450,6 +531,42 @@ def _was_bound(op: Operation) -> bool:
     return Operation.objects.filter(binding_id=op.binding_id, type=OpType.BIND, state=OpState.SUCCEEDED).exists()
 
 
+def _gave_up(op: Operation, reason: str) -> Decision:
+    """The deadline passed while the request was being retried. Before the broker accepted it (submission, its
+    own deadline OPERATION_SUBMIT_DEADLINE_SECONDS), every answer so far said it did nothing (unreachable without
+    delivery, 422 ConcurrencyError, 429): no cleanup is needed."""
+    if op.phase == Phase.SUBMIT and op.accepted_at is None:
+        limit = describe_wait(float(settings.OPERATION_SUBMIT_DEADLINE_SECONDS))
+        message = f"The broker did not accept the request within {limit}, so the portal stopped retrying. The last " \
+                  f"attempt: {reason}."
+        if broker_may_have_acted(op):  # e.g. an internal error after an answer: the spec's cleanup rules apply
+            return _failure(op, message, orphan=op.type in CREATES)
+        decision = _failure(op, message)
+        decision.next_step = f"{_never_accepted(op)} {decision.next_step}"
+        return decision
+    return _failure(op, f"{reason}. The portal stopped retrying after the maximum duration.")
+
+
+def broker_may_have_acted(op: Operation) -> bool:
+    """Did any call of `op` reach a broker that may have acted on it? Refusals (4xx such as 422 ConcurrencyError
+    or 429) and connections that never opened say no; an answer 2xx or 5xx, or a connection that broke or timed
+    out after sending, say maybe."""
+    for status, error in op.calls.values_list("status", "error"):
+        if status is None:
+            if not (error or "").startswith("Could not connect"):
+                return True
+        elif status < 300 or status >= 500:
+            return True
+    return False
+
+
+def _never_accepted(op: Operation) -> str:
+    what = {OpType.PROVISION: "Nothing was created at the broker", OpType.BIND: "Nothing was created at the broker",
+            OpType.UPDATE: "Nothing was changed at the broker", OpType.DEPROVISION: "Nothing was deleted at the broker",
+            OpType.UNBIND: "Nothing was deleted at the broker"}.get(op.type, "The broker did nothing")
+    return f"{what}: it never accepted the request."
+
+
 def _state_after_failure(op: Operation, instance_usable: bool | None) -> str:
     if instance_usable is False:
         return InstanceState.FAILED
@@ -457,16 +574,27 @@ def _state_after_failure(op: Operation, instance_usable: bool | None) -> str:
     return InstanceState.READY if created else InstanceState.FAILED
 
 
+def cleanup_delay(*, attempts: int) -> float:
+    """Backoff between attempts of a cleanup at the broker (orphan mitigation), which never gives up by itself:
+    ORPHAN_MITIGATION_RETRY_FIRST_SECONDS, doubling up to ORPHAN_MITIGATION_RETRY_MAX_SECONDS."""
+    first = float(settings.ORPHAN_MITIGATION_RETRY_FIRST_SECONDS)
+    return min(first * 2 ** min(max(attempts - 1, 0), 40), float(settings.ORPHAN_MITIGATION_RETRY_MAX_SECONDS))
+
+
 def _retry(op: Operation, reason: str, *, retry_after: float | None = None, phase: str | None = None,
            poll: bool = False) -> Decision:
     now = timezone.now()
     attempt = op.attempts + 1
-    if op.deadline and now >= op.deadline:
-        decision = _failure(op, f"{reason}. The portal stopped retrying after the maximum duration.")
+    cleanup = op.type == OpType.ORPHAN_MITIGATION
+    if op.deadline and now >= op.deadline and not cleanup:
+        decision = _gave_up(op, reason)
         decision.poll = poll
         return decision
-    delay = max(retry_after, MIN_RETRY_AFTER) if retry_after is not None else retry_delay(attempts=attempt)
-    if op.type == OpType.ORPHAN_MITIGATION:
+    if cleanup:
+        delay = max(retry_after or 0.0, cleanup_delay(attempts=attempt))
+    else:
+        delay = max(retry_after, MIN_RETRY_AFTER) if retry_after is not None else retry_delay(attempts=attempt)
+    if cleanup:
         what = "delete" if op.delete_on_success else "create"
         what = f"binding {what}" if op.binding_id else what
         sentence = (f"Cleaning up at the broker after a failed {what}, attempt {attempt}; next attempt in "
@@ -556,6 +684,18 @@ def _update_instance(op: Operation, decision: Decision, now: Any) -> None:
         instance_fields["dashboard_url"] = changes["dashboard_url"]
     if changes.get("metadata"):
         instance_fields["metadata"] = changes["metadata"]
+    held = changes.pop("held", None)
+    if held is not None:  # what the broker holds after a failed update (fetched)
+        from brokers.models import ServicePlan
+
+        plan = ServicePlan.objects.filter(broker=op.instance.broker, catalog_id=held.plan_id).first() \
+            if held.plan_id else None
+        if plan is not None:
+            instance_fields["plan"] = plan
+        if held.parameters is not None:
+            instance_fields["parameters"] = held.parameters
+        if held.maintenance_info is not None:
+            instance_fields["maintenance_info"] = held.maintenance_info
     if isinstance(update, UpdateRequest):
         if update.plan_id is not None:
             from brokers.models import ServicePlan
@@ -659,3 +799,86 @@ def operations_due(*, limit: int = 1000) -> list[str]:
     """The overdue operations, for the sweeper to dispatch again."""
     due = Operation.objects.filter(overdue())
     return [str(pk) for pk in due.order_by("next_poll_at").values_list("pk", flat=True)[:limit]]
+
+
+# --- cancelling ------------------------------------------------------------------------------------
+
+
+def cancel_refusal(op: Operation) -> str | None:
+    """Why `op` cannot be cancelled now (whoever asks), or None if it can: see `operation_cancel`."""
+    if op.state not in ACTIVE:
+        return "This operation has already finished."
+    if op.type == OpType.ORPHAN_MITIGATION:
+        return None
+    if op.phase == Phase.WAIT:
+        return "This deprovision is waiting for its bindings to be unbound; it cannot be cancelled."
+    if op.phase != Phase.SUBMIT or op.accepted_at is not None or op.broker_operation:
+        return ("The broker has accepted this operation, so it can no longer be cancelled: wait for it to finish "
+                "(or for its maximum polling duration).")
+    if broker_may_have_acted(op):
+        return ("The broker may have acted on an earlier attempt, so this operation is not cancelled: the portal "
+                "keeps trying until it knows.")
+    return None
+
+
+def operation_cancel(*, operation: Operation, requested_by: Any = None, request: Any = None) -> Operation:
+    """Stop an operation; audited.
+
+    * An operation the broker has not accepted yet (still being sent: the broker was unreachable, busy with
+      422 ConcurrencyError, or it was never tried): developers of its namespace may cancel it. It fails as if the
+      broker had refused it, with nothing to clean up (the broker never acted on it), and the instance or binding
+      is released for the next request.
+    * A cleanup at the broker (orphan mitigation), which otherwise retries until the broker confirms: platform
+      admins only. The broker may still hold what the failed request left; the page says so.
+
+    Conflict once the broker accepted the operation, when it is over, or while a worker is sending it right now.
+    """
+    from catalog_portal.exceptions import Conflict, Forbidden
+    from teams import access
+    from teams.audit import audit
+
+    op = Operation.objects.select_related("instance__plan__offering", "instance__broker", "binding").get(
+        pk=operation.pk)
+    target = op.binding or op.instance
+    namespace = op.binding.namespace if op.binding else op.instance.namespace
+    cleanup = op.type == OpType.ORPHAN_MITIGATION
+    access.require(requested_by, "view", namespace, what=f"{_target(op)} '{target}'")
+    if cleanup and requested_by is not None and not access.is_platform_admin(requested_by):
+        raise Forbidden("Only a platform admin can stop a cleanup at the broker: the broker may still hold what the "
+                        "failed request left, and someone has to check it there.")
+    if not cleanup:
+        access.require(requested_by, "update", namespace, what=f"{_target(op)} '{target}'")
+    refusal = cancel_refusal(op)
+    if refusal:
+        raise Conflict(refusal)
+    who = requested_by.get_username() if getattr(requested_by, "is_authenticated", False) else "the portal"
+    if cleanup:
+        decision = Decision(
+            state=OpState.FAILED, error=f"Cancelled by {who} after {op.attempts} attempt(s).",
+            next_step=(f"A platform admin stopped the cleanup: the broker may still hold this {_target(op)}. "
+                       "Check the broker, and remove it there if it is still present."),
+        )
+    else:
+        decision = _failure(op, f"Cancelled by {who} before the broker accepted it.")
+        decision.next_step = f"{_never_accepted(op)} {decision.next_step}"
+    now = timezone.now()
+    unclaimed = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    not_accepted = Q() if cleanup else Q(phase=Phase.SUBMIT, accepted_at__isnull=True, broker_operation__isnull=True)
+    with transaction.atomic():
+        # Compare-and-set: not while a worker holds the lease (it may be sending the request right now), and not
+        # once a step moved it on (the broker accepted it, or it finished).
+        stopped = Operation.objects.filter(unclaimed, not_accepted, pk=op.pk, state__in=ACTIVE).update(
+            state=OpState.FAILED, error=decision.error, next_step=decision.next_step, next_poll_at=None,
+            claimed_until=None, finished_at=now, updated_at=now,
+        )
+        if not stopped:
+            raise Conflict("A worker is sending this request to the broker right now, or it has just moved on. "
+                           "Look again in a moment.")
+        _update_instance(op, decision, now)
+        _update_binding(op, decision, now)
+        metrics.operation_finished(type=op.type, state=OpState.FAILED)
+        audit(action="operation.cancel", target=op, actor=requested_by, request=request,
+              summary=f"{op.get_type_display()} of {target} cancelled ({'cleanup' if cleanup else 'not accepted'})"
+                      f" after {op.attempts} attempt(s)")
+    op.refresh_from_db()
+    return op

@@ -27,8 +27,9 @@ def change_url(broker: Broker) -> str:
     return f"/admin/brokers/broker/{broker.pk}/change/"
 
 
-def register(url: str = "http://10.0.0.1:8080", name: str = "test-broker", secret: str = BROKER_PASSWORD) -> Broker:
+def register(url: str | None = None, name: str = "test-broker", secret: str = BROKER_PASSWORD) -> Broker:
     auth = services.BrokerAuth(type="basic", username=BROKER_USER, secret=secret)
+    url = url or ("http://10.0.0.1:8080" if name == "test-broker" else f"http://10.0.0.1:8080/{name}")
     return services.broker_register(name=name, url=url, auth=auth)
 
 

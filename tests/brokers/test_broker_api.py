@@ -38,7 +38,8 @@ def basic_auth(username: str = BROKER_USER, password: str = BROKER_PASSWORD) -> 
     return {"type": "basic", "username": username, "password": password}
 
 
-def register(url: str = "http://127.0.0.1:9/", name: str = "test-broker", **kwargs: Any) -> Broker:
+def register(url: str | None = None, name: str = "test-broker", **kwargs: Any) -> Broker:
+    url = url or ("http://127.0.0.1:9/" if name == "test-broker" else f"http://127.0.0.1:9/{name}")
     kwargs.setdefault("auth", services.BrokerAuth(type="basic", username=BROKER_USER, secret=BROKER_PASSWORD))
     return services.broker_register(name=name, url=url, **kwargs)
 

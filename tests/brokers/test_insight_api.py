@@ -15,7 +15,7 @@ from brokers.conformance.behaviour import BEHAVIOUR_CHECKS
 from brokers.conformance.catalog import CATALOG_CHECKS
 from brokers.models import Broker, CatalogSync
 from devtools.sample_broker import SampleBroker, build_catalog
-from tests.conftest import BROKER_PASSWORD, BROKER_USER
+from tests.conftest import BROKER_PASSWORD, BROKER_USER, alias_url, with_catalog_ids_prefixed
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +75,8 @@ def test_the_sync_list_is_paginated(admin_api: APIClient, history: Any) -> None:
 
 def test_one_sync(admin_api: APIClient, history: Any, osb_broker: SampleBroker) -> None:
     broker, syncs = history
-    other = registered(osb_broker.url, name="other")
+    osb_broker.catalog = with_catalog_ids_prefixed(build_catalog(osb_broker.url), "other-")
+    other = registered(alias_url(osb_broker.url), name="other")
     other_sync = CatalogSync.objects.get(broker=other)
 
     response = admin_api.get(f"/api/v1/brokers/{broker.pk}/syncs/{syncs[0].pk}/")

@@ -612,12 +612,25 @@ def test_deprovision_410_raises_gone(client: OSBClient, broker: Broker) -> None:
         client.send(LastOperationRequest(instance_id="i1", operation="del"))
 
 
-def test_non_json_error_body_becomes_description(client: OSBClient, broker: Broker) -> None:
+def test_a_non_json_error_body_is_summarised_not_quoted(client: OSBClient, broker: Broker) -> None:
+    """Only a JSON error object carries the broker's words; a proxy's page or plain text is named, not shown
+    (its excerpt stays in the call record)."""
     broker.reply(502, "x" * 1000)
     with pytest.raises(OSBServerError) as info:
         client.send(FetchInstanceRequest(instance_id="i1"))
-    assert info.value.description == "x" * 200
-    assert info.value.error is None
+    assert info.value.description is None and info.value.error is None
+    assert str(info.value) == "Broker answered 502 Bad Gateway with a body that is not JSON"
+
+    broker.reply(500, "<!DOCTYPE html><html><body><h1>Oops</h1></body></html>", headers={"Content-Type": "text/html"})
+    with pytest.raises(OSBServerError) as info:
+        client.send(FetchInstanceRequest(instance_id="i1"))
+    assert info.value.description is None
+    assert str(info.value) == "Broker answered 500 Internal Server Error with an HTML page"
+
+    broker.reply(503, ["not", "an", "object"])
+    with pytest.raises(OSBServerError) as info:
+        client.send(FetchInstanceRequest(instance_id="i1"))
+    assert str(info.value) == "Broker answered 503 Service Unavailable with JSON that is not an error object"
 
 
 def test_retry_after_seconds_and_http_date(client: OSBClient, broker: Broker) -> None:

@@ -23,7 +23,7 @@ from devtools.sample_broker.catalog import (
     SEARCH_ID,
     STATUS_PAGE_ID,
 )
-from tests.conftest import BROKER_PASSWORD, BROKER_USER
+from tests.conftest import BROKER_PASSWORD, BROKER_USER, alias_url, with_catalog_ids_prefixed
 
 pytestmark = pytest.mark.django_db
 
@@ -265,7 +265,7 @@ def test_tag_filter(alice_api: APIClient, broker: Broker, tags: list[str], expec
 
 def test_broker_filter(alice_api: APIClient, broker: Broker, osb_broker: SampleBroker, osb_url: str) -> None:
     osb_broker.catalog = generate_catalog(services=2, plans_per_service=2, seed=7)
-    other = register(osb_url, name="generated")
+    other = register(alias_url(osb_url), name="generated")
     sync(other)
     other_ids = {s["id"] for s in osb_broker.catalog["services"]}
 
@@ -371,9 +371,11 @@ def test_plan_list_filtered_by_service(alice_api: APIClient, broker: Broker, cat
 
 
 def test_plans_page_through_once_grouped_by_service(
-    alice_api: APIClient, broker: Broker, catalog: dict[str, Any], osb_url: str
+    alice_api: APIClient, broker: Broker, catalog: dict[str, Any], osb_url: str, osb_broker: SampleBroker
 ) -> None:
-    twin = register(osb_url, name="twin")  # the same catalog again: same offering names on two brokers
+    # The same services again under other ids (ids are unique across brokers): same offering names on two brokers
+    osb_broker.catalog = with_catalog_ids_prefixed(catalog, "twin-")
+    twin = register(alias_url(osb_url), name="twin")
     sync(twin)
     seen: list[dict[str, Any]] = []
     page = 1
@@ -392,8 +394,8 @@ def test_plans_page_through_once_grouped_by_service(
     assert len(runs) == len(set(runs)) == 2 * len(catalog["services"])
     for service in set(services_in_order):
         offering = ServiceOffering.objects.get(pk=service)
-        expected = [p["id"] for p in service_doc(catalog, offering.catalog_id)["plans"]]
-        assert [p["catalog_id"] for p in seen if p["service"] == service] == expected
+        expected = [p["id"] for p in service_doc(catalog, offering.catalog_id.removeprefix("twin-"))["plans"]]
+        assert [p["catalog_id"].removeprefix("twin-") for p in seen if p["service"] == service] == expected
 
 
 def test_plan_list_with_a_bad_service_id_is_400(alice_api: APIClient, broker: Broker) -> None:
@@ -494,7 +496,7 @@ def test_schemas_with_only_some_sections(
 
 def _count_queries(api: APIClient, osb_broker: SampleBroker, osb_url: str, services_count: int, name: str) -> int:
     osb_broker.catalog = generate_catalog(services=services_count, plans_per_service=3, seed=services_count)
-    broker = register(osb_url, name=name)
+    broker = register(osb_url if name == "small" else alias_url(osb_url), name=name)
     sync(broker)
     with CaptureQueriesContext(connection) as queries:
         response = api.get(SERVICES, {"page_size": 100, "broker": str(broker.pk)})

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db.models import Model
 from django.utils import timezone
 
@@ -72,7 +73,7 @@ def assert_cleanup_retries_until_confirmed(osb_broker: SampleBroker, cleanup: Op
                                            delete_path: str, what: str, sent: Callable[[], list[Any]],
                                            p: ServicePlan) -> Operation:
     """An orphan-mitigation operation whose first DELETE the broker answers 500 and whose second it confirms: it
-    retries after about 2 s, `resource` (instance or binding) stays failed meanwhile, and each DELETE carries the
+    retries after ORPHAN_MITIGATION_RETRY_FIRST_SECONDS (the start of its capped backoff), `resource` (instance or binding) stays failed meanwhile, and each DELETE carries the
     service and plan ids. `sent()`: the DELETEs the broker received for `resource`."""
     before = len(sent())
     osb_broker.set_response("DELETE", delete_path, 200, times=1, body={})
@@ -81,7 +82,8 @@ def assert_cleanup_retries_until_confirmed(osb_broker: SampleBroker, cleanup: Op
     assert cleanup.state == OpState.IN_PROGRESS and cleanup.phase == Phase.SUBMIT
     assert cleanup.attempts == 1
     assert cleanup.next_step.startswith(f"Cleaning up at the broker after a failed {what}, attempt 1")
-    assert (cleanup.next_poll_at - timezone.now()).total_seconds() == pytest.approx(2, abs=1.5)
+    first = settings.ORPHAN_MITIGATION_RETRY_FIRST_SECONDS
+    assert (cleanup.next_poll_at - timezone.now()).total_seconds() == pytest.approx(first, abs=1.5)
     resource.refresh_from_db()
     assert resource.state == "failed"  # type: ignore[attr-defined]
 
