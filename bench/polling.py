@@ -118,9 +118,14 @@ class Trace:
 class ScheduleRunner:
     """Runs one provision through the real engine against the scripted broker, on a virtual clock."""
 
-    def __init__(self, server: Any, plan: Any) -> None:
+    # Every operation has its own jitter constant (instances.states.operation_jitter); the bench fixes it so that every
+    # run sees one schedule: 0.999 (the most a delay is stretched while backing off, and shortened at the cap).
+    JITTER = 0.999
+
+    def __init__(self, server: Any, plan: Any, prefix: str = "sched") -> None:
         self.server = server
         self.plan = plan
+        self.prefix = prefix
         self.runs = 0
         self.steps = 0
 
@@ -140,8 +145,9 @@ class ScheduleRunner:
         clock = VirtualClock()
         nudges = mock.patch("instances.services.instances.enqueue_on_commit")  # no Celery message: we step
         cleanups = mock.patch("instances.services.operations.enqueue_on_commit")
-        with mock.patch("django.utils.timezone.now", clock.now), nudges, cleanups:
-            instance = instance_provision(plan=self.plan, name=f"sched-{self.runs}", namespace="bench-schedule")
+        jitter = mock.patch("instances.services.operations.operation_jitter", lambda key: self.JITTER)
+        with mock.patch("django.utils.timezone.now", clock.now), nudges, cleanups, jitter:
+            instance = instance_provision(plan=self.plan, name=f"{self.prefix}-{self.runs}", namespace="bench-schedule")
             op_id = Operation.objects.get(instance=instance).pk
             self.server.clear_requests()
             self._script(False)
@@ -166,7 +172,60 @@ class ScheduleRunner:
                     raise SystemExit("bench: the engine kept polling an hour after the broker finished")
         self.server.clear_responses()
         op = Operation.objects.get(pk=op_id)
+        # The bench's own runs are not history the learned schedule may use (each run must see the same schedule).
+        Operation.objects.filter(pk=op_id).update(accepted_at=None)
         return Trace(end=end, poll_times=poll_times, detected=detected, polls=op.polls, state=op.state)
+
+
+HISTORY_GOAL = (12, 10.0)  # 5 min +/- 10 % with a history: <= 12 polls, <= 10 s detection delay
+
+
+def history_part(server: Any, duration: float = 300.0, earlier: int = 20, points: int = 25) -> tuple[list[Trace],
+                                                                                                   list[float]]:
+    """Part A with a history: a plan whose `earlier` past provisions took `duration` +/- 10 % (seeded random),
+    then provisions ending anywhere in duration +/- 10 % (evenly spread end times and just after each poll)."""
+    import random
+
+    from instances.models import Operation
+    from instances.services import operations
+    from instances.services.instances import instance_provision
+    from instances.states import InstanceState, OpState
+
+    plan = mirror_broker("bench-schedule-history", server.url)
+    rng = random.Random(13)
+    durations = [duration * rng.uniform(1 - WINDOW, 1 + WINDOW) for _ in range(earlier)]
+    with mock.patch("instances.services.instances.enqueue_on_commit"):
+        for index, took in enumerate(durations):
+            instance = instance_provision(plan=plan, name=f"hist-{index}", namespace="bench-history")
+            accepted = datetime.now(UTC) - timedelta(hours=index + 1)
+            Operation.objects.filter(instance=instance).update(
+                state=OpState.SUCCEEDED, phase="poll", accepted_at=accepted, finished_at=accepted + timedelta(
+                    seconds=took), next_poll_at=None, claimed_until=None)
+            instance.state = InstanceState.READY
+            instance.save(update_fields=["state"])
+    operations._history_cache.clear()
+    runner = ScheduleRunner(server, plan, prefix="learned")
+    probe = runner.run(duration * 2)
+    low, high = duration * (1 - WINDOW), duration * (1 + WINDOW)
+    ends = {low + (high - low) * k / (points - 1) for k in range(points)}
+    ends |= {p + EPSILON for p in probe.poll_times if low <= p + EPSILON <= high}
+    return [runner.run(end) for end in sorted(ends)], durations
+
+
+def print_history(traces: list[Trace], durations: list[float]) -> list[str]:
+    worst_delay = max(t.delay for t in traces)
+    worst_polls = max(t.polls for t in traces)
+    ok = worst_polls <= HISTORY_GOAL[0] and worst_delay <= HISTORY_GOAL[1]
+    print(f"Part A with history - a plan whose {len(durations)} earlier provisions took "
+          f"{min(durations):.0f}-{max(durations):.0f} s (5 min ± 10 %, seeded random)")
+    print(f"  {len(traces)} runs ending anywhere in 270-330 s: polls {min(t.polls for t in traces)}-{worst_polls}, "
+          f"worst detection delay {worst_delay:.1f} s (goal ≤ {HISTORY_GOAL[0]} polls, ≤ {HISTORY_GOAL[1]:g} s: "
+          f"{'MET' if ok else 'NOT MET'})")
+    example = max(traces, key=lambda t: t.polls)
+    print("  Poll times of the run ending at " + f"{example.end:.1f} s: "
+          + ", ".join(f"{p:.1f}" for p in example.poll_times))
+    print()
+    return [] if ok else ["schedule with history"]
 
 
 @dataclass
@@ -226,6 +285,8 @@ def print_schedule(results: list[ScheduleResult], schedule: list[float], runner:
     print("  operation_step returned; PUT answered 202 by the broker; last_operation scripted 'in progress'")
     print("  (no Retry-After -> instances.states.poll_delay) until virtual time >= end E, then 'succeeded'.")
     print("  Delay = time of the poll that sees 'succeeded' - E. Queueing/processing latency excluded (Part B).")
+    print(f"  Each operation's jitter constant fixed at {ScheduleRunner.JITTER} (the worst case) so all runs share"
+          " one schedule.")
     print(f"  {runner.runs} engine runs, {runner.steps} operation_step calls.")
     print()
     header = (f"{'broker op':>9} {'polls':>5} {'delay@T':>8} {'polling interval containing T':>30} "
@@ -642,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
             runner = ScheduleRunner(schedule_server, mirror_broker("bench-schedule", schedule_server.url))
             results, schedule = schedule_part(runner, DURATIONS)
             missed += print_schedule(results, schedule, runner)
+            missed += print_history(*history_part(schedule_server))
             schedule_server.stop()
             schedule_server = None
         if not args.skip_throughput:

@@ -48,11 +48,12 @@ class BrokerForm(forms.ModelForm):
         model = Broker
         fields = [
             "name", "url", "auth_type", "auth_username", "verify_tls", "ca_bundle", "relist_interval_seconds",
-            "enabled",
+            "enabled", "max_in_flight",
         ]
         labels = {
             "url": "URL", "auth_type": "Authentication", "auth_username": "Username", "verify_tls": "Verify TLS",
             "ca_bundle": "CA bundle", "relist_interval_seconds": "Relist every (seconds)",
+            "max_in_flight": "Calls in flight at most",
         }
         help_texts = {
             "verify_tls": "Check the broker's certificate. Turn off only for a test broker.",
@@ -66,6 +67,8 @@ class BrokerForm(forms.ModelForm):
         rules = services.restrictions_json(self.instance.catalog_restrictions)
         self.fields["service_rules"].initial = "\n".join(rules["services"])
         self.fields["plan_rules"].initial = "\n".join(rules["plans"])
+        if "max_in_flight" in self.fields:  # left empty: the default (or the broker's current limit)
+            self.fields["max_in_flight"].required = False
 
     def restrictions(self) -> dict[str, list[str]]:
         data = self.cleaned_data
@@ -142,8 +145,8 @@ class BrokerAdmin(admin.ModelAdmin):
     list_filter = ["status", "enabled"]
     search_fields = ["name", "url"]
     actions = ["sync_now"]
-    readonly_fields = ["status", "status_message", "last_synced_at", "next_sync_at", "insight", "created_at",
-                       "updated_at"]
+    readonly_fields = ["status", "status_message", "last_synced_at", "next_sync_at", "paused_until", "insight",
+                       "created_at", "updated_at"]
     inlines = [SyncInline, OfferingInline]
     # The form in groups: what it is, how the portal signs in to it, TLS, the schedule; anything else after.
     FIELD_GROUPS = (
@@ -151,6 +154,7 @@ class BrokerAdmin(admin.ModelAdmin):
         ("Authentication", ("auth_type", "auth_username", "secret")),
         ("TLS", ("verify_tls", "ca_bundle")),
         ("Catalog", ("relist_interval_seconds",)),
+        ("Load", ("max_in_flight",)),
     )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -213,6 +217,8 @@ class BrokerAdmin(admin.ModelAdmin):
             type=data["auth_type"], username=data.get("auth_username", ""), secret=data.get("secret") or None
         )
         fields = {k: data[k] for k in ("name", "url", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled")}
+        if data.get("max_in_flight") is not None:
+            fields["max_in_flight"] = data["max_in_flight"]
         fields["catalog_restrictions"] = form.restrictions()
         try:
             if change:

@@ -107,11 +107,15 @@ class BrokerOutputSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "url", "auth", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled",
             "status", "status_message", "last_synced_at", "service_count", "plan_count", "catalog_restrictions",
-            "conformance_score", "created_at", "updated_at",
+            "conformance_score", "max_in_flight", "paused_until", "created_at", "updated_at",
         ]
         extra_kwargs = {"conformance_score": {
             "help_text": "0-100 as of the last check (each sync refreshes it); null before the first sync. "
-                         "GET .../conformance/ computes the scorecard afresh."}}
+                         "GET .../conformance/ computes the scorecard afresh."},
+            "max_in_flight": {"help_text": "Most calls the portal's workers make to this broker at once (0: no "
+                                           "limit); set in the admin console."},
+            "paused_until": {"help_text": "No calls to this broker before this time: it answered 429 or 503 with "
+                                          "Retry-After; null when not paused."}}
 
     @extend_schema_field(CatalogRestrictionsSerializer)
     def get_catalog_restrictions(self, broker: Broker) -> dict[str, list[str]]:

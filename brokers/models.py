@@ -59,6 +59,12 @@ class Broker(models.Model):
     conformance_score = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     conformance_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    # Gentle with the broker: at most this many calls in flight at once across all workers (0: no limit), and
+    # none at all before paused_until (set from a 429 or 503 with Retry-After: brokers/throttle.py).
+    max_in_flight = models.PositiveIntegerField(
+        default=10, help_text="Most calls the portal's workers make to this broker at once (0: no limit).")
+    paused_until = models.DateTimeField(null=True, blank=True, editable=False)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -70,6 +76,11 @@ class Broker(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("admin:brokers_broker_change", args=[self.pk])
+
+    @property
+    def paused(self) -> bool:
+        """Calls to the broker are paused now (it answered 429 or 503 with Retry-After)."""
+        return self.paused_until is not None and self.paused_until > timezone.now()
 
     @property
     def auth_secret(self) -> str:
@@ -279,3 +290,19 @@ class CatalogDocument(models.Model):
 
     def __str__(self) -> str:
         return f"Catalog document of {self.broker_id}"
+
+
+class BrokerCallSlot(models.Model):
+    """One of a broker's `max_in_flight` call slots; a worker holds one (with a lease its heartbeat renews) for the
+    length of a call, so the limit holds across workers and a dead worker's slot frees itself."""
+
+    broker = models.ForeignKey(Broker, on_delete=models.CASCADE, related_name="call_slots")
+    number = models.PositiveIntegerField()
+    holder = models.CharField(max_length=32, blank=True)
+    held_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["broker", "number"], name="one_call_slot_per_number")]
+
+    def __str__(self) -> str:
+        return f"{self.broker} slot {self.number}"

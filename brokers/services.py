@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,6 +35,7 @@ from brokers.osb import (
     OSBError,
     OSBMalformedResponse,
     ReadTimeouts,
+    pooled_http_client,
 )
 from brokers.restrictions import RestrictionError, parse_restrictions
 from brokers.selectors import broker_conformance
@@ -55,11 +58,10 @@ def broker_client(*, broker: Broker, recorder: Any = None) -> OSBClient:
         auth = BasicAuth(username=broker.auth_username, password=broker.auth_secret)
     elif broker.auth_type == Broker.AuthType.BEARER:
         auth = BearerAuth(token=broker.auth_secret)
-    verify = tls_context(verify=broker.verify_tls, ca_bundle=broker.ca_bundle or None)
     return OSBClient(
         broker.url,
         auth=auth,
-        verify=verify,
+        http=_pooled_http(broker),
         connect_timeout=settings.OSB_CONNECT_TIMEOUT,
         read_timeouts=ReadTimeouts(
             catalog=settings.OSB_CATALOG_TIMEOUT,
@@ -74,6 +76,32 @@ def broker_client(*, broker: Broker, recorder: Any = None) -> OSBClient:
         api_version=settings.OSB_API_VERSION,
         recorder=recorder,
     )
+
+
+# One pooled HTTP client per broker per process (a fork starts its own): connections are reused between steps and
+# threads, and the TLS context is built once. A change of the broker's URL, TLS settings or credentials builds a new
+# one (the old one is closed when the last request on it is done, by garbage collection).
+_http_clients: dict[Any, tuple[Any, Any]] = {}
+_http_clients_lock = threading.Lock()
+_http_clients_pid = os.getpid()
+
+
+def _pooled_http(broker: Broker) -> Any:
+    global _http_clients_pid
+    key = hashlib.sha256(json.dumps(
+        [broker.url, broker.verify_tls, broker.ca_bundle or "", broker.auth_type, broker.auth_username,
+         broker.auth_secret_encrypted]).encode()).hexdigest()
+    with _http_clients_lock:
+        if _http_clients_pid != os.getpid():  # forked: the parent's sockets are not ours
+            _http_clients.clear()
+            _http_clients_pid = os.getpid()
+        cached = _http_clients.get(broker.pk)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        verify = tls_context(verify=broker.verify_tls, ca_bundle=broker.ca_bundle or None)
+        client = pooled_http_client(verify=verify, max_connections=settings.OSB_MAX_CONNECTIONS_PER_BROKER)
+        _http_clients[broker.pk] = (key, client)
+        return client
 
 
 @lru_cache(maxsize=64)
@@ -251,6 +279,7 @@ def broker_register(
     relist_interval_seconds: int | None = None,
     enabled: bool = True,
     catalog_restrictions: Any = None,
+    max_in_flight: int | None = None,
     requested_by: Any = None,
     request: Any = None,
 ) -> Broker:
@@ -270,6 +299,8 @@ def broker_register(
         enabled=enabled,
         catalog_restrictions=restrictions_json(catalog_restrictions),
     )
+    if max_in_flight is not None:
+        broker.max_in_flight = max_in_flight
     _apply_auth(broker, auth)
     with transaction.atomic():
         broker.save()
@@ -284,7 +315,8 @@ def broker_update(
 ) -> Broker:
     """Change a broker's registration; a changed URL, auth or TLS setting queues a fresh sync; changed catalog
     restrictions re-mirror the last catalog at once (existing instances keep their plans); audited."""
-    allowed = {"name", "url", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled", "catalog_restrictions"}
+    allowed = {"name", "url", "verify_tls", "ca_bundle", "relist_interval_seconds", "enabled", "catalog_restrictions",
+               "max_in_flight"}
     unknown = set(changes) - allowed
     if unknown:
         raise ApplicationError(f"Cannot change {', '.join(sorted(unknown))}.")

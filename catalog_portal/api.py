@@ -66,6 +66,9 @@ class ConflictErrorSerializer(ErrorSerializer):
                                       help_text="The operation that holds the target, when one does.")
 
 
+ApiErrorSerializer = ErrorSerializer  # the name before issue 12, for branches written against it
+
+
 # Field-error bodies are objects whose other keys are the fields: the document says so (any key, a list of
 # messages or a nested object of them).
 _FIELD_MESSAGES = {"oneOf": [

@@ -240,11 +240,15 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULER = "telemetry.worker:HeartbeatScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = 15
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10, minimum=1)
+# Operations whose worker died are looked for more often: recovery takes the lease plus this.
+OPERATIONS_SWEEP_SECONDS = env_int("OPERATIONS_SWEEP_SECONDS", min(5, SWEEP_INTERVAL_SECONDS), minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "catalog-relist-due": {"task": "brokers.catalog_sync_due", "schedule": float(SWEEP_INTERVAL_SECONDS)},
-    "operations-sweep": {"task": "instances.operations_sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    "operations-sweep": {"task": "instances.operations_sweep", "schedule": float(OPERATIONS_SWEEP_SECONDS)},
     "bindings-reconcile": {"task": "instances.bindings_reconcile", "schedule": float(SWEEP_INTERVAL_SECONDS)},
     "bindings-rotation": {"task": "instances.bindings_rotation_sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    "upgrades-sweep": {"task": "instances.upgrades_sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    "drift-checks-due": {"task": "instances.drift_checks_due", "schedule": 60.0},
 }
 # An operation whose Celery message is this late is re-sent by the sweeper.
 SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 5, minimum=0)
@@ -281,8 +285,6 @@ CATALOG_RETRY_FIRST_SECONDS = env_int("CATALOG_RETRY_FIRST_SECONDS", 30, minimum
 CATALOG_RETRY_MAX_SECONDS = env_int("CATALOG_RETRY_MAX_SECONDS", 15 * 60, minimum=1)
 CATALOG_SYNC_LEASE_SECONDS = env_int("CATALOG_SYNC_LEASE_SECONDS", 180, minimum=10)
 CLUSTER_ID = env_str("CLUSTER_ID") or "catalog-portal"
-# How long a worker owns an operation step: the longest OSB call plus a margin. A worker killed mid-step
-# is replaced after this.
 # How long the portal keeps sending an operation's request while the broker has not accepted it (unreachable,
 # 422 ConcurrencyError, 429): then the operation fails (the broker's own deadline starts at its 202).
 OPERATION_SUBMIT_DEADLINE_SECONDS = env_int("OPERATION_SUBMIT_DEADLINE_SECONDS", 60 * 60, minimum=10)
@@ -290,9 +292,23 @@ OPERATION_SUBMIT_DEADLINE_SECONDS = env_int("OPERATION_SUBMIT_DEADLINE_SECONDS",
 # up to MAX; a platform admin may cancel it.
 ORPHAN_MITIGATION_RETRY_FIRST_SECONDS = env_int("ORPHAN_MITIGATION_RETRY_FIRST_SECONDS", 30, minimum=1)
 ORPHAN_MITIGATION_RETRY_MAX_SECONDS = env_int("ORPHAN_MITIGATION_RETRY_MAX_SECONDS", 60 * 60, minimum=1)
-OPERATION_LEASE_SECONDS = env_int(
-    "OPERATION_LEASE_SECONDS", int(OSB_CONNECT_TIMEOUT + OSB_REQUEST_TIMEOUT + 30), minimum=2
-)
+# How long a worker owns an operation step without renewing it. The worker's heartbeat thread renews the lease of
+# every step it holds (also during a long OSB call) every OPERATION_HEARTBEAT_SECONDS, so an expired lease means a
+# dead worker; the sweeper (every OPERATIONS_SWEEP_SECONDS) hands its operations to another worker.
+OPERATION_LEASE_SECONDS = env_int("OPERATION_LEASE_SECONDS", 10, minimum=2)
+OPERATION_HEARTBEAT_SECONDS = max(OPERATION_LEASE_SECONDS / 4, 0.5)
+# Pooled connections per broker per worker process.
+OSB_MAX_CONNECTIONS_PER_BROKER = env_int("OSB_MAX_CONNECTIONS_PER_BROKER", 20, minimum=1)
+# How many of a worker process's threads may wait on one broker at once (the rest stay free for other brokers);
+# the fleet-wide limit per broker is the broker's max_in_flight setting. 0: half the worker's threads.
+OSB_CALLS_PER_BROKER_PER_PROCESS = env_int("OSB_CALLS_PER_BROKER_PER_PROCESS", 0, minimum=0)
+
+# Drift (instances whose service is instances_retrievable): how often each is compared with what its broker holds,
+# and at most how many checks a broker gets per minute.
+DRIFT_CHECK_INTERVAL_SECONDS = env_int("DRIFT_CHECK_INTERVAL_SECONDS", 6 * 60 * 60, minimum=60)
+DRIFT_CHECKS_PER_BROKER_PER_MINUTE = env_int("DRIFT_CHECKS_PER_BROKER_PER_MINUTE", 10, minimum=1)
+# An upgrade batch pauses once this many of its upgrades failed (since it started or was last resumed).
+UPGRADE_BATCH_MAX_FAILURES = env_int("UPGRADE_BATCH_MAX_FAILURES", 1, minimum=1)
 
 # --- Kubernetes --------------------------------------------------------------------------------
 K8S_ENABLED = env_bool("K8S_ENABLED", True)

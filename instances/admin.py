@@ -9,7 +9,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from catalog_portal.exceptions import ApplicationError
-from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
+from instances.models import (
+    Operation,
+    OperationCall,
+    ServiceBinding,
+    ServiceInstance,
+    UpgradeBatch,
+    UpgradeItem,
+)
 from instances.services.instances import instance_deprovision
 from instances.services.rotation import binding_rotate
 
@@ -102,3 +109,19 @@ class OperationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ["instance"]
     inlines = [CallInline]
     exclude = ["identity"]
+
+
+class UpgradeItemInline(ReadOnlyMixin, admin.TabularInline):
+    model = UpgradeItem
+    extra = 0
+    fields = ["instance", "state", "from_version", "to_version", "operation", "error", "started_at", "finished_at"]
+    readonly_fields = fields
+
+
+@admin.register(UpgradeBatch)
+class UpgradeBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Upgrade batches, read-only: they are started, resumed and cancelled on the Upgrades page or the API."""
+
+    list_display = ["id", "state", "plan", "max_parallel", "requested_by", "created_at", "finished_at"]
+    list_filter = ["state"]
+    inlines = [UpgradeItemInline]

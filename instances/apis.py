@@ -26,6 +26,7 @@ from catalog_portal.api import (
 from instances import selectors
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_credentials, binding_delete
+from instances.services.drift import cannot_ask, drift_adopt, drift_check, drift_reapply
 from instances.services.instances import (
     instance_deprovision,
     instance_provision,
@@ -45,6 +46,34 @@ def dns_label_field(**kwargs: Any) -> serializers.RegexField:
     return StrictRegexField(DNS_LABEL_PATTERN, max_length=63, **kwargs)
 
 
+class DriftDifferenceSerializer(serializers.Serializer):
+    field = serializers.ChoiceField(choices=["plan", "parameters", "maintenance_info", "dashboard_url"])
+    portal = serializers.JSONField(allow_null=True, help_text="What the portal holds.")
+    broker = serializers.JSONField(allow_null=True, help_text="What the broker said at the last check.")
+
+
+class InstanceDriftSerializer(serializers.Serializer):
+    checked_at = serializers.DateTimeField(allow_null=True, help_text="The last check that got an answer.")
+    differences = DriftDifferenceSerializer(many=True, help_text="Empty when the broker holds what the portal holds.")
+    error = serializers.CharField(allow_null=True, help_text="Why the last check got no answer, if it did not.")
+
+
+def drift_body(instance: ServiceInstance) -> dict[str, Any] | None:
+    if cannot_ask(instance) or (instance.drift is None and not instance.drift_error):
+        return None
+    return {"checked_at": instance.drift_checked_at, "differences": instance.drift or [],
+            "error": instance.drift_error or None}
+
+
+def drift_reason(instance: ServiceInstance) -> str | None:
+    reason = cannot_ask(instance)
+    if reason:
+        return reason
+    if instance.drift is None and not instance.drift_error:
+        return "Not checked at the broker yet."
+    return None
+
+
 class LastOperationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Operation
@@ -57,11 +86,24 @@ class InstanceSerializer(serializers.ModelSerializer):
     dashboard_url = serializers.SerializerMethodField()
     last_operation = serializers.SerializerMethodField()
     cleanup = serializers.SerializerMethodField()
+    drift = serializers.SerializerMethodField()
+    drift_reason = serializers.SerializerMethodField()
 
     class Meta:
         model = ServiceInstance
         fields = ["id", "name", "namespace", "service", "plan", "parameters", "dashboard_url", "state",
-                  "last_operation", "cleanup", "created_at", "updated_at"]
+                  "last_operation", "cleanup", "drift", "drift_reason", "created_at", "updated_at"]
+
+    @extend_schema_field(InstanceDriftSerializer(allow_null=True))
+    def get_drift(self, instance: ServiceInstance) -> dict[str, Any] | None:
+        body = drift_body(instance)
+        return InstanceDriftSerializer(body).data if body is not None else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text=(
+        "Why `drift` is null: the broker cannot be asked (the service is not instances_retrievable), or no check "
+        "has answered yet.")))
+    def get_drift_reason(self, instance: ServiceInstance) -> str | None:
+        return drift_reason(instance)
 
     def get_dashboard_url(self, instance: ServiceInstance) -> str | None:
         return instance.dashboard_url or None
@@ -226,6 +268,52 @@ class InstanceRetryApi(APIView):
         return Response(_instance_body(retried), status=status.HTTP_202_ACCEPTED)
 
 
+class InstanceRefreshApi(APIView):
+    @extend_schema(
+        operation_id="instances_refresh",
+        summary="Check the instance at its broker (drift)",
+        description=("Starts a check: a worker fetches the instance from its broker (`GET /v2/service_instances/:id`, "
+                     "recorded like every OSB call, as an operation of type `refresh`) and compares plan, parameters, "
+                     "maintenance_info and dashboard_url with what the portal holds; `drift` shows the result once "
+                     "the operation finished. 400 when the broker cannot be asked (not instances_retrievable), 409 "
+                     "while another operation runs. No body."),
+        request=None, responses={202: InstanceSerializer, **errors(400, 409)},
+    )
+    def post(self, request: Request, instance_id: Any) -> Response:
+        instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
+        drift_check(instance=instance, requested_by=request.user)
+        return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
+
+
+class InstanceDriftAdoptApi(APIView):
+    @extend_schema(
+        operation_id="instances_drift_adopt",
+        summary="Adopt the broker's values",
+        description=("The portal's record takes the values the broker said at the last check (plan, parameters, "
+                     "maintenance version, dashboard URL). Nothing is sent to the broker. Audited. No body."),
+        request=None, responses={200: InstanceSerializer, **errors(400, 409)},
+    )
+    def post(self, request: Request, instance_id: Any) -> Response:
+        instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
+        instance = drift_adopt(instance=instance, requested_by=request.user, request=request)
+        return Response(_instance_body(instance))
+
+
+class InstanceDriftReapplyApi(APIView):
+    @extend_schema(
+        operation_id="instances_drift_reapply",
+        summary="Re-apply the portal's values at the broker",
+        description=("An ordinary update operation sends the portal's plan, parameters and maintenance version where "
+                     "they differ from the broker's (with the broker's as `previous_values`). A differing dashboard "
+                     "URL can only be adopted. Audited. No body."),
+        request=None, responses={202: InstanceSerializer, **errors(400, 409)},
+    )
+    def post(self, request: Request, instance_id: Any) -> Response:
+        instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
+        instance = drift_reapply(instance=instance, requested_by=request.user, request=request)
+        return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
+
+
 class InstanceOperationsApi(APIView):
     pagination_class = Pagination
 
@@ -303,12 +391,13 @@ class BindingSerializer(serializers.ModelSerializer):
     successor = serializers.SerializerMethodField()
     expires_at = serializers.SerializerMethodField()
     rotation = serializers.SerializerMethodField()
+    drift = serializers.SerializerMethodField()
 
     class Meta:
         model = ServiceBinding
         fields = ["id", "instance", "name", "namespace", "secret_name", "parameters", "state", "last_operation",
                   "cleanup", "publication", "predecessor", "successor", "expires_at", "rotation", "metadata",
-                  "created_at", "updated_at"]
+                  "drift", "created_at", "updated_at"]
 
     def _rotation(self, binding: ServiceBinding) -> dict[str, Any]:
         cached = getattr(binding, "_rotation_status", None)
@@ -330,6 +419,15 @@ class BindingSerializer(serializers.ModelSerializer):
         status = self._rotation(binding)
         return BindingRotationSerializer({**status, "state": status["step"],
                                           "unbind_predecessor_at": status["retire_at"]}).data
+
+    @extend_schema_field(InstanceDriftSerializer(allow_null=True, help_text=(
+        "What the last check at the broker found (its parameters); null when the service is not "
+        "bindings_retrievable or no check has answered yet.")))
+    def get_drift(self, binding: ServiceBinding) -> dict[str, Any] | None:
+        if binding.drift is None and not binding.drift_error:
+            return None
+        return InstanceDriftSerializer({"checked_at": binding.drift_checked_at, "differences": binding.drift or [],
+                                        "error": binding.drift_error or None}).data
 
     @extend_schema_field(LastOperationSerializer(allow_null=True))
     def get_last_operation(self, binding: ServiceBinding) -> dict[str, Any] | None:

@@ -55,6 +55,13 @@ class ServiceInstance(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Drift (issue 17): what the last check at the broker found. `drift` is the list of differences
+    # [{"field", "portal", "broker"}] (empty: in sync), None until a check succeeded; `drift_error` why the last
+    # check could not tell. `drift_due_at`: when the periodic check looks again.
+    drift = models.JSONField(null=True, blank=True)
+    drift_checked_at = models.DateTimeField(null=True, blank=True)
+    drift_error = models.TextField(blank=True)
+    drift_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     objects = InstanceQuerySet.as_manager()
 
@@ -124,6 +131,11 @@ class ServiceBinding(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Drift (issue 17), as on the instance: the differences the last check found (parameters), when it answered,
+    # and why the last check could not tell.
+    drift = models.JSONField(null=True, blank=True)
+    drift_checked_at = models.DateTimeField(null=True, blank=True)
+    drift_error = models.TextField(blank=True)
 
     objects = BindingQuerySet.as_manager()
 
@@ -282,3 +294,72 @@ class OperationCall(models.Model):
     def is_failure(self) -> bool:
         """No answer, or an error status that is not an expected 410 Gone (drawn as failed in the timeline)."""
         return not self.is_gone and (bool(self.error) or not self.status or self.status >= 400)
+
+
+class UpgradeBatch(models.Model):
+    """Upgrades of many instances to their plan's newer maintenance version, a few at a time (issue 17).
+
+    The rows are the truth: the sweeper (and a nudge when one of its updates finishes) advances a running batch by
+    `upgrade_batch_advance`; each upgrade is an ordinary update operation (UpgradeItem.operation).
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        CANCELLED = "cancelled", "Cancelled"
+        FINISHED = "finished", "Finished"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.RUNNING, db_index=True)
+    plan = models.ForeignKey(ServicePlan, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    max_parallel = models.PositiveIntegerField(default=5)
+    # Pause once this many upgrades failed since the batch started or was last resumed.
+    max_failures = models.PositiveIntegerField(default=1)
+    failures_before_resume = models.PositiveIntegerField(default=0)
+    pause_reason = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Upgrade batch {self.pk} ({self.state})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("instances:upgrade-batch", args=[self.pk])
+
+
+class UpgradeItem(models.Model):
+    """One instance of an upgrade batch, and the update operation that upgrades it."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    batch = models.ForeignKey(UpgradeBatch, on_delete=models.CASCADE, related_name="items")
+    instance = models.ForeignKey(ServiceInstance, on_delete=models.CASCADE, related_name="upgrade_items")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    from_version = models.CharField(max_length=100, blank=True)
+    to_version = models.CharField(max_length=100, blank=True)
+    operation = models.ForeignKey(Operation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    error = models.TextField(blank=True)
+    position = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["batch", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "instance"], name="upgrade_item_unique_instance"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instance} ({self.state})"

@@ -51,3 +51,30 @@ def bindings_rotation_sweep() -> dict[str, int]:
     from instances.services.rotation import binding_rotation_sweep
 
     return binding_rotation_sweep()
+
+
+@shared_task(name="instances.drift_checks_due", ignore_result=True)
+def drift_checks_due() -> int:
+    """Beat, once a minute: start the periodic drift checks that are due (bounded per broker)."""
+    from instances.services.drift import drift_checks_due as due
+
+    return due()
+
+
+@shared_task(name="instances.upgrade_batch_advance", ignore_result=True, acks_late=True)
+def upgrade_batch_advance(batch_id: str) -> None:
+    """Take an upgrade batch's next step (note finished upgrades, start the next ones). Safe to run twice."""
+    from instances.services.upgrades import upgrade_batch_advance as advance
+
+    advance(batch_id=batch_id)
+
+
+@shared_task(name="instances.upgrades_sweep", ignore_result=True)
+def upgrades_sweep() -> int:
+    """Beat: advance every upgrade batch with work left (the rows are the truth; messages only nudge)."""
+    from instances.services.upgrades import upgrade_batches_due
+
+    due = upgrade_batches_due()
+    for batch_id in due:
+        upgrade_batch_advance.delay(batch_id)
+    return len(due)

@@ -20,6 +20,7 @@ TITLES = {
     OpType.BIND: "Binding",
     OpType.UNBIND: "Unbinding",
     OpType.ORPHAN_MITIGATION: "Cleaning up at the broker",
+    OpType.REFRESH: "Checked at the broker",
 }
 
 

@@ -55,6 +55,7 @@ from instances.services.bindings import (
     binding_delete,
     can_reveal_credentials,
 )
+from instances.services.drift import cannot_ask, drift_adopt, drift_check, drift_reapply, drifted_bindings
 from instances.services.instances import (
     PREVIEW_INSTANCE_ID,
     instance_deprovision,
@@ -245,7 +246,43 @@ def _status_context(request: HttpRequest, instance: ServiceInstance, *, all_oper
         "retry_refusal": retry_refusal(instance) if failed and can_write else None,
         # The broker's words are shown once: not again inside the portal's error that quotes them.
         "same_error": bool(current and current.description.strip() and current.description.strip() in current.error),
+        "drift": _drift_context(instance, operations),
     }
+
+
+DRIFT_LABELS = {"plan": "Plan", "parameters": "Parameters", "maintenance_info": "Maintenance version",
+                "dashboard_url": "Dashboard URL"}
+
+
+def _drift_text(field: str, value: Any, instance: ServiceInstance) -> str:
+    if value is None:
+        return "(nothing)"
+    if field == "plan":
+        return value.get("name") or value.get("catalog_id") or ""
+    if field == "maintenance_info":
+        return value.get("version") or ""
+    if field == "parameters":
+        value = schema_form.mask_secrets(instance.plan.instance_create_schema, value)
+        return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def _drift_context(instance: ServiceInstance, operations: list[Operation]) -> dict[str, Any]:
+    """The drift card: why the broker cannot be asked, or the last check's differences (secrets masked)."""
+    reason = cannot_ask(instance)
+    if reason:
+        return {"reason": reason}
+    rows = [{"field": d["field"], "label": DRIFT_LABELS.get(d["field"], d["field"]),
+             "portal": _drift_text(d["field"], d["portal"], instance),
+             "broker": _drift_text(d["field"], d["broker"], instance)} for d in instance.drift or []]
+    schema = instance.plan.binding_create_schema
+    for binding in drifted_bindings(instance) if instance.plan.offering.bindings_retrievable else []:
+        rows += [{"field": "binding", "label": f"Binding {binding.name}: parameters",
+                  "portal": json.dumps(schema_form.mask_secrets(schema, d["portal"] or {}), indent=2, sort_keys=True),
+                  "broker": json.dumps(schema_form.mask_secrets(schema, d["broker"] or {}), indent=2, sort_keys=True)}
+                 for d in binding.drift]
+    return {"rows": rows, "reapplicable": any(r["field"] not in ("dashboard_url", "binding") for r in rows),
+            "checking": any(op.type == OpType.REFRESH and not op.is_terminal for op in operations)}
 
 
 def _duration(delta: Any) -> str:
@@ -426,6 +463,45 @@ def operation_cancel_view(request: HttpRequest, operation_id: Any) -> HttpRespon
     what = "The cleanup at the broker was stopped" if operation.type == OpType.ORPHAN_MITIGATION \
         else f"{operation.title} was cancelled before the broker accepted it"
     return _done(request, url, f"{what}.")
+
+
+# --- drift -----------------------------------------------------------------------------------------------------
+
+
+def _instance_action(request: HttpRequest, instance_id: Any, action: Any, message: str) -> HttpResponse:
+    """Run one of the drift actions and come back to the instance page (refusals as a message there)."""
+    instance = _instance_or_404(request, instance_id)
+    url = instance.get_absolute_url() + "#drift"
+    try:
+        action(instance=instance, requested_by=request.user)
+    except (Forbidden, NotFound) as exc:
+        raise PermissionDenied(exc) from None
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseClientRedirect(url) if htmx_partial(request) else HttpResponseRedirect(url)
+    return _done(request, url, message)
+
+
+@require_POST
+def instance_refresh_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
+    return _instance_action(request, instance_id, drift_check, "Asking the broker what it holds; this page follows.")
+
+
+@require_POST
+def instance_drift_adopt_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
+    def adopt(**kwargs: Any) -> Any:
+        return drift_adopt(request=request, **kwargs)
+
+    return _instance_action(request, instance_id, adopt, "The portal now holds the broker's values.")
+
+
+@require_POST
+def instance_drift_reapply_view(request: HttpRequest, instance_id: Any) -> HttpResponse:
+    def reapply(**kwargs: Any) -> Any:
+        return drift_reapply(request=request, **kwargs)
+
+    return _instance_action(request, instance_id, reapply,
+                            "The portal's values are being sent to the broker again; this page follows the update.")
 
 
 # --- bindings ------------------------------------------------------------------------------------------------

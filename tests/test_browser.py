@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from brokers.models import Broker
 from devtools.kube_standin import KubeStandIn
 from devtools.sample_broker import SampleBroker, generate_catalog
-from instances.models import Operation, ServiceBinding, ServiceInstance
+from instances.models import Operation, ServiceBinding, ServiceInstance, UpgradeBatch, UpgradeItem
 from instances.services.bindings import binding_create
 from instances.services.instances import instance_provision
 from instances.states import OpType
@@ -340,6 +341,16 @@ def portal(transactional_db: Any, osb_broker: SampleBroker, osb_url: str, big_br
     run_operations()
     # A provision the broker took 90 polls to finish (recorded calls, as the engine writes them)
     record_polls(Operation.objects.get(instance=slow, type=OpType.PROVISION), 90)
+    # Issue 17: the last drift check found a difference, the instance is behind its plan's maintenance version, and
+    # an upgrade batch paused after a failure.
+    ServiceInstance.objects.filter(pk=ready.pk).update(
+        drift=[{"field": "parameters", "portal": {"database_name": "orders"},
+                "broker": {"database_name": "orders", "storage_gb": 20}}],
+        drift_checked_at=timezone.now(), maintenance_info={"version": "1.1.0"})
+    batch = UpgradeBatch.objects.create(state="paused", max_parallel=2, requested_by=admin_user,
+                                        pause_reason="Paused after 1 failed upgrade(s); resume to go on, or cancel.")
+    UpgradeItem.objects.create(batch=batch, instance=ready, state="failed", from_version="1.1.0",
+                               to_version="1.2.0", error="The broker said no.")
     return {"people": people, "ready": ready, "slow": slow, "broken": broken}
 
 
@@ -451,6 +462,10 @@ def _developer_states(dev: Session, expect: Any, portal: dict[str, Any]) -> None
 
     # --- credentials: one value at a time; "Use in your app" ----------------------------------------------------
     page.goto(dev.base + portal["ready"].get_absolute_url())
+    drift = page.get_by_role("region", name="At the broker")
+    expect(drift).to_contain_text("storage_gb")
+    expect(drift.get_by_role("button", name="Adopt the broker’s values")).to_be_visible()
+    check("instance-drift")
     creds = page.locator(".creds-list")
     creds.get_by_role("button", name="Reveal password of app").click()
     expect(creds.locator("div.cred", has_text="password").locator("code")).to_be_visible()
@@ -539,6 +554,13 @@ def _admin_states(admin: Session, expect: Any) -> None:
     page.goto(admin.base + "/audit/")
     expect(page.locator("input[type=date][name=since]")).to_be_visible()
     admin.check("audit")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Upgrades").click()
+    expect(page.get_by_role("heading", name="Upgrades", level=1)).to_be_visible()
+    expect(page.get_by_role("link", name="orders-db")).to_be_visible()
+    admin.check("upgrades")
+    page.get_by_role("link", name=re.compile("Batch started")).click()
+    expect(page.get_by_role("button", name="Resume")).to_be_visible()
+    admin.check("upgrade-batch")
     page.goto(admin.base + "/admin/brokers/broker/add/")
     expect(page.get_by_label("Verify TLS")).to_be_visible()
     # Django's own admin: checked for width and screenshot; its markup is Django's, so axe is not asked.

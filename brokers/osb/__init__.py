@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .client import OSBClient, redact
+from .client import OSBClient, pooled_http_client, redact
 from .errors import (
     OSBAsyncRequired,
     OSBBadRequest,
@@ -101,6 +101,7 @@ __all__ = [
     "UpdateRequest",
     "UpdateResponse",
     "parse_retry_after",
+    "pooled_http_client",
     "redact",
     "request_from_json",
 ]

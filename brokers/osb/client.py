@@ -256,6 +256,19 @@ class _Body:
 # --------------------------------------------------------------------------- client
 
 
+def pooled_http_client(*, verify: bool | str | ssl.SSLContext = True, transport: httpx.BaseTransport | None = None,
+                       max_connections: int = 100) -> httpx.Client:
+    """The HTTP client an OSBClient sends with; one can serve many OSBClients (and threads) to reuse connections."""
+    tls: bool | ssl.SSLContext = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+    return httpx.Client(
+        transport=transport,
+        verify=tls,
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )
+
+
 class OSBClient:
     """Talks to one broker. Thread-safe as far as ``httpx.Client`` is; use as a context manager."""
 
@@ -270,7 +283,10 @@ class OSBClient:
         transport: httpx.BaseTransport | None = None,
         api_version: str = API_VERSION,
         recorder: Callable[[CallRecord], None] | None = None,
+        http: httpx.Client | None = None,
     ) -> None:
+        """`http`: a pooled ``httpx.Client`` to send with (its connections and TLS context are reused; `verify`
+        and `transport` are then ignored, and `close` leaves it open for the next OSBClient)."""
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"Broker URL must be an absolute http(s) URL, got {base_url!r}")
@@ -285,15 +301,8 @@ class OSBClient:
         self._read_timeouts = read_timeouts or ReadTimeouts()
         self._api_version = api_version
         self._recorder = recorder
-        tls: bool | ssl.SSLContext = (
-            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-        )
-        self._http = httpx.Client(
-            transport=transport,
-            verify=tls,
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-        )
+        self._owns_http = http is None
+        self._http = http if http is not None else pooled_http_client(verify=verify, transport=transport)
 
     def __repr__(self) -> str:
         return f"OSBClient({self._base!r})"
@@ -301,7 +310,8 @@ class OSBClient:
     # -- lifecycle
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> OSBClient:
         return self

@@ -2,7 +2,7 @@
 
 Each request knows its HTTP method, path, query and JSON body (``content()`` gives the exact bytes). The client
 sends it (``OSBClient.send``) or shows it without sending (``OSBClient.prepare``); an operation stores the
-broker-changing ones (provision, update, deprovision, bind, unbind) with ``to_json()`` and the engine resends exactly
+broker-changing ones (provision, update, deprovision, bind, unbind) and the drift checks' fetches with ``to_json()`` and the engine resends exactly
 that value (``request_from_json``), so a retried request is byte for byte the first one. The polls and fetches that
 follow a stored request are derived from it (``last_operation()``, ``fetch()``), and so is the orphan-mitigation
 delete (``cleanup()``).
@@ -380,11 +380,13 @@ class UnbindRequest(Delete, BindingRequest[AsyncResponse]):
 
 # --------------------------------------------------------------------------- stored requests
 
-# What an operation stores and resends.
-StoredRequest = ProvisionRequest | UpdateRequest | DeprovisionRequest | BindRequest | UnbindRequest
+# What an operation stores and resends (a fetch: the drift check of an instance or binding, issue 17).
+StoredRequest = (ProvisionRequest | UpdateRequest | DeprovisionRequest | BindRequest | UnbindRequest
+                 | FetchInstanceRequest | FetchBindingRequest)
 
 STORED: dict[str, type[StoredRequest]] = {
-    cls.kind: cls for cls in (ProvisionRequest, UpdateRequest, DeprovisionRequest, BindRequest, UnbindRequest)
+    cls.kind: cls for cls in (ProvisionRequest, UpdateRequest, DeprovisionRequest, BindRequest, UnbindRequest,
+                              FetchInstanceRequest, FetchBindingRequest)
 }
 
 

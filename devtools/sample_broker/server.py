@@ -377,10 +377,16 @@ class SampleBroker:
         self.bindings: dict[str, dict[str, Any]] = {}
         #: operation token -> operation dict
         self.operations: dict[str, dict[str, Any]] = {}
+        #: kind -> the most asynchronous operations of that kind in flight at once: accepted (202) and not yet
+        #: reported finished by a last_operation answer (what a platform's parallelism looks like from here)
+        self.peak_in_flight: dict[str, int] = {}
         self._catalog: dict[str, Any] | bytes | str | None = catalog
         self._catalog_mtime = time.time()
         self._requests: list[RecordedRequest] = []
         self._responses: list[ScriptedResponse] = []
+        #: OSB requests being answered right now, and the most ever answered at once (``reset`` clears it)
+        self.in_flight: int = 0
+        self.max_in_flight: int = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -523,8 +529,10 @@ class SampleBroker:
             self.instances.clear()
             self.bindings.clear()
             self.operations.clear()
+            self.peak_in_flight.clear()
             self._requests.clear()
             self._responses.clear()
+            self.max_in_flight = self.in_flight
             self.catalog = None
             self.async_seconds = 3.0
             self.async_outcome = "succeeded"
@@ -552,13 +560,19 @@ class SampleBroker:
             with self._lock:
                 self._requests.append(RecordedRequest(method, path, query, headers, parsed, body))
                 scripted = self._match_script(method, path)
-            if scripted is not None:
-                if scripted.delay > 0:
-                    self._stopping.wait(scripted.delay)
-                if scripted.status != PASS_THROUGH:
-                    return Reply(scripted.status, scripted.body, dict(scripted.headers))
-            base_url = f"http://{headers.get('Host')}" if headers.get("Host") else self.url
-            return self._route(method, path, query, headers, body, parsed, base_url)
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                if scripted is not None:
+                    if scripted.delay > 0:
+                        self._stopping.wait(scripted.delay)
+                    if scripted.status != PASS_THROUGH:
+                        return Reply(scripted.status, scripted.body, dict(scripted.headers))
+                base_url = f"http://{headers.get('Host')}" if headers.get("Host") else self.url
+                return self._route(method, path, query, headers, body, parsed, base_url)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
         except BrokerError as exc:
             return Reply(exc.status, exc.body(), exc.headers)
         except Exception as exc:  # pragma: no cover - defensive
@@ -749,8 +763,11 @@ class SampleBroker:
             "duration": float(self.async_seconds),
             "outcome": self.async_outcome,
             "description": f"{kind.capitalize()} in progress",
+            "reported": False,
             **data,
         }
+        in_flight = sum(1 for op in self.operations.values() if op["kind"] == kind and not op["reported"])
+        self.peak_in_flight[kind] = max(self.peak_in_flight.get(kind, 0), in_flight)
         return token
 
     def _pending(self, token: str | None) -> dict[str, Any] | None:
@@ -978,6 +995,8 @@ class SampleBroker:
 
     def _last_operation_reply(self, op: dict[str, Any]) -> Reply:
         out: dict[str, Any] = {"state": op["state"], "description": op["description"]}
+        if op["state"] != "in progress":
+            op["reported"] = True
         if op["state"] == "failed" and op["kind"] in ("update", "deprovision"):
             out["instance_usable"] = True
         if op["state"] == "failed" and op["kind"] == "update":
@@ -1238,7 +1257,8 @@ class SampleBroker:
         if what == "state" and method == "GET":
             with self._lock:
                 self._settle()
-                return Reply(200, {"instances": self.instances, "bindings": self.bindings})
+                return Reply(200, {"instances": self.instances, "bindings": self.bindings,
+                                   "peak_in_flight": self.peak_in_flight})
         if what == "reset" and method == "POST":
             self.reset()
             return Reply(200, {"ok": True})

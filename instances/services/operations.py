@@ -10,6 +10,8 @@ sweeper dispatches the step again, which resends the same frozen request.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -37,6 +39,8 @@ from brokers.osb import (
     UpdateRequest,
 )
 from brokers.services import broker_client, broker_request_sync
+from brokers.throttle import Wait, call_slot, pause_from_answers
+from catalog_portal import leases
 from catalog_portal.tasks import enqueue_on_commit
 from instances import metrics
 from instances.models import Operation, OperationCall, ServiceInstance
@@ -45,6 +49,7 @@ from instances.states import (
     ACTIVE,
     CREATES,
     DELETES,
+    HISTORY_SIZE,
     BindingState,
     InstanceState,
     InvalidTransition,
@@ -53,6 +58,7 @@ from instances.states import (
     Phase,
     can_transition,
     describe_wait,
+    operation_jitter,
     poll_delay,
     retry_delay,
 )
@@ -110,8 +116,19 @@ def _claim(operation_id: Any) -> Operation | None:
     )
     if not claimed:
         return None  # terminal, not yet due, or another worker holds it
-    return Operation.objects.select_related("instance__plan__offering", "instance__broker", "binding",
-                                            "requested_by").get(pk=operation_id)
+    # The step needs the plan's and offering's flags, not their catalog documents (schemas, metadata, raw JSON):
+    # decoding those on every step cost more than the broker call.
+    return (Operation.objects.select_related("instance__plan__offering", "instance__broker", "binding",
+                                             "requested_by").defer(*_NOT_NEEDED_BY_A_STEP).get(pk=operation_id))
+
+
+_NOT_NEEDED_BY_A_STEP = (
+    *(f"instance__plan__{name}" for name in ("description", "metadata", "bullets", "costs", "schemas", "raw",
+                                             "schemas_changed")),
+    *(f"instance__plan__offering__{name}" for name in (
+        "description", "tags", "requires", "metadata", "dashboard_client", "long_description", "raw", "search_text",
+        "tag_index")),
+)
 
 
 def operation_step(*, operation_id: Any) -> float | None:
@@ -126,20 +143,89 @@ def operation_step(*, operation_id: Any) -> float | None:
     with log_context(request_id=op.request_id, operation_id=op.pk, instance_id=op.instance_id,
                      broker=op.instance.broker.name, user=op.requested_by.get_username() if op.requested_by else None):
         phase = op.phase
-        calls: list[CallRecord] = []
-        try:
-            with broker_client(broker=op.instance.broker, recorder=calls.append) as client:
-                decision = _decide(op, client)
-        except Exception as exc:  # a bug or a database hiccup must not strand the operation
-            logger.exception("Operation %s step crashed", op.pk)
-            decision = _retry(op, f"An internal error interrupted this step ({type(exc).__name__}); retrying")
+        # The heartbeat renews our lease while we work (also during a long call); it stops before _apply, so the
+        # lease _apply compares and sets on is the last one written.
+        with leases.held(lambda: _renew_lease(op), interval=float(settings.OPERATION_HEARTBEAT_SECONDS)):
+            decision, calls = _run(op)
         delay = _apply(op, decision, calls)
         answers = ", ".join(f"{call.method} {call.status or 'no answer'}" for call in calls) or "no call"
         logger.info("Operation %s (%s, %s step): %s; %s", op.pk, op.type, phase, answers, decision.state)
         return delay
 
 
+def _run(op: Operation) -> tuple[Decision, list[CallRecord]]:
+    """Decide the step, calling the broker if it takes calls now (its limit and pause: brokers/throttle.py)."""
+    calls: list[CallRecord] = []
+    broker = op.instance.broker
+    try:
+        with call_slot(broker) as wait:
+            if wait is not None:
+                return _deferred(op, wait), calls
+            with broker_client(broker=broker, recorder=calls.append) as client:
+                decision = _decide(op, client)
+    except Exception as exc:  # a bug or a database hiccup must not strand the operation
+        logger.exception("Operation %s step crashed", op.pk)
+        decision = _retry(op, f"An internal error interrupted this step ({type(exc).__name__}); retrying")
+    try:
+        pause_from_answers(broker, [(call.status, call.retry_after) for call in calls])
+    except Exception:
+        logger.exception("Could not record the broker's pause")
+    return decision, calls
+
+
+def _renew_lease(op: Operation) -> bool:
+    """The heartbeat: extend our lease on `op` if it is still ours (compare-and-set on the lease we wrote)."""
+    until = timezone.now() + timedelta(seconds=lease_seconds())
+    if Operation.objects.filter(pk=op.pk, claimed_until=op.claimed_until, state=op.state).update(
+            claimed_until=until) == 1:
+        op.claimed_until = until
+        return True
+    logger.warning("Operation %s: lease lost while the step was running", op.pk)
+    return False
+
+
+def _deferred(op: Operation, wait: Wait) -> Decision:
+    """No call now (the broker is paused or at its limit): the same step again later, no attempt counted."""
+    delay = max(wait.seconds, 0.0) + 0.5 * operation_jitter(str(op.pk)) + 0.1
+    next_step = op.next_step
+    if wait.paused:
+        next_step = f"{wait.reason}; the next call is in {describe_wait(delay)}."
+    return Decision(delay=delay, next_step=next_step)
+
+
+# --- polling history --------------------------------------------------------------------------------
+
+HISTORY_TTL_SECONDS = 60.0
+_history_cache: dict[tuple[Any, str], tuple[float, list[float]]] = {}
+_history_lock = threading.Lock()
+
+
+def plan_history(plan_id: Any, op_type: str) -> list[float]:
+    """How long (seconds from the broker's 202 to the end) the plan's last operations of this type took, for the
+    learned polling schedule; cached per process for a minute (it is the same for every step of the plan)."""
+    key = (plan_id, op_type)
+    now = time.monotonic()
+    with _history_lock:
+        cached = _history_cache.get(key)
+        if cached is not None and now - cached[0] < HISTORY_TTL_SECONDS:
+            return cached[1]
+    rows = (Operation.objects.filter(instance__plan_id=plan_id, type=op_type, state=OpState.SUCCEEDED,
+                                     accepted_at__isnull=False, finished_at__isnull=False)
+            .order_by("-finished_at").values_list("accepted_at", "finished_at")[:HISTORY_SIZE])
+    durations = [(finished - accepted).total_seconds() for accepted, finished in rows]
+    with _history_lock:
+        _history_cache[key] = (now, durations)
+    return durations
+
+
+def _schedule(op: Operation, *, polls: int, elapsed: float) -> float:
+    return poll_delay(polls=polls, elapsed=elapsed, history=plan_history(op.instance.plan_id, op.type),
+                      jitter=operation_jitter(str(op.pk)))
+
+
 def _decide(op: Operation, client: OSBClient) -> Decision:
+    if op.type == OpType.REFRESH:
+        return _refresh(op, client)
     if op.phase == Phase.WAIT:
         return _wait_for_bindings(op, client)
     if op.phase == Phase.SUBMIT:
@@ -263,7 +349,7 @@ def _target(op: Operation) -> str:
 
 
 def _accepted(op: Operation, response: Any) -> Decision:
-    delay = poll_delay(polls=0, elapsed=0)
+    delay = _schedule(op, polls=0, elapsed=0)
     decision = Decision(
         phase=Phase.POLL, delay=delay, broker_operation=response.operation, accepted=True, attempt=True,
         description="The broker accepted the request and is working on it.",
@@ -272,6 +358,27 @@ def _accepted(op: Operation, response: Any) -> Decision:
     dashboard = getattr(response, "dashboard_url", None)
     if dashboard:
         decision.instance["dashboard_url"] = dashboard
+    return decision
+
+
+def _refresh(op: Operation, client: OSBClient) -> Decision:
+    """A drift check: fetch the instance and compare it with the portal's record (services/drift.py). A check that
+    cannot get an answer is not retried: the portal's record stays, the next check asks again."""
+    from instances.services.drift import binding_differences, differences
+
+    target = "binding" if op.binding_id else "instance"
+    try:
+        info = _send(op, client)
+    except OSBError as exc:
+        decision = Decision(state=OpState.FAILED, error=f"The broker could not be asked: {exc}",
+                            next_step="Nothing changed in the portal; the next check asks again.")
+        getattr(decision, target)["drift_error"] = decision.error
+        return decision
+    found = binding_differences(op.binding, info) if op.binding_id else differences(op.instance, info)
+    decision = Decision(state=OpState.SUCCEEDED, next_step="",
+                        description=(f"The broker holds other values for: {', '.join(d['field'] for d in found)}."
+                                     if found else "The broker holds what the portal holds."))
+    getattr(decision, target)["drift"] = found
     return decision
 
 
@@ -356,7 +463,7 @@ def _keep_polling(op: Operation, retry_after: float | None, *, description: str 
         delay = max(retry_after, MIN_RETRY_AFTER)
         sentence = f"The broker asked us to wait {describe_wait(delay)}."
     else:
-        delay = poll_delay(polls=op.polls + 1, elapsed=elapsed)
+        delay = _schedule(op, polls=op.polls + 1, elapsed=elapsed)
         sentence = f"Checking again in {describe_wait(delay)}."
     if op.deadline:
         delay = min(delay, max((op.deadline - now).total_seconds(), 0.0))
@@ -648,11 +755,22 @@ def _apply(op: Operation, decision: Decision, calls: list[CallRecord]) -> float 
         _update_binding(op, decision, now)
         if decision.state != OpState.IN_PROGRESS:
             metrics.operation_finished(type=op.type, state=decision.state)
+            if op.type == OpType.UPDATE:
+                _nudge_upgrade_batches(op)
         if decision.orphan_mitigation:
             _start_cleanup(op, then_delete=op.type in DELETES)
     if decision.state == OpState.IN_PROGRESS:
         return max(decision.delay or 0.0, 0.0)
     return None
+
+
+def _nudge_upgrade_batches(op: Operation) -> None:
+    """An upgrade batch waiting for this update takes its next step once it is written (the sweeper would too)."""
+    from instances.models import UpgradeItem
+    from instances.tasks import upgrade_batch_advance
+
+    for batch_id in UpgradeItem.objects.filter(operation=op).values_list("batch_id", flat=True):
+        enqueue_on_commit(upgrade_batch_advance, str(batch_id))
 
 
 def _transition(op: Operation, to: str, **fields: Any) -> bool:
@@ -696,7 +814,12 @@ def _update_instance(op: Operation, decision: Decision, now: Any) -> None:
             instance_fields["parameters"] = held.parameters
         if held.maintenance_info is not None:
             instance_fields["maintenance_info"] = held.maintenance_info
+    if "drift" in changes:  # a drift check answered
+        instance_fields.update(drift=changes["drift"], drift_checked_at=now, drift_error="")
+    if "drift_error" in changes:
+        instance_fields["drift_error"] = changes["drift_error"]
     if isinstance(update, UpdateRequest):
+        instance_fields["drift_due_at"] = now  # what the broker holds changed: the periodic check looks again soon
         if update.plan_id is not None:
             from brokers.models import ServicePlan
 
@@ -723,6 +846,10 @@ def _update_binding(op: Operation, decision: Decision, now: Any) -> None:
         fields["secrets_encrypted"] = binding.secrets_encrypted
     if changes.get("metadata"):
         fields["metadata"] = changes["metadata"]
+    if "drift" in changes:  # a drift check answered
+        fields.update(drift=changes["drift"], drift_checked_at=now, drift_error="")
+    if "drift_error" in changes:
+        fields["drift_error"] = changes["drift_error"]
     state = changes.get("state")
     if state:
         fields["state"] = state

@@ -32,6 +32,8 @@ STORED = [
     BindRequest(instance_id="i1", binding_id="b1", **IDS, context=CONTEXT, bind_resource={"app_guid": "a"},
                 parameters={}, accepts_incomplete=False),
     UnbindRequest(instance_id="i1", binding_id="b1", **IDS),
+    FetchInstanceRequest(instance_id="i1", **IDS),
+    FetchBindingRequest(instance_id="i1", binding_id="b1", **IDS),
 ]
 
 
@@ -65,7 +67,7 @@ def test_the_body_bytes_do_not_depend_on_key_order() -> None:
 
 
 def test_what_each_request_sends() -> None:
-    provision, update, deprovision, bind, unbind = STORED
+    provision, update, deprovision, bind, unbind = STORED[:5]
     assert (provision.method, provision.path(), provision.query()) == (
         "PUT", "/v2/service_instances/i1", {"accepts_incomplete": "true"})
     assert provision.body() == {**IDS, "context": CONTEXT, "organization_guid": "o", "space_guid": "s",
@@ -87,7 +89,7 @@ def test_what_each_request_sends() -> None:
 
 
 def test_polls_fetches_and_cleanups_follow_from_the_stored_request() -> None:
-    provision, update, deprovision, bind, unbind = STORED
+    provision, update, deprovision, bind, unbind = STORED[:5]
     assert provision.last_operation("op") == LastOperationRequest(instance_id="i1", **IDS, operation="op")
     assert provision.fetch() == FetchInstanceRequest(instance_id="i1", **IDS)
     assert provision.cleanup() == DeprovisionRequest(instance_id="i1", **IDS)

@@ -8,10 +8,13 @@ import pytest
 
 from instances.states import (
     ACTIVE,
+    MIN_HISTORY,
     TERMINAL,
     OpState,
     can_transition,
     describe_wait,
+    learned_poll_times,
+    operation_jitter,
     poll_delay,
     retry_delay,
 )
@@ -171,3 +174,56 @@ def test_unknown_state_is_rejected() -> None:
                                                (1800, "30 min"), (7199, "120 min"), (7200, "2 h"), (86400, "24 h")])
 def test_describe_wait(seconds: float, text: str) -> None:
     assert describe_wait(seconds) == text
+
+
+# --- the learned schedule (a plan's history) and jitter -------------------------------------------------------
+
+
+def _detect(end: float, history: list[float], jitter: float = 0.0) -> tuple[int, float]:
+    """Polls made and detection delay for an operation ending `end` s after acceptance (as the engine schedules)."""
+    t = poll_delay(polls=0, elapsed=0, history=history, jitter=jitter)
+    polls = 1
+    while t < end:
+        t += poll_delay(polls=polls, elapsed=t, history=history, jitter=jitter)
+        polls += 1
+    return polls, t - end
+
+
+FIVE_MINUTES_HISTORY = [300 * (0.9 + 0.2 * i / 19) for i in range(20)]  # 20 earlier operations, 5 min +/- 10 %
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.5, 0.999])
+def test_a_learned_schedule_polls_densely_around_the_expected_finish(jitter: float) -> None:
+    for k in range(121):
+        end = 270 + 60 * k / 120 + 0.001  # anywhere in 5 min +/- 10 %
+        polls, delay = _detect(end, FIVE_MINUTES_HISTORY, jitter)
+        assert polls <= 12, end
+        assert delay <= 10.0, end
+
+
+def test_a_learned_schedule_is_sparse_before_the_window_but_still_sees_a_quick_failure() -> None:
+    times, step = learned_poll_times(FIVE_MINUTES_HISTORY)
+    assert times[0] == 2.0  # a quick failure is seen at once
+    before = [t for t in times if t < 270]
+    assert len(before) <= 3
+    assert 2.0 <= step <= 8.5
+
+
+def test_a_learned_schedule_keeps_polling_after_the_window() -> None:
+    _, delay = _detect(600.0, FIVE_MINUTES_HISTORY)
+    assert delay <= 30.0
+    assert poll_delay(polls=40, elapsed=5000, history=FIVE_MINUTES_HISTORY) <= 60.0
+
+
+def test_too_little_history_keeps_the_default_schedule() -> None:
+    few = FIVE_MINUTES_HISTORY[:MIN_HISTORY - 1]
+    assert [poll_delay(polls=n, elapsed=10 * n, history=few) for n in range(12)] == \
+        [poll_delay(polls=n, elapsed=10 * n) for n in range(12)]
+
+
+def test_jitter_spreads_polls_without_late_detection() -> None:
+    delays = {poll_delay(polls=3, elapsed=20, jitter=operation_jitter(str(n))) for n in range(50)}
+    assert len(delays) > 10  # operations started together do not poll together
+    assert all(6.75 <= d <= 6.75 * 1.1 for d in delays)
+    assert all(poll_delay(polls=n, elapsed=100, jitter=j / 10) <= 30 for j in range(10) for n in range(20))  # cap
+    assert operation_jitter("a") == operation_jitter("a")  # stable per operation
