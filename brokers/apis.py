@@ -6,7 +6,12 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import (
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -16,7 +21,16 @@ from rest_framework.views import APIView
 from brokers import conformance, selectors, services
 from brokers.mirror import empty_diff
 from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
-from catalog_portal.api import ApiErrorSerializer, Pagination, paginated, query_param
+from catalog_portal.api import (
+    Pagination,
+    QueryBooleanField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    errors,
+    paginated,
+    parse_query,
+)
 from teams import access
 from teams.models import Team
 
@@ -32,19 +46,23 @@ class IsAdminOrReadOnly(BasePermission):
 # --- Brokers -------------------------------------------------------------------------------------
 
 
+@extend_schema_serializer(component_name="BrokerAuthWrite")
 class AuthSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=["none", "basic", "bearer"])
-    username = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    password = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=1000)
-    token = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=5000)
+    username = StrictCharField(required=False, allow_blank=True, max_length=200)
+    password = StrictCharField(required=False, allow_blank=True, write_only=True, max_length=1000)
+    token = StrictCharField(required=False, allow_blank=True, write_only=True, max_length=5000)
 
     def to_internal_value(self, data: Any) -> services.BrokerAuth:
         values = super().to_internal_value(data)
-        kind = values["type"]
+        kind = values.get("type")
+        if kind is None:  # a PATCH makes nested fields optional; a new auth still needs its type
+            raise serializers.ValidationError({"type": ["This field is required."]})
         secret = values.get("password") if kind == "basic" else values.get("token") if kind == "bearer" else None
         return services.BrokerAuth(type=kind, username=values.get("username", ""), secret=secret or None)
 
 
+@extend_schema_serializer(component_name="BrokerAuth")
 class AuthOutputSerializer(serializers.Serializer):
     """Documents `auth` as returned: the secret is never echoed."""
 
@@ -64,9 +82,20 @@ class CatalogRestrictionsSerializer(serializers.Serializer):
 
 @extend_schema_field(CatalogRestrictionsSerializer)
 class CatalogRestrictionsField(serializers.JSONField):
-    """Passed whole to the broker service, whose one parser (brokers.restrictions) says what is wrong."""
+    """Passed to the broker service, whose one parser (brokers.restrictions) says what is wrong with the rules;
+    the shape (an object of lists of strings) is checked here, as the document states it."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict) or any(
+            key in data and (not isinstance(data[key], list) or not all(isinstance(r, str) for r in data[key]))
+            for key in ("services", "plans")
+        ):
+            raise serializers.ValidationError(
+                'Use {"services": ["rule", ...], "plans": ["rule", ...]} (both optional).')
+        return super().to_internal_value(data)
 
 
+@extend_schema_serializer(component_name="Broker")
 class BrokerOutputSerializer(serializers.ModelSerializer):
     auth = serializers.SerializerMethodField()
     service_count = serializers.IntegerField(read_only=True)
@@ -102,28 +131,22 @@ class BrokerOutputSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_field(OpenApiTypes.URI)
-class BrokerURLField(serializers.CharField):
+class BrokerURLField(StrictCharField):
     """A URL without Django's URLValidator, which refuses single-label hosts; the service checks it
     (services.broker_problems)."""
 
 
+@extend_schema_serializer(component_name="BrokerWrite")
 class BrokerInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = StrictCharField(max_length=100)
     url = BrokerURLField(max_length=500)
     auth = AuthSerializer(required=False, allow_null=True)
-    verify_tls = serializers.BooleanField(required=False, default=True)
-    ca_bundle = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    relist_interval_seconds = serializers.IntegerField(required=False, min_value=10, max_value=7 * 24 * 3600)
-    enabled = serializers.BooleanField(required=False, default=True)
+    verify_tls = StrictBooleanField(required=False, default=True)
+    ca_bundle = StrictCharField(required=False, allow_null=True, allow_blank=True)
+    relist_interval_seconds = StrictIntegerField(required=False, min_value=10, max_value=7 * 24 * 3600)
+    enabled = StrictBooleanField(required=False, default=True)
     catalog_restrictions = CatalogRestrictionsField(
         required=False, help_text="What the platform offers of the catalog; changing it re-mirrors the catalog at once.")
-
-
-FIELD_ERRORS = OpenApiResponse(
-    response=OpenApiTypes.OBJECT,
-    description='Invalid input: {"field": ["message", ...]} and "detail", e.g. {"catalog_restrictions": '
-                '["Plan rule 1 “fre==true”: unknown property \'fre\' (use name, catalog_id or free)."]}.',
-)
 
 
 def _broker_body(broker: Broker) -> dict[str, Any]:
@@ -136,10 +159,16 @@ class BrokerListApi(APIView):
 
     @extend_schema(responses=BrokerOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
+        """List brokers"""
         return paginated(selectors.broker_list(), request, self, BrokerOutputSerializer)
 
-    @extend_schema(request=BrokerInputSerializer, responses={201: BrokerOutputSerializer, 400: FIELD_ERRORS})
+    @extend_schema(request=BrokerInputSerializer,
+                   responses={201: BrokerOutputSerializer, **errors(s409="A broker with this name exists.")})
     def post(self, request: Request) -> Response:
+        """Register a broker
+
+        Platform admins. Queues a catalog sync at once. Field errors (400) name an unusable URL, CA bundle,
+        authentication or catalog restriction."""
         serializer = BrokerInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
@@ -153,11 +182,15 @@ class BrokerDetailApi(APIView):
 
     @extend_schema(responses=BrokerOutputSerializer)
     def get(self, request: Request, broker_id: str) -> Response:
+        """Read a broker"""
         return Response(BrokerOutputSerializer(get_object_or_404(selectors.broker_list(), pk=broker_id)).data)
 
     @extend_schema(request=BrokerInputSerializer(partial=True),
-                   responses={200: BrokerOutputSerializer, 400: FIELD_ERRORS, 404: ApiErrorSerializer})
+                   responses={200: BrokerOutputSerializer, **errors(s409="Another broker has this name.")})
     def patch(self, request: Request, broker_id: str) -> Response:
+        """Change a broker
+
+        Platform admins. Only the fields given change; `"auth": null` removes authentication."""
         broker = get_object_or_404(Broker, pk=broker_id)
         serializer = BrokerInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -168,8 +201,11 @@ class BrokerDetailApi(APIView):
         broker = services.broker_update(broker=broker, auth=auth, requested_by=request.user, request=request, **data)
         return Response(_broker_body(broker))
 
-    @extend_schema(responses={204: None, 409: None})
+    @extend_schema(responses={204: None, **errors(s409="The broker still has instances.")})
     def delete(self, request: Request, broker_id: str) -> Response:
+        """Remove a broker
+
+        Platform admins; refused (409) while it has instances."""
         services.broker_remove(broker=get_object_or_404(Broker, pk=broker_id), requested_by=request.user,
                                request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -183,6 +219,9 @@ class BrokerSyncApi(APIView):
         responses={202: inline_serializer("SyncQueued", {"detail": serializers.CharField()})},
     )
     def post(self, request: Request, broker_id: str) -> Response:
+        """Queue a catalog sync of the broker
+
+        Platform admins."""
         broker = get_object_or_404(Broker, pk=broker_id)
         services.broker_request_sync(broker=broker, requested_by=request.user, request=request)
         return Response({"detail": f"A catalog sync of '{broker.name}' is queued."}, status=status.HTTP_202_ACCEPTED)
@@ -194,9 +233,6 @@ class BrokerSyncApi(APIView):
 class IsPlatformAdmin(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         return access.is_platform_admin(request.user)
-
-
-INSIGHT_ERRORS = {401: ApiErrorSerializer, 403: ApiErrorSerializer, 404: ApiErrorSerializer}
 
 
 class SchemaChangeSerializer(serializers.Serializer):
@@ -274,9 +310,11 @@ class BrokerSyncListApi(APIView):
     permission_classes = [IsPlatformAdmin]
     pagination_class = Pagination
 
-    @extend_schema(responses={200: CatalogSyncSerializer(many=True), **INSIGHT_ERRORS})
+    @extend_schema(responses={200: CatalogSyncSerializer(many=True)})
     def get(self, request: Request, broker_id: str) -> Response:
-        """The broker's catalog syncs, newest first, each with what it changed."""
+        """List the broker's catalog syncs
+
+        Platform admins. Newest first, each with what it changed."""
         return paginated(selectors.sync_list(broker=_broker_for_admin(broker_id)), request, self,
                          CatalogSyncSerializer)
 
@@ -284,8 +322,11 @@ class BrokerSyncListApi(APIView):
 class BrokerSyncDetailApi(APIView):
     permission_classes = [IsPlatformAdmin]
 
-    @extend_schema(responses={200: CatalogSyncSerializer, **INSIGHT_ERRORS})
+    @extend_schema(responses={200: CatalogSyncSerializer})
     def get(self, request: Request, broker_id: str, sync_id: str) -> Response:
+        """Read one catalog sync of the broker
+
+        Platform admins."""
         sync = get_object_or_404(selectors.sync_list(broker=_broker_for_admin(broker_id)), pk=sync_id)
         return Response(CatalogSyncSerializer(sync).data)
 
@@ -293,10 +334,12 @@ class BrokerSyncDetailApi(APIView):
 class BrokerConformanceApi(APIView):
     permission_classes = [IsPlatformAdmin]
 
-    @extend_schema(responses={200: ConformanceReportSerializer, **INSIGHT_ERRORS})
+    @extend_schema(responses={200: ConformanceReportSerializer})
     def get(self, request: Request, broker_id: str) -> Response:
-        """The broker's conformance scorecard, computed now: catalog checks of the last catalog fetched, behaviour
-        checks of the calls of the last 7 days."""
+        """Read the broker's conformance scorecard
+
+        Platform admins. Computed now: catalog checks of the last catalog fetched, behaviour checks of the calls
+        of the last 7 days."""
         report = selectors.broker_conformance(broker=_broker_for_admin(broker_id))
         body = {"score": report.score, "checked_at": report.checked_at,
                 "checks": [check.as_json() for check in report.checks]}
@@ -376,43 +419,36 @@ class PlanSerializer(serializers.ModelSerializer):
         }
 
 
-def _bool_param(request: Request, name: str) -> bool | None:
-    value = request.query_params.get(name)
-    if value is None or value == "":
-        return None
-    lowered = value.lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise serializers.ValidationError({name: [f"Use true or false, not '{value}'."]})
+class ServiceQuerySerializer(serializers.Serializer):
+    search = serializers.CharField(
+        required=False, allow_blank=True, max_length=200,
+        help_text="Words matched in name, display name, description, tags, provider and broker name (every word "
+                  "must match somewhere).")
+    tag = serializers.ListField(child=serializers.CharField(max_length=100), required=False,
+                                help_text="Only services with this tag (repeatable: all must match).")
+    broker = serializers.ListField(child=serializers.UUIDField(), required=False,
+                                   help_text="Only services of this broker id (repeatable).")
+    provider = serializers.ListField(child=serializers.CharField(max_length=200), required=False,
+                                     help_text="Only services of this provider (repeatable).")
+    free = QueryBooleanField(required=False,
+                             help_text="true: services with a free plan; false: services without one.")
+    active = QueryBooleanField(required=False, help_text="true (default) or false: services removed from the catalog.")
 
 
 class ServiceListApi(APIView):
     pagination_class = Pagination
 
-    @extend_schema(
-        responses=ServiceSerializer(many=True),
-        parameters=[
-            query_param("search", "Words matched in name, display name, description, tags, provider and broker "
-                        "name (every word must match somewhere)."),
-            query_param("tag", "Only services with this tag (repeatable: all must match).", many=True),
-            query_param("broker", "Only services of this broker id (repeatable).", many=True),
-            query_param("provider", "Only services of this provider (repeatable).", many=True),
-            query_param("free", "true: services with a free plan; false: services without one.", OpenApiTypes.BOOL),
-            query_param("active", "true (default) or false: services removed from the catalog.", OpenApiTypes.BOOL),
-        ],
-    )
+    @extend_schema(responses=ServiceSerializer(many=True), parameters=[ServiceQuerySerializer])
     def get(self, request: Request) -> Response:
-        params = request.query_params
-        active = _bool_param(request, "active")
+        """List services (the catalog's offerings)"""
+        params = parse_query(request, ServiceQuerySerializer)
         query = selectors.offering_list(
-            search=params.get("search"),
-            tags=params.getlist("tag"),
-            brokers=params.getlist("broker"),
-            providers=params.getlist("provider"),
-            free=_bool_param(request, "free"),
-            active=True if active is None else active,
+            search=params.get("search") or None,
+            tags=params.get("tag", []),
+            brokers=[str(pk) for pk in params.get("broker", [])],
+            providers=params.get("provider", []),
+            free=params.get("free"),
+            active=params.get("active", True),
             user=request.user,
         )
         return paginated(query, request, self, ServiceSerializer)
@@ -421,39 +457,43 @@ class ServiceListApi(APIView):
 class ServiceDetailApi(APIView):
     @extend_schema(responses=ServiceSerializer)
     def get(self, request: Request, service_id: str) -> Response:
+        """Read a service"""
         offering = get_object_or_404(selectors.offering_list(active=None, user=request.user), pk=service_id)
         return Response(ServiceSerializer(offering).data)
+
+
+class PlanQuerySerializer(serializers.Serializer):
+    service = serializers.UUIDField(required=False, help_text="Only plans of this service id.")
+    active = QueryBooleanField(required=False, help_text="true (default) or false: plans removed from the catalog.")
 
 
 class PlanListApi(APIView):
     pagination_class = Pagination
 
-    @extend_schema(
-        responses=PlanSerializer(many=True),
-        parameters=[
-            query_param("service", "Only plans of this service id.", OpenApiTypes.UUID),
-            query_param("active", "true (default) or false: plans removed from the catalog.", OpenApiTypes.BOOL),
-        ],
-    )
+    @extend_schema(responses=PlanSerializer(many=True), parameters=[PlanQuerySerializer])
     def get(self, request: Request) -> Response:
-        service = request.query_params.get("service")
-        if service and not selectors._is_uuid(service):
-            raise serializers.ValidationError({"service": ["Must be a service id (UUID)."]})
-        active = _bool_param(request, "active")
-        query = selectors.plan_list(service=service, active=True if active is None else active, user=request.user)
+        """List plans"""
+        params = parse_query(request, PlanQuerySerializer)
+        service = str(params["service"]) if "service" in params else None
+        query = selectors.plan_list(service=service, active=params.get("active", True), user=request.user)
         return paginated(query, request, self, PlanSerializer)
 
 
+@extend_schema_serializer(component_name="PlanVisibility")
 class PlanVisibilitySerializer(serializers.Serializer):
-    visibility = serializers.ChoiceField(choices=ServicePlan.Visibility.values)
-    teams = serializers.ListField(child=serializers.UUIDField(), required=False, default=list)
+    """Who sees a plan. Missing fields keep their current value (a plan made public lists no teams)."""
+
+    visibility = serializers.ChoiceField(choices=ServicePlan.Visibility.values, required=False)
+    teams = serializers.ListField(child=serializers.UUIDField(), required=False,
+                                  help_text="With visibility teams: the teams that see the plan (existing team ids).")
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-        found = {t.pk: t for t in Team.objects.filter(pk__in=data["teams"])}
-        missing = [str(pk) for pk in data["teams"] if pk not in found]
-        if missing:
-            raise serializers.ValidationError({"teams": [f"No such team: {', '.join(missing)}."]})
-        data["teams"] = list(found.values())
+        if "teams" in data:
+            found = {t.pk: t for t in Team.objects.filter(pk__in=data["teams"])}
+            missing = [str(pk) for pk in data["teams"] if pk not in found]
+            if missing:
+                raise serializers.ValidationError({"teams": [f"No such team: {', '.join(missing)}."]})
+            data["teams"] = list(found.values())
         return data
 
 
@@ -462,13 +502,25 @@ class PlanDetailApi(APIView):
 
     @extend_schema(responses=PlanSerializer)
     def get(self, request: Request, plan_id: str) -> Response:
+        """Read a plan"""
         plans = selectors.plan_list(active=None, user=request.user)
         return Response(PlanSerializer(get_object_or_404(plans, pk=plan_id)).data)
 
     @extend_schema(request=PlanVisibilitySerializer, responses=PlanSerializer)
     def patch(self, request: Request, plan_id: str) -> Response:
+        """Set who sees a plan
+
+        Platform admins. `{"visibility": "teams", "teams": [team ids]}`, or `{"visibility": "public"}`. A plan
+        visible only to some teams is absent (404, not in lists) for everyone else."""
         plan = get_object_or_404(selectors.plan_list(active=None), pk=plan_id)
         data = PlanVisibilitySerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.plan_set_visibility(plan=plan, requested_by=request.user, request=request, **data.validated_data)
+        values = data.validated_data
+        visibility = values.get("visibility", plan.visibility)
+        if "teams" in values:
+            teams = values["teams"]
+        else:
+            teams = [] if visibility == ServicePlan.Visibility.PUBLIC else list(plan.teams.all())
+        services.plan_set_visibility(plan=plan, visibility=visibility, teams=teams, requested_by=request.user,
+                                     request=request)
         return Response(PlanSerializer(selectors.plan_list(active=None).get(pk=plan.pk)).data)

@@ -255,8 +255,9 @@ def _check_unique_name(name: str, exclude: Any = None) -> None:
     if exclude is not None:
         query = query.exclude(pk=exclude)
     if query.exists():
-        raise ApplicationError(
-            "A broker with this name exists.", fields={"name": ["A broker with this name already exists."]}
+        raise Conflict(
+            "A broker with this name exists.", fields={"name": ["A broker with this name already exists."]},
+            code="name_taken",
         )
 
 

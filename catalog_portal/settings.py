@@ -166,17 +166,16 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "catalog_portal.api.Pagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "catalog_portal.openapi.PortalAutoSchema",
     "EXCEPTION_HANDLER": "catalog_portal.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": [
-        "catalog_portal.parsers.JSONParser",  # a body nested too deeply is a 400, not a RecursionError
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON in (API.md): a form-encoded or multipart body answers 415, as the document says. The parser answers 400
+    # to a body nested too deeply (instead of a RecursionError).
+    "DEFAULT_PARSER_CLASSES": ["catalog_portal.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "UNAUTHENTICATED_USER": None,
 }
 # Hostile input: how deep a JSON request body may nest, and how deep and large instance/binding parameters may be
@@ -198,6 +197,23 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},  # no badge fetched from the internet
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Error bodies and their statuses: catalog_portal/api.py (errors()) and catalog_portal/openapi.py.
+    # Request bodies get components of their own (InstanceCreateRequest...): only they can say that a string
+    # must not be blank (minLength 1) or that a field is write-only.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "catalog_portal.openapi.validation_error_postprocess",
+        "catalog_portal.openapi.query_length_postprocess",
+    ],
+    # Choice sets that share a field name get names of their own (drf-spectacular warns otherwise).
+    "ENUM_NAME_OVERRIDES": {
+        "InstanceStateEnum": "instances.states.InstanceState",
+        "BindingStateEnum": "instances.states.BindingState",
+        "OperationStateEnum": "instances.states.OpState",
+        "OperationTypeEnum": "instances.states.OpType",
+        "PlanVisibilityEnum": "brokers.models.ServicePlan.Visibility",
+    },
 }
 
 # --- Celery ------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def favicon(request: HttpRequest) -> HttpResponse:
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """404: JSON under /api/ (every API error body is JSON), the normal page elsewhere."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
     return page_not_found(request, exception)
 
 
@@ -64,5 +64,5 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 def server_error(request: HttpRequest) -> HttpResponse:
     """500: JSON under /api/, a plain page elsewhere; never the error itself (it may hold a secret)."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Internal server error."}, status=500)
+        return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
     return render(request, "500.html", status=500)

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils.cache import add_never_cache_headers
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,7 +15,16 @@ from rest_framework.views import APIView
 
 from brokers.models import ServicePlan
 from brokers.selectors import visible_plans
-from catalog_portal.api import ApiErrorSerializer, paginated
+from catalog_portal.api import (
+    Pagination,
+    QueryBooleanField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictRegexField,
+    errors,
+    paginated,
+    parse_query,
+)
 from catalog_portal.db import read_snapshot
 from instances import selectors
 from instances.models import Operation, OperationCall, ServiceBinding, ServiceInstance
@@ -33,7 +42,15 @@ from instances.services.instances import (
 )
 from instances.services.operations import operation_cancel
 from instances.services.rotation import binding_rotate, rotation_status
+from instances.services.validation import DNS_LABEL
 from instances.states import BindingState, InstanceState, OpState
+
+DNS_LABEL_PATTERN = DNS_LABEL.pattern.replace("^", r"\A", 1).removesuffix("$") + r"\Z"
+
+
+def dns_label_field(**kwargs: Any) -> serializers.RegexField:
+    """A Kubernetes DNS label (lowercase letters, digits and '-', at most 63 characters)."""
+    return StrictRegexField(DNS_LABEL_PATTERN, max_length=63, **kwargs)
 
 
 class DriftDifferenceSerializer(serializers.Serializer):
@@ -105,12 +122,12 @@ class InstanceSerializer(serializers.ModelSerializer):
     def get_parameters(self, instance: ServiceInstance) -> dict[str, Any]:
         return mask_secrets(instance.plan.instance_create_schema, instance.parameters) or {}
 
-    @extend_schema(responses=LastOperationSerializer)
+    @extend_schema_field(LastOperationSerializer(allow_null=True))
     def get_last_operation(self, instance: ServiceInstance) -> dict[str, Any] | None:
         op = selectors.last_operation(instance)
         return LastOperationSerializer(op).data if op else None
 
-    @extend_schema(responses=LastOperationSerializer)
+    @extend_schema_field(LastOperationSerializer(allow_null=True))
     def get_cleanup(self, instance: ServiceInstance) -> dict[str, Any] | None:
         op = selectors.active_cleanup(instance)
         return LastOperationSerializer(op).data if op else None
@@ -159,30 +176,42 @@ def _plan(plan_id: Any, user: Any, field: str = "plan") -> ServicePlan:
     return plan
 
 
+@extend_schema_serializer(component_name="InstanceCreate")
+class InstanceCreateSerializer(serializers.Serializer):
+    name = dns_label_field(help_text="A DNS label, unique in its namespace.")
+    namespace = dns_label_field(help_text="A namespace of one of your teams (a DNS label).")
+    plan = serializers.UUIDField(help_text="A plan you may see.")
+    parameters = serializers.DictField(required=False, default=dict,
+                                       help_text="Checked against the plan's instance_create schema.")
+
+
+class InstanceQuerySerializer(serializers.Serializer):
+    namespace = dns_label_field(required=False, help_text="Only instances in this namespace.")
+    service = serializers.UUIDField(required=False, help_text="Only instances of this service.")
+    plan = serializers.UUIDField(required=False, help_text="Only instances of this plan.")
+    state = serializers.ChoiceField(choices=[s for s in InstanceState.values if s != "deleted"], required=False,
+                                    help_text="Only instances in this state.")
+
+
 class InstanceListApi(APIView):
-    class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=63)
-        namespace = serializers.CharField(max_length=63)
-        plan = serializers.UUIDField()
-        parameters = serializers.DictField(required=False, default=dict)
+    pagination_class = Pagination
 
-    class FilterSerializer(serializers.Serializer):
-        namespace = serializers.CharField(required=False)
-        service = serializers.UUIDField(required=False)
-        plan = serializers.UUIDField(required=False)
-        state = serializers.ChoiceField(choices=[s for s in InstanceState.values if s != "deleted"], required=False)
-
-    @extend_schema(responses=InstanceSerializer(many=True))
+    @extend_schema(responses=InstanceSerializer(many=True), parameters=[InstanceQuerySerializer])
     def get(self, request: Request) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
+        """List the instances you may see"""
+        filters = parse_query(request, InstanceQuerySerializer)
         with read_snapshot():
-            query = selectors.instance_list(user=request.user, **filters.validated_data)
+            query = selectors.instance_list(user=request.user, **filters)
             return paginated(query, request, self, InstanceSerializer)
 
-    @extend_schema(request=InputSerializer, responses={202: InstanceSerializer})
+    @extend_schema(request=InstanceCreateSerializer, responses={202: InstanceSerializer, **errors(409)})
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        """Provision an instance
+
+        Answers 202 at once; poll the instance until `last_operation.state` is `succeeded` or `failed`. The
+        parameters are checked against the plan's schema first (400 with the schema's errors); 403 when you may
+        not provision in the namespace; 409 when the name is taken in the namespace."""
+        data = InstanceCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         instance = instance_provision(plan=_plan(values["plan"], request.user), name=values["name"],
@@ -191,23 +220,37 @@ class InstanceListApi(APIView):
         return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_serializer(component_name="InstanceUpdate")
+class InstanceUpdateSerializer(serializers.Serializer):
+    plan = serializers.UUIDField(required=False, help_text="Move to this plan (one you may see).")
+    parameters = serializers.DictField(required=False,
+                                       help_text="Changed parameters (checked against the plan's update schema).")
+    upgrade = StrictBooleanField(required=False, default=False,
+                                       help_text="Move to the plan's newer maintenance version.")
+
+
+class DeprovisionQuerySerializer(serializers.Serializer):
+    cascade = QueryBooleanField(required=False, default=False,
+                                       help_text="true: unbind the instance's bindings first (409 otherwise).")
+
+
 class InstanceDetailApi(APIView):
-    class UpdateSerializer(serializers.Serializer):
-        plan = serializers.UUIDField(required=False)
-        parameters = serializers.DictField(required=False)
-        upgrade = serializers.BooleanField(required=False, default=False,
-                                           help_text="Move to the plan's newer maintenance version.")
 
     @extend_schema(responses=InstanceSerializer)
     def get(self, request: Request, instance_id: Any) -> Response:
+        """Read an instance"""
         with read_snapshot():
             instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
             return Response(InstanceSerializer(instance).data)
 
-    @extend_schema(request=UpdateSerializer, responses={202: InstanceSerializer})
+    @extend_schema(request=InstanceUpdateSerializer, responses={202: InstanceSerializer, **errors(409)})
     def patch(self, request: Request, instance_id: Any) -> Response:
+        """Update an instance (plan, parameters, maintenance version)
+
+        Answers 202; poll the instance. 409 while another operation is active on it or it is not ready; 404 (code
+        `gone`, naming the operation) when it was deleted meanwhile."""
         instance = _instance_to_change(request, instance_id)
-        data = self.UpdateSerializer(data=request.data)
+        data = InstanceUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         plan = _plan(values["plan"], request.user) if "plan" in values else None
@@ -215,16 +258,17 @@ class InstanceDetailApi(APIView):
                                    upgrade=values["upgrade"], requested_by=request.user, request=request)
         return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(responses={202: InstanceSerializer})
+    @extend_schema(responses={202: InstanceSerializer, **errors(409)}, parameters=[DeprovisionQuerySerializer])
     def delete(self, request: Request, instance_id: Any) -> Response:
-        cascade = request.query_params.get("cascade", "").lower() in ("true", "1", "yes")
+        """Deprovision an instance
+
+        Answers 202; once the broker confirms, the instance answers 404. 409 while bindings exist (unless
+        `?cascade=true`) or another operation is active on it; 404 (code `gone`, naming the operation) when it was
+        deleted meanwhile."""
+        cascade = parse_query(request, DeprovisionQuerySerializer)["cascade"]
         instance = instance_deprovision(instance=_instance_to_change(request, instance_id),
                                         requested_by=request.user, cascade=cascade, request=request)
         return Response(_instance_body(instance), status=status.HTTP_202_ACCEPTED)
-
-
-class InstanceRetryErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField(help_text="Why the retry was refused, in words for a person.")
 
 
 class InstanceRetryApi(APIView):
@@ -245,13 +289,7 @@ class InstanceRetryApi(APIView):
             "No body. Audited."
         ),
         request=None,
-        responses={
-            202: InstanceSerializer,
-            400: InstanceRetryErrorSerializer,
-            403: InstanceRetryErrorSerializer,
-            404: InstanceRetryErrorSerializer,
-            409: InstanceRetryErrorSerializer,
-        },
+        responses={202: InstanceSerializer, **errors(400, 403, 409)},
     )
     def post(self, request: Request, instance_id: Any) -> Response:
         instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
@@ -286,8 +324,7 @@ class InstanceRefreshApi(APIView):
                      "maintenance_info and dashboard_url with what the portal holds; `drift` shows the result once "
                      "the operation finished. 400 when the broker cannot be asked (not instances_retrievable), 409 "
                      "while another operation runs. No body."),
-        request=None, responses={202: InstanceSerializer, 400: ApiErrorSerializer,
-                                 409: ApiErrorSerializer},
+        request=None, responses={202: InstanceSerializer, **errors(400, 409)},
     )
     def post(self, request: Request, instance_id: Any) -> Response:
         instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
@@ -301,8 +338,7 @@ class InstanceDriftAdoptApi(APIView):
         summary="Adopt the broker's values",
         description=("The portal's record takes the values the broker said at the last check (plan, parameters, "
                      "maintenance version, dashboard URL). Nothing is sent to the broker. Audited. No body."),
-        request=None, responses={200: InstanceSerializer, 400: ApiErrorSerializer,
-                                 409: ApiErrorSerializer},
+        request=None, responses={200: InstanceSerializer, **errors(400, 409)},
     )
     def post(self, request: Request, instance_id: Any) -> Response:
         instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
@@ -317,8 +353,7 @@ class InstanceDriftReapplyApi(APIView):
         description=("An ordinary update operation sends the portal's plan, parameters and maintenance version where "
                      "they differ from the broker's (with the broker's as `previous_values`). A differing dashboard "
                      "URL can only be adopted. Audited. No body."),
-        request=None, responses={202: InstanceSerializer, 400: ApiErrorSerializer,
-                                 409: ApiErrorSerializer},
+        request=None, responses={202: InstanceSerializer, **errors(400, 409)},
     )
     def post(self, request: Request, instance_id: Any) -> Response:
         instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
@@ -327,23 +362,28 @@ class InstanceDriftReapplyApi(APIView):
 
 
 class InstanceOperationsApi(APIView):
+    pagination_class = Pagination
+
     @extend_schema(responses=OperationSerializer(many=True))
     def get(self, request: Request, instance_id: Any) -> Response:
+        """List an instance's operations (and its bindings'), newest first"""
         instance = get_object_or_404(selectors.instance_list(user=request.user), pk=instance_id)
         return paginated(selectors.operation_list(instance=str(instance.pk)), request, self, OperationSerializer)
 
 
-class OperationListApi(APIView):
-    class FilterSerializer(serializers.Serializer):
-        instance = serializers.UUIDField(required=False)
-        binding = serializers.UUIDField(required=False)
-        state = serializers.ChoiceField(choices=OpState.values, required=False)
+class OperationQuerySerializer(serializers.Serializer):
+    instance = serializers.UUIDField(required=False, help_text="Only operations on this instance.")
+    binding = serializers.UUIDField(required=False, help_text="Only operations on this binding.")
+    state = serializers.ChoiceField(choices=OpState.values, required=False, help_text="Only operations in this state.")
 
-    @extend_schema(responses=OperationSerializer(many=True))
+
+class OperationListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema(responses=OperationSerializer(many=True), parameters=[OperationQuerySerializer])
     def get(self, request: Request) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        values = filters.validated_data
+        """List the operations you may see, newest first"""
+        values = parse_query(request, OperationQuerySerializer)
         query = selectors.operation_list(user=request.user, instance=values.get("instance"),
                                          binding=values.get("binding"), state=values.get("state"))
         return paginated(query, request, self, OperationSerializer)
@@ -352,6 +392,7 @@ class OperationListApi(APIView):
 class OperationDetailApi(APIView):
     @extend_schema(responses=OperationSerializer)
     def get(self, request: Request, operation_id: Any) -> Response:
+        """Read an operation, with every OSB call it made"""
         operations = selectors.operation_list(user=request.user)
         return Response(OperationSerializer(get_object_or_404(operations, pk=operation_id)).data)
 
@@ -484,29 +525,40 @@ def _binding_to_delete(request: Request, binding_id: Any) -> ServiceBinding:
     raise Http404
 
 
+@extend_schema_serializer(component_name="BindingCreate")
+class BindingCreateSerializer(serializers.Serializer):
+    instance = serializers.UUIDField(help_text="An instance you may see.")
+    name = dns_label_field(help_text="A DNS label, unique in its namespace.")
+    namespace = dns_label_field(required=False, allow_null=True, help_text="Default: the instance's namespace.")
+    secret_name = StrictCharField(max_length=253, required=False, allow_null=True,
+                                        help_text="The Kubernetes Secret's name. Default: the binding's name.")
+    parameters = serializers.DictField(required=False, default=dict,
+                                       help_text="Checked against the plan's binding_create schema.")
+
+
+class BindingQuerySerializer(serializers.Serializer):
+    instance = serializers.UUIDField(required=False, help_text="Only bindings of this instance.")
+    namespace = dns_label_field(required=False, help_text="Only bindings in this namespace.")
+
+
 class BindingListApi(APIView):
-    class InputSerializer(serializers.Serializer):
-        instance = serializers.UUIDField()
-        name = serializers.CharField(max_length=63)
-        namespace = serializers.CharField(max_length=63, required=False, allow_null=True)
-        secret_name = serializers.CharField(max_length=253, required=False, allow_null=True)
-        parameters = serializers.DictField(required=False, default=dict)
+    pagination_class = Pagination
 
-    class FilterSerializer(serializers.Serializer):
-        instance = serializers.UUIDField(required=False)
-        namespace = serializers.CharField(required=False)
-
-    @extend_schema(parameters=[FilterSerializer], responses=BindingSerializer(many=True))
+    @extend_schema(parameters=[BindingQuerySerializer], responses=BindingSerializer(many=True))
     def get(self, request: Request) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
+        """List the bindings you may see"""
+        filters = parse_query(request, BindingQuerySerializer)
         with read_snapshot():
-            query = selectors.binding_list(user=request.user, **filters.validated_data)
+            query = selectors.binding_list(user=request.user, **filters)
             return paginated(query, request, self, BindingSerializer)
 
-    @extend_schema(request=InputSerializer, responses={202: BindingSerializer})
+    @extend_schema(request=BindingCreateSerializer, responses={202: BindingSerializer, **errors(409)})
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        """Bind an instance
+
+        Answers 202; poll the binding. Its credentials are read from `GET /api/v1/bindings/{id}/credentials/`
+        and published as the binding's Secret. 409 while the instance is not ready or the name is taken."""
+        data = BindingCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         instance = selectors.instance_list(user=request.user).filter(pk=values["instance"]).first()
@@ -521,12 +573,17 @@ class BindingListApi(APIView):
 class BindingDetailApi(APIView):
     @extend_schema(responses=BindingSerializer)
     def get(self, request: Request, binding_id: Any) -> Response:
+        """Read a binding (never its credentials)"""
         with read_snapshot():
             bindings = selectors.binding_list(user=request.user)
             return Response(BindingSerializer(get_object_or_404(bindings, pk=binding_id)).data)
 
-    @extend_schema(responses={202: BindingSerializer})
+    @extend_schema(responses={202: BindingSerializer, **errors(409)})
     def delete(self, request: Request, binding_id: Any) -> Response:
+        """Unbind
+
+        Answers 202; once the broker confirms, the binding answers 404 and its Secret is gone. 409 while another
+        operation is active on it; 404 (code `gone`, naming the operation) when it was deleted meanwhile."""
         binding = binding_delete(binding=_binding_to_delete(request, binding_id), requested_by=request.user,
                                  request=request)
         return Response(_binding_body(binding), status=status.HTTP_202_ACCEPTED)
@@ -534,7 +591,7 @@ class BindingDetailApi(APIView):
 
 class BindingRotateApi(APIView):
     @extend_schema(
-        request=None, responses={202: BindingSerializer}, operation_id="bindings_rotate",
+        request=None, responses={202: BindingSerializer, **errors(409)}, operation_id="bindings_rotate",
         summary="Rotate a binding's credentials",
         description="Creates a successor binding (sent with predecessor_binding_id when the plan is "
         "binding_rotatable; otherwise an ordinary new binding the broker does not link), writes its credentials "
@@ -548,8 +605,11 @@ class BindingRotateApi(APIView):
 
 
 class BindingCredentialsApi(APIView):
-    @extend_schema(responses=CredentialsSerializer)
+    @extend_schema(responses={200: CredentialsSerializer, **errors(403, 409)})
     def get(self, request: Request, binding_id: Any) -> Response:
+        """Read a binding's credentials
+
+        Audited. 403 for those who may see the binding but not its credentials; 409 while it has none yet."""
         binding = get_object_or_404(selectors.binding_list(user=request.user), pk=binding_id)
         response = Response(binding_credentials(binding=binding, user=request.user, request=request))
         add_never_cache_headers(response)  # Cache-Control: no-store: never keep credentials in a cache
@@ -558,7 +618,7 @@ class BindingCredentialsApi(APIView):
 
 class OperationCancelApi(APIView):
     @extend_schema(
-        request=None, responses=OperationSerializer,
+        request=None, responses={200: OperationSerializer, **errors(409)}, summary="Cancel an operation",
         description=(
             "Stop an operation. One the broker has not accepted yet (it is still being sent: the broker was "
             "unreachable or answered 422 ConcurrencyError): developers of its namespace; it fails with nothing to "

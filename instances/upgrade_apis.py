@@ -157,7 +157,7 @@ class UpgradeListApi(APIView):
 
 class UpgradeBatchApi(APIView):
     @extend_schema(operation_id="upgrades_retrieve", summary="An upgrade batch and the state of each upgrade",
-                   responses={200: UpgradeBatchSerializer, 404: ApiErrorSerializer})
+                   responses={200: UpgradeBatchSerializer, 403: ApiErrorSerializer, 404: ApiErrorSerializer})
     def get(self, request: Request, batch_id: Any) -> Response:
         return Response(batch_body(_batch(request, batch_id)))
 

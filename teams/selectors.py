@@ -47,9 +47,12 @@ def parse_moment(value: str | None, *, field: str, end_of_day: bool = False) -> 
     """An ISO 8601 timestamp or date (a date means its start, or its end for `until`); naive means UTC."""
     if not value:
         return None
-    moment = parse_datetime(value)
+    try:
+        moment = parse_datetime(value)
+        day = parse_date(value) if moment is None else None
+    except ValueError:  # well-formed but out of range, e.g. month 13
+        moment = day = None
     if moment is None:
-        day = parse_date(value)
         if day is None:
             raise ApplicationError(f"Invalid {field}.", fields={field: [
                 "Use an ISO 8601 date or timestamp, e.g. 2025-01-31 or 2025-01-31T12:00:00Z."]})

@@ -73,7 +73,7 @@ def _check_name(name: str, team: Team | None = None) -> str:
     if team is not None:
         others = others.exclude(pk=team.pk)
     if others.exists():
-        raise ApplicationError("A team with this name exists.", fields={"name": [f"Team '{name}' already exists."]})
+        raise Conflict("A team with this name exists.", fields={"name": [f"Team '{name}' already exists."]}, code="name_taken")
     return name
 
 
@@ -199,7 +199,7 @@ def user_create(*, username: str, email: str = "", password: str, requested_by: 
         raise Forbidden("Only platform admins create users.")
     model = get_user_model()
     if model.objects.filter(username=username).exists():
-        raise ApplicationError("That username is taken.", fields={"username": [f"'{username}' is taken."]})
+        raise Conflict("That username is taken.", fields={"username": [f"'{username}' is taken."]}, code="name_taken")
     candidate = model(username=username, email=email)
     try:
         validate_password(password, user=candidate)

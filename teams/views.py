@@ -26,7 +26,8 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
     refusal = exception.args[0] if exception.args else None
     message = getattr(refusal, "message", None) or (str(refusal) if refusal else "")
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": message or "You do not have permission to do this."}, status=403)
+        return JsonResponse({"detail": message or "You do not have permission to do this.",
+                             "code": "permission_denied"}, status=403)
     namespace, role = getattr(refusal, "namespace", None), getattr(refusal, "role", None)
     team, admins = access.who_can_grant(namespace)
     context = {"message": message, "namespace": namespace, "role": role, "team": team, "admins": admins}

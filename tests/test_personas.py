@@ -265,7 +265,7 @@ def test_users_are_created_by_platform_admins_with_the_password_validators(world
     created = admin.post("/api/v1/users/", {"username": "dave", "password": "a-long-pass-phrase-1"}, format="json")
     assert created.status_code == 201 and created.json()["username"] == "dave" and "password" not in created.json()
     again = admin.post("/api/v1/users/", {"username": "dave", "password": "a-long-pass-phrase-1"}, format="json")
-    assert again.status_code == 400 and again.json()["username"]
+    assert again.status_code == 409 and again.json()["username"] and again.json()["code"] == "name_taken"
     assert Client().login(username="dave", password="a-long-pass-phrase-1")
 
 

@@ -115,7 +115,7 @@ def test_error_pages_show_no_secrets(admin_client_: Client, client: Client) -> N
     assert response.status_code == 404 and "Not found" in html
     assert settings.SECRET_KEY not in html and "Traceback" not in html and "settings" not in html.lower()
     api = admin_client_.get("/api/v1/no-such-endpoint/")
-    assert api.status_code == 404 and api.json() == {"detail": "Not found."}
+    assert api.status_code == 404 and api.json() == {"detail": "Not found.", "code": "not_found"}
     error = views.server_error(RequestFactory().get("/boom/"))
     assert error.status_code == 500 and b"Something went wrong" in error.content
     assert settings.SECRET_KEY.encode() not in error.content and b"Traceback" not in error.content

@@ -143,14 +143,18 @@ def test_list_default_shape_and_unknown_page(alice_api: APIClient) -> None:
     assert response.json()["detail"]
 
 
-def test_page_size_is_capped_at_500(alice_api: APIClient) -> None:
+def test_page_size_is_at_most_500(alice_api: APIClient) -> None:
     Broker.objects.bulk_create(
         [Broker(name=f"bulk-{i:04d}", url=f"http://10.0.0.1:{1000 + i}") for i in range(501)]
     )
-    body = alice_api.get(LIST, {"page_size": 1000}).json()
+    body = alice_api.get(LIST, {"page_size": 500}).json()
     assert body["count"] == 501
     assert len(body["results"]) == 500
     assert body["next"] is not None
+    # The document says 1-500: more is an error, not a silent cap.
+    too_many = alice_api.get(LIST, {"page_size": 1000})
+    assert too_many.status_code == 400
+    assert too_many.json()["code"] == "invalid" and too_many.json()["page_size"]
 
 
 # --- create ----------------------------------------------------------------------------------------
@@ -293,11 +297,11 @@ def test_the_registering_service_owns_the_rules_the_admin_and_the_api_show(chang
     assert (broker.url, broker.ca_bundle, broker.auth_type) == ("http://10.0.0.1", None, "none")
 
 
-def test_duplicate_name_gets_400(admin_api: APIClient) -> None:
+def test_duplicate_name_gets_409(admin_api: APIClient) -> None:
     register(name="taken")
     response = admin_api.post(LIST, {"name": "taken", "url": "http://10.0.0.2"}, format="json")
-    assert response.status_code == 400
-    assert response.json()["name"]
+    assert response.status_code == 409
+    assert response.json()["name"] and response.json()["code"] == "name_taken" and response.json()["detail"]
     assert Broker.objects.count() == 1
 
 
@@ -388,11 +392,11 @@ def test_patch_name_and_relist_interval(admin_api: APIClient, django_capture_on_
     assert callbacks == []  # nothing about the connection changed: no resync
 
 
-def test_patch_to_a_taken_name_gets_400(admin_api: APIClient) -> None:
+def test_patch_to_a_taken_name_gets_409(admin_api: APIClient) -> None:
     register(name="one")
     two = register(name="two")
     response = admin_api.patch(detail(two), {"name": "one"}, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json()["name"]
     two.refresh_from_db()
     assert two.name == "two"
@@ -732,9 +736,16 @@ def test_unknown_api_paths_answer_json_404(alice_api: APIClient) -> None:
     for path in ("/api/v1/brokers/not-a-uuid/", "/api/v1/nothing-here/"):
         response = alice_api.get(path)
         assert response.status_code == 404
-        assert response.json() == {"detail": "Not found."}
+        assert response.json() == {"detail": "Not found.", "code": "not_found"}
 
 
 def test_api_schema_and_docs_need_a_login(client: Any) -> None:
     assert client.get("/api/v1/schema/").status_code == 401
     assert client.get("/api/v1/docs/").status_code == 401
+
+
+def test_patch_with_an_auth_without_its_type_gets_400(admin_api: APIClient) -> None:
+    broker = register(name="typeless")
+    response = admin_api.patch(detail(broker), {"auth": {}}, format="json")
+    assert response.status_code == 400
+    assert response.json()["auth"]["type"] and response.json()["code"] == "invalid"

@@ -197,7 +197,7 @@ def test_a_form_without_a_valid_csrf_token_gets_a_page_in_the_frame(alice: Any) 
     html = response.content.decode()
     assert response.status_code == 403 and "This form has expired" in html and "Nothing was changed" in html
     assert '<nav class="mainnav" aria-label="Main">' in html
-    api = client.post("/api/v1/teams/", {"name": "x"})
+    api = client.post("/api/v1/teams/", {"name": "x"}, content_type="application/json")
     assert api.status_code == 403 and api["Content-Type"].startswith("application/json")
 
 

@@ -191,7 +191,7 @@ def test_the_upgrade_endpoints_are_in_the_openapi_document(admin_api: Any) -> No
     assert "post" in paths["/api/v1/upgrades/{batch_id}/resume/"]
     assert "post" in paths["/api/v1/upgrades/{batch_id}/cancel/"]
     components = schema["components"]["schemas"]
-    assert {"UpgradeBatch", "UpgradeBatchCreate", "UpgradeAvailable", "UpgradeItem"} <= set(components)
+    assert {"UpgradeBatch", "UpgradeBatchCreateRequest", "UpgradeAvailable", "UpgradeItem"} <= set(components)
 
 
 def test_a_team_admin_sees_only_batches_they_started(
