@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -645,30 +646,28 @@ def _masked_uri(uri: str) -> str:
     return urlunsplit(parts)
 
 
-@require_POST
-def binding_rotate_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
+def _binding_action(request: HttpRequest, binding_id: Any, service: Callable[..., Any],
+                    done: Callable[[ServiceBinding], str]) -> HttpResponse:
+    """Run a binding's service action and come back to its instance's bindings (refusals as a message there)."""
     binding = _binding_or_404(request, binding_id)
     url = reverse("instances:detail", args=[binding.instance_id]) + "#bindings"
     try:
-        binding_rotate(binding=binding, requested_by=request.user, request=request)
+        service(binding=binding, requested_by=request.user, request=request)
     except (Forbidden, NotFound) as exc:
         raise PermissionDenied(exc) from None
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return HttpResponseClientRedirect(url) if htmx_partial(request) else HttpResponseRedirect(url)
-    return _done(request, url, f"Rotating {binding.name}: the Secret {binding.secret_name} gets new credentials once "
-                               "the broker has made them.")
+    return _done(request, url, done(binding))
+
+
+@require_POST
+def binding_rotate_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
+    return _binding_action(request, binding_id, binding_rotate, lambda b: (
+        f"Rotating {b.name}: the Secret {b.secret_name} gets new credentials once the broker has made them."))
 
 
 @require_POST
 def binding_delete_view(request: HttpRequest, binding_id: Any) -> HttpResponse:
-    binding = _binding_or_404(request, binding_id)
-    url = reverse("instances:detail", args=[binding.instance_id]) + "#bindings"
-    try:
-        binding_delete(binding=binding, requested_by=request.user, request=request)
-    except (Forbidden, NotFound) as exc:
-        raise PermissionDenied(exc) from None
-    except ApplicationError as exc:
-        messages.error(request, exc.message)
-        return HttpResponseClientRedirect(url) if htmx_partial(request) else HttpResponseRedirect(url)
-    return _done(request, url, f"Unbinding {binding.name}; its Secret is removed once the broker confirms.")
+    return _binding_action(request, binding_id, binding_delete,
+                           lambda b: f"Unbinding {b.name}; its Secret is removed once the broker confirms.")

@@ -61,6 +61,18 @@ def with_catalog_ids_prefixed(catalog: dict[str, Any], prefix: str) -> dict[str,
     return renamed
 
 
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Stop process groups started with start_new_session: SIGTERM, then SIGKILL after 20 s."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 from catalog_portal.caches import cache_settings, cache_url_from_broker
-from tests.conftest import ROOT, free_port, wait_for
+from tests.conftest import ROOT, free_port, stop_processes, wait_for
 
 LOCKED = "Too many failed sign-in attempts"
 
@@ -79,14 +78,7 @@ def web_processes(tmp_path: Path, transactional_db: Any) -> Iterator[Callable[..
         return urls
 
     yield start
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+    stop_processes(started)
 
 
 def _fail_sign_in(url: str, username: str) -> str:

@@ -21,6 +21,13 @@ def broker_knobs(osb_broker: SampleBroker) -> Iterator[SampleBroker]:
 
 
 @pytest.fixture
+def no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No cluster unless a test asks for the `kube` fixture (which sets KUBECONFIG after this runs)."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+
+@pytest.fixture
 def broker(osb_url: str, osb_broker: SampleBroker) -> Broker:
     """The portal's mirror of the test broker (through the contract proxy when installed)."""
     mirrored = mirrored_broker(osb_url)

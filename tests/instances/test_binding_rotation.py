@@ -9,7 +9,6 @@ broker's `renew_before` / `expires_at` make the sweeper rotate on its own. Opera
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -34,24 +33,13 @@ from teams.models import AuditRecord
 from tests.conftest import wait_for
 from tests.instances.helpers import plan, run_operations
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs", "no_cluster")]
 
 SECRET_PATH = r"/api/v1/namespaces/[^/]+/secrets"
 BIND_PATH = r"/v2/service_instances/[^/]+/service_bindings/[^/]+"
 
 
-@pytest.fixture(autouse=True)
-def broker_knobs(osb_broker: SampleBroker) -> Iterator[SampleBroker]:
-    saved = (osb_broker.async_seconds, osb_broker.async_mode)
-    osb_broker.async_seconds = 0.0
-    yield osb_broker
-    osb_broker.async_seconds, osb_broker.async_mode = saved
 
-
-@pytest.fixture(autouse=True)
-def no_cluster_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 
 
 def provision(broker: Broker, plan_name: str) -> ServiceInstance:

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +22,6 @@ from django.utils import timezone
 
 from brokers.models import Broker
 from devtools.kube_standin import KubeStandIn
-from devtools.sample_broker import SampleBroker
 from instances import k8s
 from instances.models import ServiceBinding, ServiceInstance
 from instances.services.bindings import binding_create, binding_delete
@@ -39,27 +37,13 @@ from instances.services.kubernetes import (
 from instances.states import BindingState, PublicationState
 from tests.instances.helpers import plan, run_operations
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs", "no_cluster")]
 
 SECRET_PATH = r"/api/v1/namespaces/[^/]+/secrets"
 
 
 # --- fixtures and helpers --------------------------------------------------------------------------
 
-
-@pytest.fixture(autouse=True)
-def broker_knobs(osb_broker: SampleBroker) -> Iterator[SampleBroker]:
-    saved = (osb_broker.async_seconds, osb_broker.async_mode)
-    osb_broker.async_seconds = 0.0
-    yield osb_broker
-    osb_broker.async_seconds, osb_broker.async_mode = saved
-
-
-@pytest.fixture(autouse=True)
-def no_cluster_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No cluster unless a test asks for the `kube` fixture (which sets KUBECONFIG after this runs)."""
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 
 
 
