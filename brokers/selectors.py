@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import operator
 from collections import Counter
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    TextField,
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Lower, NullIf
+from django.db.models.functions import Cast, Coalesce, Lower, NullIf
 from django.utils import timezone
 
 from brokers import conformance, hooks
@@ -46,13 +48,33 @@ def plan_visibility_q(user: Any) -> Q | None:
     (platform admins, and internal code that passes no user)."""
     if user is None or access.is_platform_admin(user):
         return None
-    # A subquery, not a list fetched first: the visibility rule costs no query of its own.
-    shown_to_team = Exists(
-        ServicePlan.teams.through.objects.filter(
-            serviceplan_id=OuterRef("pk"), team__memberships__user_id=getattr(user, "pk", None)
+    public = Q(visibility=ServicePlan.Visibility.PUBLIC)
+    team_ids = getattr(user, TEAM_IDS_ATTRIBUTE, None)
+    if team_ids is None:
+        # A subquery, not a list fetched first: the visibility rule costs no query of its own.
+        shown_to_team = Exists(
+            ServicePlan.teams.through.objects.filter(
+                serviceplan_id=OuterRef("pk"), team__memberships__user_id=getattr(user, "pk", None)
+            )
         )
-    )
-    return Q(visibility=ServicePlan.Visibility.PUBLIC) | (Q(visibility=ServicePlan.Visibility.TEAMS) & shown_to_team)
+    elif not team_ids:
+        return public  # in no team: the public plans, with no subquery at all
+    else:
+        shown_to_team = Exists(
+            ServicePlan.teams.through.objects.filter(serviceplan_id=OuterRef("pk"), team_id__in=sorted(team_ids))
+        )
+    return public | (Q(visibility=ServicePlan.Visibility.TEAMS) & shown_to_team)
+
+
+TEAM_IDS_ATTRIBUTE = "_store_team_ids"
+
+
+def remember_team_ids(user: Any, team_ids: set[Any] | None) -> None:
+    """Let `plan_visibility_q` use `user`'s teams as fetched once for this request (`StoreState.team_ids`)
+    instead of a join through the memberships in every query. For `request.user` only: it lives for one request,
+    so the list cannot outlive a change of membership."""
+    if team_ids is not None and user is not None:
+        setattr(user, TEAM_IDS_ATTRIBUTE, frozenset(team_ids))
 
 
 def visible_plans(user: Any) -> QuerySet[ServicePlan]:
@@ -267,8 +289,12 @@ def store_facets(
     rows = without(None)
     if free is None:
         rows = rows.annotate(has_free_plan=_free_plan(True, user))
-    columns = ("tags", "provider", "broker__name", *(("has_free_plan",) if free is None else ()))
-    for offering_tags, provider, broker_name, *has_free_plan in rows.values_list(*columns):
+    # The tags as JSON text, decoded below in one call rather than one per row by the field's converter.
+    rows = rows.annotate(tags_json=Cast("tags", TextField()))
+    columns = ("tags_json", "provider", "broker__name", *(("has_free_plan",) if free is None else ()))
+    fetched = list(rows.values_list(*columns))
+    decoded = json.loads("[" + ",".join(row[0] or "null" for row in fetched) + "]")
+    for offering_tags, (_, provider, broker_name, *has_free_plan) in zip(decoded, fetched, strict=True):
         total += 1
         _tally_tags(offering_tags, tag_counts, labels)
         if provider != "":
@@ -344,11 +370,13 @@ def store_landing(*, user: Any, facets: StoreFacets) -> StoreLanding:
     # per service.
     per_plan = dict(_instance_model().objects.order_by().values_list("plan_id").annotate(n=Count("pk")))
     ranked: Counter[Any] = Counter()
-    for plan_id, offering_id in ServicePlan.objects.filter(pk__in=list(per_plan)).values_list("pk", "offering_id"):
-        ranked[offering_id] += per_plan[plan_id]
-    ranked = Counter(dict(sorted(ranked.items(), key=lambda item: (-item[1], str(item[0])))[: LANDING_SIZE * 4]))
-    shown = {o.pk: o for o in store_offering_list(user=user).filter(pk__in=list(ranked))}
-    popular = [(shown[pk], n) for pk, n in ranked.items() if pk in shown][:LANDING_SIZE]
+    popular: list[tuple[ServiceOffering, int]] = []
+    if per_plan:  # nothing provisioned yet: no more queries
+        for plan_id, offering_id in ServicePlan.objects.filter(pk__in=list(per_plan)).values_list("pk", "offering_id"):
+            ranked[offering_id] += per_plan[plan_id]
+        ranked = Counter(dict(sorted(ranked.items(), key=lambda item: (-item[1], str(item[0])))[: LANDING_SIZE * 4]))
+        shown = {o.pk: o for o in store_offering_list(user=user).filter(pk__in=list(ranked))}
+        popular = [(shown[pk], n) for pk, n in ranked.items() if pk in shown][:LANDING_SIZE]
     return StoreLanding(categories=facets.tags[:12], recent=recent, popular=popular)
 
 
@@ -363,6 +391,7 @@ class StoreState:
 
     version: str
     failed_brokers: list[Broker]  # enabled brokers whose last sync failed (their previous mirror stays shown)
+    team_ids: set[Any] | None = None  # the viewer's teams (None: all, a platform admin)
 
 
 def store_state(user: Any) -> StoreState:
@@ -379,7 +408,7 @@ def store_state(user: Any) -> StoreState:
     teams = access.team_ids_for(user)
     parts.append(("scope", "all" if teams is None else sorted(str(t) for t in teams), bool(user and user.is_staff)))
     version = hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
-    return StoreState(version=version, failed_brokers=failed)
+    return StoreState(version=version, failed_brokers=failed, team_ids=teams)
 
 
 def _active_count(model: type[ServiceOffering] | type[ServicePlan]) -> Coalesce:

@@ -33,6 +33,7 @@ def _cached(request: HttpRequest, what: str, compute: Callable[[selectors.StoreS
     database on every request, so a cached value is never stale) and who may see what; `what` names the page.
     Rendered HTML stays a SafeString through the cache (pickled with its type)."""
     state = selectors.store_state(request.user)
+    selectors.remember_team_ids(request.user, state.team_ids)  # fetched once: the queries then list them
     key = f"store:{state.version}:{what}"
     try:
         return caches["store"].get_or_set(key, lambda: compute(state))
