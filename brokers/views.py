@@ -67,6 +67,7 @@ def _marketplace_results(request: HttpRequest, form: MarketplaceForm, state: sel
     if facets.total is not None:
         paginator.count = facets.total  # the facets counted the same filtered set: no COUNT query of its own
     page = paginator.get_page(form.page_number)
+    page.object_list = selectors.with_card_plans(list(page.object_list), user=request.user)
     failed = state.failed_brokers
     landing = selectors.store_landing(user=request.user, facets=facets) if form.is_landing else None
     context = {
