@@ -110,7 +110,7 @@ def service_card(offering: Any, note: int | None = None) -> SafeString:
     badge = pricing.offering_badge(offering.active_plans)
     tags = [str(tag) for tag in (offering.tags or [])[:3]]
     badge_html = f'<span class="badge {"free" if badge == "Free" else "paid"}">{_e(badge)}</span>' if badge else ""
-    note_html = f'<p class="svc-note">Provisioned {int(note)} time{pluralize(note)}</p>' if note else ""
+    note_html = f'<p class="svc-note">Provisioned {int(note)} time{pluralize(note)} here</p>' if note else ""
     items = "".join(f'<li class="tag">{_e(tag)}</li>' for tag in tags)
     tags_html = f'<ul class="tags" aria-label="Tags">{items}</ul>' if tags else ""
     url = reverse("brokers:service-detail", args=[offering.pk])
