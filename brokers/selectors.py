@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
+import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
 from typing import Any, NamedTuple
@@ -248,10 +249,24 @@ def store_offering_list(
     columns a card shows are loaded, and no plans: `with_card_plans` adds them to the page shown."""
     query = offering_list(search=search, tags=tags, brokers=brokers, providers=providers, free=free, user=user,
                           any_tag=True).prefetch_related(None).only(*CARD_FIELDS)
+    return _store_ordered(query, search=search, sort=sort)
+
+
+def _store_ordered(query: QuerySet[Any], *, search: str, sort: str) -> QuerySet[Any]:
+    """`query` in the marketplace's `sort` order (best matches first: `relevance`)."""
     if sort == "relevance" and search_words(search):
         title, score = relevance(search)
         return query.annotate(title_lower=title).annotate(score=score).order_by("-score", *STORE_SORTS["name"])
     return query.order_by(*STORE_SORTS.get(sort, STORE_SORTS["name"]))
+
+
+def store_cards(ids: list[Any], *, user: Any) -> list[ServiceOffering]:
+    """The offerings `ids` in that order (a page of `StoreFacets.ordered_ids`, read in this request with `user`'s
+    visibility), loaded as a card shows them: the card's columns and `with_card_plans`."""
+    wanted = [uuid.UUID(str(pk)) for pk in ids]
+    query = ServiceOffering.objects.select_related("broker").only(*CARD_FIELDS).filter(pk__in=wanted)
+    found = {offering.pk: offering for offering in query} if wanted else {}
+    return with_card_plans([found[pk] for pk in wanted if pk in found], user=user)
 
 
 # What the service page shows: the catalog's raw documents, schemas and search columns stay in the database.
@@ -278,6 +293,7 @@ class StoreFacets:
     free: int
     paid: int
     total: int | None = None  # services matching every filter (the grid's count), when it was counted
+    ordered_ids: list[str] = field(default_factory=list)  # with `sort`: those services' ids in the grid's order
 
 
 def store_facets(
@@ -288,9 +304,12 @@ def store_facets(
     providers: list[str] | None = None,
     free: bool | None = None,
     user: Any = None,
+    sort: str | None = None,
 ) -> StoreFacets:
     """Facet counts of the marketplace, whatever the catalog size: one query over the filtered services counts
-    every facet, plus one query for each of the tag, provider, broker and price facets that is in use."""
+    every facet, plus one query for each of the tag, provider, broker and price facets that is in use.
+    With `sort`, that query also orders the services as the grid shows them (`ordered_ids`): the grid then reads
+    only the cards of its page (`store_cards`), rather than filtering and sorting the catalog a second time."""
     facets: dict[str, Any] = {"tags": tags, "brokers": brokers, "providers": providers, "free": free}
     searched = _searched(user=user, active=True, search=search)
 
@@ -309,12 +328,16 @@ def store_facets(
     rows = without(None)
     if free is None:
         rows = rows.annotate(has_free_plan=_free_plan(True, user))
-    # The tags as JSON text, decoded below in one call rather than one per row by the field's converter.
-    rows = rows.annotate(tags_json=Cast("tags", TextField()))
-    columns = ("tags_json", "provider", "broker__name", *(("has_free_plan",) if free is None else ()))
+    # The tags as JSON text, decoded below in one call rather than one per row by the field's converter; the ids
+    # as text too (no UUID built per row: the grid shows 24 of them).
+    rows = rows.annotate(tags_json=Cast("tags", TextField()), id_text=Cast("pk", TextField()))
+    if sort is not None:
+        rows = _store_ordered(rows, search=search, sort=sort)
+    columns = ("tags_json", "id_text", "provider", "broker__name", *(("has_free_plan",) if free is None else ()))
     fetched = list(rows.values_list(*columns))
     decoded = json.loads("[" + ",".join(row[0] or "null" for row in fetched) + "]")
-    for offering_tags, (_, provider, broker_name, *has_free_plan) in zip(decoded, fetched, strict=True):
+    ordered_ids = [row[1] for row in fetched] if sort is not None else []
+    for offering_tags, (_, _, provider, broker_name, *has_free_plan) in zip(decoded, fetched, strict=True):
         total += 1
         _tally_tags(offering_tags, tag_counts, labels)
         if provider != "":
@@ -349,6 +372,7 @@ def store_facets(
         free=price["free"],
         paid=price["total"] - price["free"],
         total=total,
+        ordered_ids=ordered_ids,
     )
 
 

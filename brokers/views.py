@@ -61,13 +61,10 @@ def marketplace(request: HttpRequest) -> HttpResponse:
 
 
 def _marketplace_results(request: HttpRequest, form: MarketplaceForm, state: selectors.StoreState) -> tuple[str, int]:
-    offerings = selectors.store_offering_list(**form.filters(), sort=form.values["sort"], user=request.user)
-    facets = selectors.store_facets(**form.filters(), user=request.user)
-    paginator = Paginator(offerings, PAGE_SIZE)
-    if facets.total is not None:
-        paginator.count = facets.total  # the facets counted the same filtered set: no COUNT query of its own
-    page = paginator.get_page(form.page_number)
-    page.object_list = selectors.with_card_plans(list(page.object_list), user=request.user)
+    # One query filters, counts the facets and orders the grid; then the page's cards are read by id.
+    facets = selectors.store_facets(**form.filters(), sort=form.values["sort"], user=request.user)
+    page = Paginator(facets.ordered_ids, PAGE_SIZE).get_page(form.page_number)
+    page.object_list = selectors.store_cards(page.object_list, user=request.user)
     failed = state.failed_brokers
     landing = selectors.store_landing(user=request.user, facets=facets) if form.is_landing else None
     context = {
