@@ -476,6 +476,11 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
     if digest == broker.catalog_digest:
         sync.outcome = CatalogSync.Outcome.UNCHANGED
         sync.summary = {"identical": True}
+        # The broker began sending validators (or changed them) for a catalog the portal already holds: keep them,
+        # so that the next relist is a conditional GET the broker can answer with a 304.
+        validators = {"catalog_etag": response.etag or "", "catalog_last_modified": response.last_modified or ""}
+        if validators != {"catalog_etag": broker.catalog_etag, "catalog_last_modified": broker.catalog_last_modified}:
+            Broker.objects.filter(pk=broker.pk, catalog_digest=digest).update(**validators)
         return
     # Checked before validation: a rejected catalog is the one its author most needs the scorecard for.
     schema_memo: dict[int, str | None] = {}  # each schema checked once for both
