@@ -22,7 +22,7 @@ from django.db.models import F, ProtectedError
 from django.utils import timezone
 
 from brokers import metrics
-from brokers.catalog import CatalogInvalid, parse_catalog
+from brokers.catalog import CatalogInvalid, canonical_json, parse_catalog
 from brokers.conformance import CheckResult
 from brokers.conformance.catalog import check_catalog
 from brokers.mirror import MirrorResult, describe_diff, mirror_catalog
@@ -562,8 +562,7 @@ MIRROR_FORMAT = 2
 
 
 def catalog_digest(document: Any) -> str:
-    body = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return f"{MIRROR_FORMAT}:" + hashlib.sha256(body.encode()).hexdigest()
+    return f"{MIRROR_FORMAT}:" + hashlib.sha256(canonical_json(document)).hexdigest()
 
 
 def _finish_sync(broker: Broker, sync: CatalogSync, started: float, claimed_next: Any) -> None:
