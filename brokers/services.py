@@ -40,6 +40,7 @@ from brokers.osb import (
 )
 from brokers.restrictions import RestrictionError, parse_restrictions
 from brokers.selectors import broker_conformance
+from brokers.throttle import Wait, call_slot, pause_from_answers
 from catalog_portal.exceptions import ApplicationError, Conflict
 from catalog_portal.tasks import enqueue_on_commit
 from teams.audit import audit
@@ -433,6 +434,10 @@ def catalog_sync(*, broker_id: Any, force: bool = False) -> CatalogSync | None:
     free = broker.sync_lease_until is None or broker.sync_lease_until <= now
     if not (due and free):
         return None
+    if broker.paused_until is not None and broker.paused_until > now:
+        # The broker asked for a pause (429/503 with Retry-After): its catalog waits for it too, then syncs.
+        Broker.objects.filter(pk=broker.pk, next_sync_at=broker.next_sync_at).update(next_sync_at=broker.paused_until)
+        return None
     claimed = Broker.objects.filter(pk=broker.pk, sync_lease_until=broker.sync_lease_until).update(
         sync_lease_until=now + timedelta(seconds=settings.CATALOG_SYNC_LEASE_SECONDS), status=Broker.Status.SYNCING
     )
@@ -444,6 +449,15 @@ def catalog_sync(*, broker_id: Any, force: bool = False) -> CatalogSync | None:
     with log_context(broker=broker.name):
         try:
             _fetch_and_mirror(broker, sync)
+        except _NoCallSlot as exc:
+            # Every call slot of the broker is taken (its max_in_flight) or this worker's share is: no call was
+            # made, so no sync happened; the same sync again shortly.
+            sync.delete()
+            Broker.objects.filter(pk=broker.pk).update(
+                sync_lease_until=None, status=broker.status,
+                next_sync_at=timezone.now() + timedelta(seconds=exc.wait.seconds))
+            logger.info("Catalog sync of broker %s deferred: %s", broker.name, exc.wait.reason)
+            return None
         except (OSBError, CatalogInvalid) as exc:
             sync.outcome = CatalogSync.Outcome.FAILED
             sync.error = str(exc)
@@ -456,18 +470,28 @@ def catalog_sync(*, broker_id: Any, force: bool = False) -> CatalogSync | None:
     return sync
 
 
+class _NoCallSlot(Exception):
+    def __init__(self, wait: Wait) -> None:
+        self.wait = wait
+
+
 def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
-    calls: list[dict[str, Any]] = []
+    calls: list[CallRecord] = []
     try:
-        with broker_client(broker=broker, recorder=lambda record: calls.append(call_record_json(record))) as client:
-            response = client.send(CatalogRequest(
-                etag=broker.catalog_etag or None, if_modified_since=broker.catalog_last_modified or None
-            ))
+        # The catalog GET is a call like any other: it takes one of the broker's call slots (brokers/throttle.py).
+        with call_slot(broker) as wait:
+            if wait is not None:
+                raise _NoCallSlot(wait)
+            with broker_client(broker=broker, recorder=calls.append) as client:
+                response = client.send(CatalogRequest(
+                    etag=broker.catalog_etag or None, if_modified_since=broker.catalog_last_modified or None
+                ))
     except OSBMalformedResponse as exc:
         _store_catalog_checks(broker, check_catalog(None, error=str(exc)))
         raise
     finally:
-        sync.calls = calls
+        sync.calls = [call_record_json(call) for call in calls]
+        pause_from_answers(broker, [(call.status, call.retry_after) for call in calls])
     if response.not_modified:
         sync.outcome = CatalogSync.Outcome.UNCHANGED
         sync.summary = {"not_modified": True}
