@@ -42,6 +42,7 @@ from brokers.restrictions import RestrictionError, parse_restrictions
 from brokers.selectors import broker_conformance
 from brokers.throttle import Wait, call_slot, pause_from_answers
 from catalog_portal.exceptions import ApplicationError, Conflict
+from catalog_portal.memory import cyclic_gc_paused
 from catalog_portal.tasks import enqueue_on_commit
 from teams.audit import audit
 from teams.models import Team
@@ -448,7 +449,8 @@ def catalog_sync(*, broker_id: Any, force: bool = False) -> CatalogSync | None:
     started = time.monotonic()
     with log_context(broker=broker.name):
         try:
-            _fetch_and_mirror(broker, sync)
+            with cyclic_gc_paused():  # the catalog's object graph has no cycles: collections only cost time
+                _fetch_and_mirror(broker, sync)
         except _NoCallSlot as exc:
             # Every call slot of the broker is taken (its max_in_flight) or this worker's share is: no call was
             # made, so no sync happened; the same sync again shortly.
@@ -665,12 +667,13 @@ def _remirror(broker: Broker, *, actor: Any = None, request: Any = None) -> Cata
     """Mirror the last accepted catalog again under the broker's current restrictions, now and without asking
     the broker (the caller holds the transaction). None when no catalog was accepted yet: the first sync applies
     the rules."""
-    document = CatalogDocument.objects.filter(broker=broker).values_list("document", flat=True).first()
-    if document is None:
-        return None
-    started = time.monotonic()
-    sync = CatalogSync.objects.create(broker=broker, trigger=CatalogSync.Trigger.RESTRICTIONS)
-    result = mirror_catalog(broker_id=broker.pk, offerings=parse_catalog(document), sync_id=sync.pk)
+    with cyclic_gc_paused():
+        document = CatalogDocument.objects.filter(broker=broker).values_list("document", flat=True).first()
+        if document is None:
+            return None
+        started = time.monotonic()
+        sync = CatalogSync.objects.create(broker=broker, trigger=CatalogSync.Trigger.RESTRICTIONS)
+        result = mirror_catalog(broker_id=broker.pk, offerings=parse_catalog(document), sync_id=sync.pk)
     if result.written:
         Broker.objects.filter(pk=broker.pk).update(catalog_revision=F("catalog_revision") + 1)
     _record_result(sync, result)

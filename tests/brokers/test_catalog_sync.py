@@ -397,6 +397,25 @@ def test_validators_sent_for_an_already_mirrored_catalog_are_kept(
     assert record.summary == {"not_modified": True}
 
 
+def test_a_sync_runs_with_the_cyclic_collector_paused(
+    osb_broker: SampleBroker, catalog: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    seen: list[bool] = []
+    parse = services.parse_catalog
+
+    def spy(document: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return parse(document, **kwargs)
+
+    monkeypatch.setattr(services, "parse_catalog", spy)
+    gc.enable()
+    sync(register(osb_broker.url))
+    assert seen == [False]  # while the catalog's objects are built and checked (catalog_portal/memory.py)
+    assert gc.isenabled()
+
+
 def test_a_second_worker_does_not_sync_a_leased_broker(osb_broker: SampleBroker, catalog: dict[str, Any]) -> None:
     from datetime import timedelta
 
