@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fastjsonschema
+import orjson
 from jsonschema import exceptions as jsonschema_exceptions
 from jsonschema import validators
 
@@ -59,8 +60,19 @@ class OfferingEntry:
     plans: list[PlanEntry] = field(default_factory=list)
 
 
+def canonical_json(value: Any) -> bytes:
+    """`value` as compact JSON with sorted keys, in UTF-8: what the catalog's digests and hashes are taken of.
+
+    orjson, about ten times faster than the json module (a cold mirror of 1,000 services hashes ~16 MB three
+    times); an integer beyond 64 bits, which orjson refuses, falls back to the json module."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def _hash(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(value)).hexdigest()
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -120,7 +132,7 @@ def _check_schema(checker: _Checker, schema: Any, where: str) -> None:
 def _schema_problem(schema: Any) -> str | None:
     if not isinstance(schema, dict):
         return "the parameters schema must be a JSON object"
-    compact = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
+    compact = canonical_json(schema)
     size = len(compact)
     if size > MAX_SCHEMA_BYTES:
         return f"the schema is {size // 1024} kB; schemas must not be larger than 64 kB"

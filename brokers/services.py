@@ -22,7 +22,7 @@ from django.db.models import F, ProtectedError
 from django.utils import timezone
 
 from brokers import metrics
-from brokers.catalog import CatalogInvalid, parse_catalog
+from brokers.catalog import CatalogInvalid, canonical_json, parse_catalog
 from brokers.conformance import CheckResult
 from brokers.conformance.catalog import check_catalog
 from brokers.mirror import MirrorResult, describe_diff, mirror_catalog
@@ -40,7 +40,9 @@ from brokers.osb import (
 )
 from brokers.restrictions import RestrictionError, parse_restrictions
 from brokers.selectors import broker_conformance
+from brokers.throttle import Wait, call_slot, pause_from_answers
 from catalog_portal.exceptions import ApplicationError, Conflict
+from catalog_portal.memory import cyclic_gc_paused
 from catalog_portal.tasks import enqueue_on_commit
 from teams.audit import audit
 from teams.models import Team
@@ -433,6 +435,10 @@ def catalog_sync(*, broker_id: Any, force: bool = False) -> CatalogSync | None:
     free = broker.sync_lease_until is None or broker.sync_lease_until <= now
     if not (due and free):
         return None
+    if broker.paused_until is not None and broker.paused_until > now:
+        # The broker asked for a pause (429/503 with Retry-After): its catalog waits for it too, then syncs.
+        Broker.objects.filter(pk=broker.pk, next_sync_at=broker.next_sync_at).update(next_sync_at=broker.paused_until)
+        return None
     claimed = Broker.objects.filter(pk=broker.pk, sync_lease_until=broker.sync_lease_until).update(
         sync_lease_until=now + timedelta(seconds=settings.CATALOG_SYNC_LEASE_SECONDS), status=Broker.Status.SYNCING
     )
@@ -443,7 +449,17 @@ def catalog_sync(*, broker_id: Any, force: bool = False) -> CatalogSync | None:
     started = time.monotonic()
     with log_context(broker=broker.name):
         try:
-            _fetch_and_mirror(broker, sync)
+            with cyclic_gc_paused():  # the catalog's object graph has no cycles: collections only cost time
+                _fetch_and_mirror(broker, sync)
+        except _NoCallSlot as exc:
+            # Every call slot of the broker is taken (its max_in_flight) or this worker's share is: no call was
+            # made, so no sync happened; the same sync again shortly.
+            sync.delete()
+            Broker.objects.filter(pk=broker.pk).update(
+                sync_lease_until=None, status=broker.status,
+                next_sync_at=timezone.now() + timedelta(seconds=exc.wait.seconds))
+            logger.info("Catalog sync of broker %s deferred: %s", broker.name, exc.wait.reason)
+            return None
         except (OSBError, CatalogInvalid) as exc:
             sync.outcome = CatalogSync.Outcome.FAILED
             sync.error = str(exc)
@@ -456,18 +472,28 @@ def catalog_sync(*, broker_id: Any, force: bool = False) -> CatalogSync | None:
     return sync
 
 
+class _NoCallSlot(Exception):
+    def __init__(self, wait: Wait) -> None:
+        self.wait = wait
+
+
 def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
-    calls: list[dict[str, Any]] = []
+    calls: list[CallRecord] = []
     try:
-        with broker_client(broker=broker, recorder=lambda record: calls.append(call_record_json(record))) as client:
-            response = client.send(CatalogRequest(
-                etag=broker.catalog_etag or None, if_modified_since=broker.catalog_last_modified or None
-            ))
+        # The catalog GET is a call like any other: it takes one of the broker's call slots (brokers/throttle.py).
+        with call_slot(broker) as wait:
+            if wait is not None:
+                raise _NoCallSlot(wait)
+            with broker_client(broker=broker, recorder=calls.append) as client:
+                response = client.send(CatalogRequest(
+                    etag=broker.catalog_etag or None, if_modified_since=broker.catalog_last_modified or None
+                ))
     except OSBMalformedResponse as exc:
         _store_catalog_checks(broker, check_catalog(None, error=str(exc)))
         raise
     finally:
-        sync.calls = calls
+        sync.calls = [call_record_json(call) for call in calls]
+        pause_from_answers(broker, [(call.status, call.retry_after) for call in calls])
     if response.not_modified:
         sync.outcome = CatalogSync.Outcome.UNCHANGED
         sync.summary = {"not_modified": True}
@@ -476,6 +502,11 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
     if digest == broker.catalog_digest:
         sync.outcome = CatalogSync.Outcome.UNCHANGED
         sync.summary = {"identical": True}
+        # The broker began sending validators (or changed them) for a catalog the portal already holds: keep them,
+        # so that the next relist is a conditional GET the broker can answer with a 304.
+        validators = {"catalog_etag": response.etag or "", "catalog_last_modified": response.last_modified or ""}
+        if validators != {"catalog_etag": broker.catalog_etag, "catalog_last_modified": broker.catalog_last_modified}:
+            Broker.objects.filter(pk=broker.pk, catalog_digest=digest).update(**validators)
         return
     # Checked before validation: a rejected catalog is the one its author most needs the scorecard for.
     schema_memo: dict[int, str | None] = {}  # each schema checked once for both
@@ -557,8 +588,7 @@ MIRROR_FORMAT = 2
 
 
 def catalog_digest(document: Any) -> str:
-    body = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return f"{MIRROR_FORMAT}:" + hashlib.sha256(body.encode()).hexdigest()
+    return f"{MIRROR_FORMAT}:" + hashlib.sha256(canonical_json(document)).hexdigest()
 
 
 def _finish_sync(broker: Broker, sync: CatalogSync, started: float, claimed_next: Any) -> None:
@@ -637,12 +667,13 @@ def _remirror(broker: Broker, *, actor: Any = None, request: Any = None) -> Cata
     """Mirror the last accepted catalog again under the broker's current restrictions, now and without asking
     the broker (the caller holds the transaction). None when no catalog was accepted yet: the first sync applies
     the rules."""
-    document = CatalogDocument.objects.filter(broker=broker).values_list("document", flat=True).first()
-    if document is None:
-        return None
-    started = time.monotonic()
-    sync = CatalogSync.objects.create(broker=broker, trigger=CatalogSync.Trigger.RESTRICTIONS)
-    result = mirror_catalog(broker_id=broker.pk, offerings=parse_catalog(document), sync_id=sync.pk)
+    with cyclic_gc_paused():
+        document = CatalogDocument.objects.filter(broker=broker).values_list("document", flat=True).first()
+        if document is None:
+            return None
+        started = time.monotonic()
+        sync = CatalogSync.objects.create(broker=broker, trigger=CatalogSync.Trigger.RESTRICTIONS)
+        result = mirror_catalog(broker_id=broker.pk, offerings=parse_catalog(document), sync_id=sync.pk)
     if result.written:
         Broker.objects.filter(pk=broker.pk).update(catalog_revision=F("catalog_revision") + 1)
     _record_result(sync, result)

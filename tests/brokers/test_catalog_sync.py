@@ -378,6 +378,44 @@ def test_etag_makes_a_relist_conditional(osb_broker: SampleBroker, catalog: dict
     assert broker.status == Broker.Status.READY
 
 
+def test_validators_sent_for_an_already_mirrored_catalog_are_kept(
+    osb_broker: SampleBroker, catalog: dict[str, Any]
+) -> None:
+    # The broker starts sending ETag / Last-Modified after the first mirror: the catalog is the same, nothing is
+    # written, but the validators are stored, so the next relist is conditional and answered with a 304.
+    broker = register(osb_broker.url)
+    sync(broker)
+    assert broker.catalog_etag == ""
+    osb_broker.etag_support = True
+
+    record = sync(broker)
+    assert record.summary == {"identical": True}
+    assert broker.catalog_etag and broker.catalog_last_modified
+
+    record = sync(broker)
+    assert osb_broker.requests_for("GET", "/v2/catalog")[-1].headers.get("If-None-Match") == broker.catalog_etag
+    assert record.summary == {"not_modified": True}
+
+
+def test_a_sync_runs_with_the_cyclic_collector_paused(
+    osb_broker: SampleBroker, catalog: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    seen: list[bool] = []
+    parse = services.parse_catalog
+
+    def spy(document: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return parse(document, **kwargs)
+
+    monkeypatch.setattr(services, "parse_catalog", spy)
+    gc.enable()
+    sync(register(osb_broker.url))
+    assert seen == [False]  # while the catalog's objects are built and checked (catalog_portal/memory.py)
+    assert gc.isenabled()
+
+
 def test_a_second_worker_does_not_sync_a_leased_broker(osb_broker: SampleBroker, catalog: dict[str, Any]) -> None:
     from datetime import timedelta
 

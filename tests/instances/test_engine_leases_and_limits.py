@@ -13,7 +13,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from brokers.models import Broker
+from brokers.models import Broker, CatalogSync
+from brokers.services import catalog_sync
 from devtools.sample_broker import SampleBroker, build_catalog
 from devtools.sample_broker.server import PASS_THROUGH
 from instances.models import Operation
@@ -188,6 +189,60 @@ def test_a_429_or_503_with_retry_after_pauses_every_call_to_the_broker(direct: B
     # A 429 is retried; a 503 to a provision fails it (spec: then cleaned up by a DELETE, also after the pause).
     assert len(osb_broker.requests_for("PUT")) == (3 if status == 429 else 2)
     assert Operation.objects.get(pk=second.pk).state == OpState.SUCCEEDED
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_the_catalog_get_pauses_the_broker_and_waits_out_a_pause(direct: Broker, osb_broker: SampleBroker,
+                                                                 status: int) -> None:
+    # A 429/503 + Retry-After to the catalog GET pauses the broker's operations too.
+    osb_broker.set_response("GET", "/v2/catalog", status, times=1, headers={"Retry-After": "30"},
+                            body={"description": "slow down"})
+    sync = catalog_sync(broker_id=direct.pk, force=True)
+    assert sync is not None and sync.outcome == CatalogSync.Outcome.FAILED
+    direct.refresh_from_db()
+    assert (direct.paused_until - timezone.now()).total_seconds() == pytest.approx(30, abs=3)
+    (op,) = provisions(direct, 1)
+    operation_step(operation_id=op.pk)
+    assert osb_broker.requests_for("PUT") == []
+
+    # And a sync due during a pause (someone asked for one) makes no call: it is moved to the pause's end.
+    Broker.objects.filter(pk=direct.pk).update(next_sync_at=timezone.now())
+    syncs = CatalogSync.objects.count()
+    assert catalog_sync(broker_id=direct.pk) is None
+    assert len(osb_broker.requests_for("GET", "/v2/catalog")) == 1
+    direct.refresh_from_db()
+    assert direct.next_sync_at == direct.paused_until
+    assert CatalogSync.objects.count() == syncs
+
+    Broker.objects.filter(pk=direct.pk).update(paused_until=timezone.now() - timedelta(seconds=1),
+                                               next_sync_at=timezone.now())
+    sync = catalog_sync(broker_id=direct.pk)
+    assert sync is not None and sync.outcome != CatalogSync.Outcome.FAILED
+    assert len(osb_broker.requests_for("GET", "/v2/catalog")) == 2
+
+
+def test_the_catalog_get_takes_a_call_slot(direct: Broker, osb_broker: SampleBroker) -> None:
+    Broker.objects.filter(pk=direct.pk).update(max_in_flight=1)
+    osb_broker.set_response("PUT", INSTANCE_PATH, PASS_THROUGH, times=1, delay=3.0)
+    (op,) = provisions(direct, 1)
+    worker = in_thread(lambda: operation_step(operation_id=op.pk))
+    wait_for(lambda: osb_broker.requests_for("PUT"), what="the provision to hold the broker's only slot")
+
+    status = Broker.objects.get(pk=direct.pk).status
+    Broker.objects.filter(pk=direct.pk).update(next_sync_at=timezone.now())
+    syncs = CatalogSync.objects.count()
+    assert catalog_sync(broker_id=direct.pk) is None  # no slot: no call, no sync record, tried again shortly
+    assert osb_broker.requests_for("GET", "/v2/catalog") == []
+    assert osb_broker.max_in_flight == 1
+    deferred = Broker.objects.get(pk=direct.pk)
+    assert deferred.status == status and deferred.sync_lease_until is None
+    assert 0 < (deferred.next_sync_at - timezone.now()).total_seconds() <= 2
+    assert CatalogSync.objects.count() == syncs
+
+    worker.join(timeout=30)
+    Broker.objects.filter(pk=direct.pk).update(next_sync_at=timezone.now())
+    assert catalog_sync(broker_id=direct.pk) is not None
+    assert len(osb_broker.requests_for("GET", "/v2/catalog")) == 1
 
 
 def test_retry_after_zero_is_floored_to_a_second(direct: Broker, osb_broker: SampleBroker) -> None:
