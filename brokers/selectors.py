@@ -322,9 +322,6 @@ def store_facets(
     # Tags live in a JSON list, so they are counted here rather than in SQL.
     tag_counts: Counter[str] = Counter()
     labels: dict[str, str] = {}
-    provider_counts: Counter[str] = Counter()
-    broker_counts: Counter[str] = Counter()
-    total = free_count = 0
     rows = without(None)
     if free is None:
         rows = rows.annotate(has_free_plan=_free_plan(True, user))
@@ -337,13 +334,13 @@ def store_facets(
     fetched = list(rows.values_list(*columns))
     decoded = json.loads("[" + ",".join(row[0] or "null" for row in fetched) + "]")
     ordered_ids = [row[1] for row in fetched] if sort is not None else []
-    for offering_tags, (_, _, provider, broker_name, *has_free_plan) in zip(decoded, fetched, strict=True):
-        total += 1
-        _tally_tags(offering_tags, tag_counts, labels)
-        if provider != "":
-            provider_counts[provider] += 1
-        broker_counts[broker_name] += 1
-        free_count += bool(has_free_plan and has_free_plan[0])
+    for offering_tags in decoded:
+        if offering_tags:
+            _tally_tags(offering_tags, tag_counts, labels)
+    total = len(fetched)
+    provider_counts = Counter(row[2] for row in fetched if row[2] != "")
+    broker_counts = Counter(row[3] for row in fetched)
+    free_count = sum(1 for row in fetched if row[4]) if free is None else 0
     if providers:
         provider_rows = without("providers").exclude(provider="").values("provider").annotate(n=Count("pk"))
         provider_counts = Counter({row["provider"]: row["n"] for row in provider_rows})
