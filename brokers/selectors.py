@@ -246,7 +246,7 @@ def store_offering_list(
     user: Any = None,
 ) -> QuerySet[ServiceOffering]:
     """Active offerings for the marketplace grid, filtered like `offering_list`, in the chosen order; only the
-    columns a card shows are loaded, and no plans: `with_card_plans` adds them to the page shown."""
+    columns a card shows are loaded, and no plans: `with_card_plans` adds them to the cards shown."""
     query = offering_list(search=search, tags=tags, brokers=brokers, providers=providers, free=free, user=user,
                           any_tag=True).prefetch_related(None).only(*CARD_FIELDS)
     return _store_ordered(query, search=search, sort=sort)
@@ -260,13 +260,13 @@ def _store_ordered(query: QuerySet[Any], *, search: str, sort: str) -> QuerySet[
     return query.order_by(*STORE_SORTS.get(sort, STORE_SORTS["name"]))
 
 
-def store_cards(ids: list[Any], *, user: Any) -> list[ServiceOffering]:
-    """The offerings `ids` in that order (a page of `StoreFacets.ordered_ids`, read in this request with `user`'s
-    visibility), loaded as a card shows them: the card's columns and `with_card_plans`."""
+def store_cards(ids: list[Any]) -> list[ServiceOffering]:
+    """The offerings `ids` in that order (a page of `StoreFacets.ordered_ids`, read in this request with the
+    viewer's visibility), with the columns a card shows; their plans: `with_card_plans`."""
     wanted = [uuid.UUID(str(pk)) for pk in ids]
     query = ServiceOffering.objects.select_related("broker").only(*CARD_FIELDS).filter(pk__in=wanted)
     found = {offering.pk: offering for offering in query} if wanted else {}
-    return with_card_plans([found[pk] for pk in wanted if pk in found], user=user)
+    return [found[pk] for pk in wanted if pk in found]
 
 
 # What the service page shows: the catalog's raw documents, schemas and search columns stay in the database.
@@ -391,6 +391,10 @@ class StoreLanding:
     recent: list[ServiceOffering]  # newest in the mirror first
     popular: list[tuple[ServiceOffering, int]]  # most provisioned in this portal, with how many times
 
+    @property
+    def offerings(self) -> list[ServiceOffering]:
+        return [*self.recent, *(offering for offering, _ in self.popular)]
+
 
 def _instance_model() -> Any:
     # Instances belong to the app above this one (imports flow instances -> brokers): reach them by relation.
@@ -403,21 +407,21 @@ def provision_count() -> int:
     return _instance_model().objects.count()
 
 
-def store_landing(*, user: Any, facets: StoreFacets) -> StoreLanding:
+def store_landing(*, user: Any, facets: StoreFacets, provisions: int | None = None) -> StoreLanding:
     """Categories (from the facet counts already made), the newest services and the most provisioned ones
-    that `user` may see: two small queries."""
-    recent = with_card_plans(list(store_offering_list(sort="newest", user=user)[:LANDING_SIZE]), user=user)
-    # Counted per plan on the instances table alone (no join: the planner would walk every plan), then summed
-    # per service.
-    per_plan = dict(_instance_model().objects.order_by().values_list("plan_id").annotate(n=Count("pk")))
-    ranked: Counter[Any] = Counter()
+    that `user` may see: one small query, and three more when anything was provisioned (`provisions`: the
+    `provision_count()` already read, if it was). The cards' plans are not read: `with_card_plans`."""
+    recent = list(store_offering_list(sort="newest", user=user)[:LANDING_SIZE])
     popular: list[tuple[ServiceOffering, int]] = []
-    if per_plan:  # nothing provisioned yet: no more queries
+    if provisions is None or provisions:
+        # Counted per plan on the instances table alone (no join: the planner would walk every plan), then summed
+        # per service.
+        per_plan = dict(_instance_model().objects.order_by().values_list("plan_id").annotate(n=Count("pk")))
+        ranked: Counter[Any] = Counter()
         for plan_id, offering_id in ServicePlan.objects.filter(pk__in=list(per_plan)).values_list("pk", "offering_id"):
             ranked[offering_id] += per_plan[plan_id]
         ranked = Counter(dict(sorted(ranked.items(), key=lambda item: (-item[1], str(item[0])))[: LANDING_SIZE * 4]))
-        shown = {o.pk: o for o in with_card_plans(list(store_offering_list(user=user).filter(pk__in=list(ranked))),
-                                                  user=user)}
+        shown = {o.pk: o for o in store_offering_list(user=user).filter(pk__in=list(ranked))} if ranked else {}
         popular = [(shown[pk], n) for pk, n in ranked.items() if pk in shown][:LANDING_SIZE]
     return StoreLanding(categories=facets.tags[:12], recent=recent, popular=popular)
 

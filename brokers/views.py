@@ -47,9 +47,12 @@ def marketplace(request: HttpRequest) -> HttpResponse:
     form = MarketplaceForm(request.GET)
     # The results (facets, grid, pager) are the same for everyone who sees the same catalog the same way.
     what = request.path + form.querystring(page=form.page_number)
+    provisions = None
     if form.is_landing:  # "most provisioned" changes with each provision: part of the key, so never stale
-        what += f"#provisions={selectors.provision_count()}"
-    results_html, page_number = _cached(request, what, lambda state: _marketplace_results(request, form, state))
+        provisions = selectors.provision_count()
+        what += f"#provisions={provisions}"
+    results_html, page_number = _cached(
+        request, what, lambda state: _marketplace_results(request, form, state, provisions))
     if htmx_partial(request):
         response = HttpResponse(results_html)
         push_url(response, request.path + form.querystring(page=page_number))
@@ -60,13 +63,18 @@ def marketplace(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _marketplace_results(request: HttpRequest, form: MarketplaceForm, state: selectors.StoreState) -> tuple[str, int]:
-    # One query filters, counts the facets and orders the grid; then the page's cards are read by id.
+def _marketplace_results(request: HttpRequest, form: MarketplaceForm, state: selectors.StoreState,
+                         provisions: int | None) -> tuple[str, int]:
+    # One query filters, counts the facets and orders the grid; then the page's cards are read by id, and the
+    # plans of every card shown (the grid's and the landing view's) in one more.
     facets = selectors.store_facets(**form.filters(), sort=form.values["sort"], user=request.user)
     page = Paginator(facets.ordered_ids, PAGE_SIZE).get_page(form.page_number)
-    page.object_list = selectors.store_cards(page.object_list, user=request.user)
+    page.object_list = selectors.store_cards(page.object_list)
+    landing = None
+    if form.is_landing:
+        landing = selectors.store_landing(user=request.user, facets=facets, provisions=provisions)
+    selectors.with_card_plans([*page.object_list, *(landing.offerings if landing else [])], user=request.user)
     failed = state.failed_brokers
-    landing = selectors.store_landing(user=request.user, facets=facets) if form.is_landing else None
     context = {
         "form": form,
         "page": page,
