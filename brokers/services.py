@@ -25,7 +25,7 @@ from brokers import metrics
 from brokers.catalog import CatalogInvalid, canonical_json, parse_catalog
 from brokers.conformance import CheckResult
 from brokers.conformance.catalog import check_catalog
-from brokers.mirror import MirrorResult, describe_diff, mirror_catalog
+from brokers.mirror import MirrorResult, describe_diff, json_value, mirror_catalog
 from brokers.models import Broker, CatalogDocument, CatalogSync, ServiceOffering, ServicePlan
 from brokers.osb import (
     BasicAuth,
@@ -519,7 +519,7 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
             catalog_etag=response.etag or "", catalog_last_modified=response.last_modified or "",
             catalog_digest=digest, catalog_revision=F("catalog_revision") + 1,
         )
-        _save_catalog_document(broker, document=response.document, accepted_at=timezone.now())
+        _save_catalog_document(broker, document=json_value(response.document), accepted_at=timezone.now())
     if result.written >= ANALYZE_AFTER_ROWS:
         _analyze_catalog_tables()
     _record_result(sync, result)
