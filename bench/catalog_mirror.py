@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import prepare_process, stop_process_group  # bench/common.py
+from common import prepare_process, start_process, stop_process_group  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -341,15 +341,7 @@ def start_worker(data_dir: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "celery", "-A", "catalog_portal", "worker", "--pool=threads", "--concurrency=2",
                "--without-mingle", "--without-gossip", "--loglevel=INFO", f"--hostname=bench-mirror-{os.getpid()}@%h"]
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="catalog_portal.settings", PYTHONUNBUFFERED="1")
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    deadline = time.monotonic() + 120
-    while b"ready." not in log_path.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"bench: the worker did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.05)
-    return process
+    return start_process(command, log_path, env)
 
 
 def wait_until_ready(broker_id: Any, registered_at: float, worker: subprocess.Popen[bytes]) -> Result:

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from common import prepare_process, setup_django, stop_process_group  # bench/common.py
+from common import prepare_process, setup_django, start_process, stop_process_group  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -497,14 +497,7 @@ def throughput_part(args: argparse.Namespace, tmp: Path) -> Throughput:
                    SWEEP_GRACE_SECONDS=str(settings.SWEEP_GRACE_SECONDS))
         bench_cpu = time.process_time()
         spawned = time.time()
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
-        deadline = time.monotonic() + 120
-        while b"ready." not in log_path.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"bench: the worker did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.05)
+        process = start_process(command, log_path, env)
         ready = time.time()
 
         ops = Operation.objects.filter(instance__namespace="bench-load")
