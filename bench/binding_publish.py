@@ -39,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import prepare_process, setup_django, stop_process_group  # bench/common.py
+from common import prepare_process, setup_django, start_process, stop_process_group  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,15 +88,7 @@ def start_worker(tmp: Path, concurrency: int) -> tuple[subprocess.Popen[bytes], 
                f"--hostname=bench-bind-{os.getpid()}@%h", "--beat", f"--schedule={tmp / 'beat-schedule'}"]
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="catalog_portal.settings", PYTHONUNBUFFERED="1", LOG_LEVEL="INFO")
     spawned = time.monotonic()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    deadline = time.monotonic() + 120
-    while b"ready." not in log_path.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_process_group(process)
-            raise SystemExit(f"bench: the worker did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.05)
+    process = start_process(command, log_path, env)
     return process, log_path, time.monotonic() - spawned
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Benchmark of the catalog mirror: cold sync, unchanged relist, and a relist with 1% of plans changed.
 
-    python bench/catalog_mirror.py [--services 1000 --plans 5] [--seed 0] [--no-schemas] [--etag] [--check]
+    python bench/catalog_mirror.py [--services 1000 --plans 5] [--seed 0] [--no-schemas] [--etag] [--via-worker]
+                                   [--check]
 
 Runs against whatever database DATABASE_URL names, but never touches the data in it:
 
@@ -19,7 +20,11 @@ every SQL statement sent through Django and the rows each INSERT/UPDATE/DELETE a
 (``cursor.rowcount``; ``total_changes`` on SQLite), split into catalog rows (offerings, plans) and
 bookkeeping rows (the CatalogSync record and the broker row). ``--etag`` adds two informative relists
 with the broker's ETag support on (one 200 that stores the ETag, then a 304 that skips validation and the
-mirror). ``--check`` exits 1 if a goal is missed.
+mirror). ``--via-worker`` measures the cold mirror as a user gets it instead: a real Celery worker
+(``--pool=threads``, on the embedded file queue) is started, the broker is registered with ``broker_register`` (what
+the API and the admin call; its sync is queued on commit) and the time runs until the broker row says ``ready``
+(polled every 10 ms); the worker is then stopped and the relists run in this process as above. ``--check`` exits 1
+if a goal is missed.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import json
 import os
 import random
 import re
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -37,15 +43,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import prepare_process  # bench/common.py
+from common import prepare_process, start_process, stop_process_group  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-GOAL_COLD_S = 10.0
+GOAL_COLD_S = 3.0  # issue 13 (Postgres; was 10 s)
 GOAL_RELIST_S = 2.0
+GOAL_ETAG_RELIST_S = 0.2  # issue 13: an unchanged relist answered with a 304
 CATALOG_TABLES = ("brokers_serviceoffering", "brokers_serviceplan")
 BOOKKEEPING_TABLES = ("brokers_catalogsync", "brokers_broker", "brokers_catalogdocument", "teams_auditrecord")
 BROKER_USER, BROKER_PASSWORD = "bench", "bench-broker-pass"
@@ -311,12 +318,63 @@ def print_report(results: list[Result], expected_changed: int) -> list[str]:
     )
     if not ok:
         missed.append("partial")
+    not_modified = [r for r in results if r.name == "ETag relist (304)"]
+    if not_modified:
+        ok = not_modified[0].seconds <= GOAL_ETAG_RELIST_S
+        print(f"  ETag relist (304): {not_modified[0].seconds:6.2f} s (goal ≤ {GOAL_ETAG_RELIST_S:g} s)  "
+              f"{'MET' if ok else 'NOT MET'}")
+        if not ok:
+            missed.append("etag relist")
     print(
         "Bookkeeping rows = the CatalogSync record (INSERT + final UPDATE) and the broker row (lease claim, status, "
         "conformance score, next relist), written by every sync; a sync that fetched a changed catalog also writes "
         "the ETag, the catalog document (its checks, then the document) and an audit record."
     )
     return missed
+
+
+# --- registration to ready through a worker (--via-worker) --------------------------------------------
+
+
+def start_worker(data_dir: str) -> subprocess.Popen[bytes]:
+    log_path = Path(data_dir) / "worker.log"
+    command = [sys.executable, "-m", "celery", "-A", "catalog_portal", "worker", "--pool=threads", "--concurrency=2",
+               "--without-mingle", "--without-gossip", "--loglevel=INFO", f"--hostname=bench-mirror-{os.getpid()}@%h"]
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="catalog_portal.settings", PYTHONUNBUFFERED="1")
+    return start_process(command, log_path, env)
+
+
+def wait_until_ready(broker_id: Any, registered_at: float, worker: subprocess.Popen[bytes]) -> Result:
+    """Registration (already done at `registered_at`) -> the broker row `ready` after its first sync."""
+    from django.db import connection
+
+    from brokers.models import Broker, CatalogSync, ServiceOffering, ServicePlan
+
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            status, synced = Broker.objects.filter(pk=broker_id).values_list("status", "last_synced_at").get()
+            if status == Broker.Status.READY and synced is not None:
+                seconds = time.perf_counter() - registered_at
+                break
+            if status == Broker.Status.FAILED or time.monotonic() > deadline:
+                raise SystemExit(f"bench: the worker's first sync did not make the broker ready ({status})")
+            connection.close()
+            time.sleep(0.01)
+    finally:
+        stop_process_group(worker)
+    sync = CatalogSync.objects.filter(broker_id=broker_id).order_by("started_at").first()
+    assert sync is not None
+    print(f"Registration -> ready through the worker: {seconds:.2f} s, of which the worker's sync (its CatalogSync "
+          f"record) {sync.duration_ms / 1000:.2f} s; the rest is the commit, the queue, the worker taking the message "
+          "and this 10 ms poll.")
+    return Result(
+        name="registration -> ready (worker)", seconds=seconds, cpu_s=0.0, fetch_s=0.0, checks_s=0.0,
+        validate_s=0.0, mirror_s=0.0, sql=SqlCounter(connection).stats, outcome=sync.outcome, added=sync.added,
+        changed=sync.changed, deactivated=sync.deactivated,
+        offerings_active=ServiceOffering.objects.filter(broker_id=broker_id, active=True).count(),
+        plans_active=ServicePlan.objects.filter(broker_id=broker_id, active=True).count(),
+    )
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -331,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--etag", action="store_true", help="also measure relists with ETag support on (200, then 304)"
     )
+    parser.add_argument("--via-worker", action="store_true",
+                        help="cold mirror = registration to ready through a real Celery worker")
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
     args = parser.parse_args(argv)
 
@@ -363,11 +423,14 @@ def main(argv: list[str] | None = None) -> int:
         broker_server.etag_support = False  # every relist is a full GET + validation + diff
         broker_server.start()
 
+        worker = start_worker(database.data_dir) if args.via_worker else None
+        registered_at = time.perf_counter()
         broker = services.broker_register(
             name="bench-broker",
             url=broker_server.url,
             auth=services.BrokerAuth(type="basic", username=BROKER_USER, secret=BROKER_PASSWORD),
         )
+        via_worker = wait_until_ready(broker.pk, registered_at, worker) if worker is not None else None
         phases = Phases()
         phases.install()
 
@@ -381,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
 
         load_start = os.getloadavg()[0]
-        results = [run_sync("cold mirror", broker.pk, phases)]
+        results = [via_worker if via_worker is not None else run_sync("cold mirror", broker.pk, phases)]
         results.append(run_sync("unchanged relist", broker.pk, phases))
         changed_catalog, changed = change_plans(catalog, 0.01, args.seed)
         broker_server.catalog = encoded(changed_catalog)

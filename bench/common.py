@@ -6,7 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def prepare_process() -> None:
@@ -61,3 +65,19 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
     except ProcessLookupError:
         pass
+
+
+def start_process(command: list[str], log_path: Path, env: dict[str, str], *, ready: bytes | None = b"ready.",
+                  what: str = "the worker") -> subprocess.Popen[bytes]:
+    """Start `command` from the project root in a process group of its own, its output to `log_path`; wait (up to
+    120 s) until that output shows `ready` (None: do not wait). Raises SystemExit with the log's end if it dies."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    deadline = time.monotonic() + 120
+    while ready is not None and ready not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process_group(process)
+            raise SystemExit(f"bench: {what} did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.05)
+    return process

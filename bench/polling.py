@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from common import prepare_process, setup_django, stop_process_group  # bench/common.py
+from common import prepare_process, setup_django, start_process, stop_process_group  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,7 +323,7 @@ def print_schedule(results: list[ScheduleResult], schedule: list[float], runner:
 # --- Part B: throughput of one worker ------------------------------------------------------------------
 
 
-WORKER_STATS = ("task", "claim", "renew", "client", "osb_call", "apply")
+WORKER_STATS = ("task", "claim", "renew", "client", "osb_call", "apply", "gc")
 
 
 WHAT_IFS = {
@@ -382,6 +382,20 @@ def worker_shim(stats_path: str, celery_args: list[str]) -> int:
 
         return wrapper
 
+    import gc
+
+    gc_started: dict[int, float] = {}
+
+    def gc_timer(phase: str, info: dict[str, Any]) -> None:  # every collection of the cyclic GC, in any thread
+        if phase == "start":
+            gc_started[info["generation"]] = time.perf_counter()
+        elif info["generation"] in gc_started:
+            with lock:
+                entry = totals["gc"]
+                entry[0] += 1
+                entry[1] += time.perf_counter() - gc_started.pop(info["generation"])
+
+    gc.callbacks.append(gc_timer)
     operations.operation_step = timed("task", operations.operation_step)
     operations._claim = timed("claim", operations._claim)
     operations._renew_lease = timed("renew", operations._renew_lease)
@@ -483,14 +497,7 @@ def throughput_part(args: argparse.Namespace, tmp: Path) -> Throughput:
                    SWEEP_GRACE_SECONDS=str(settings.SWEEP_GRACE_SECONDS))
         bench_cpu = time.process_time()
         spawned = time.time()
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
-        deadline = time.monotonic() + 120
-        while b"ready." not in log_path.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"bench: the worker did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.05)
+        process = start_process(command, log_path, env)
         ready = time.time()
 
         ops = Operation.objects.filter(instance__namespace="bench-load")
@@ -634,7 +641,8 @@ def print_throughput(r: Throughput, args: argparse.Namespace, transport: str) ->
         print("  Worker phase timers (sum over all threads; thread CPU = time.thread_time, GIL waits excluded):")
         print(f"    {'phase':<10} {'calls':>7} {'wall s':>9} {'ms/call':>8} {'CPU s':>8} {'CPU ms/call':>11}")
         labels = {"task": "step", "claim": "claim", "renew": "renew", "client": "client()",
-                  "osb_call": "OSB call", "apply": "write"}
+                  "osb_call": "OSB call", "apply": "write",
+                  "gc": "cyclic GC"}
         for name in WORKER_STATS:
             n, wall, cpu = r.phase_stats.get(name, [0, 0.0, 0.0])
             if n:

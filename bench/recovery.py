@@ -30,7 +30,7 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-from common import prepare_process, setup_django, stop_process_group  # bench/common.py
+from common import prepare_process, setup_django, start_process, stop_process_group  # bench/common.py
 from throwaway import ThrowawayDatabase  # bench/throwaway.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,18 +40,6 @@ if str(ROOT) not in sys.path:
 BROKER_USER, BROKER_PASSWORD = "bench", "bench-broker-pass"
 INSTANCE_PATH = r"/v2/service_instances/[^/]+"
 GOAL_SECONDS = 30.0
-
-
-def start(command: list[str], log_path: Path, env: dict[str, str], ready: bytes | None) -> subprocess.Popen[bytes]:
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    deadline = time.monotonic() + 120
-    while ready is not None and ready not in log_path.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"bench: {command[3]} did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.05)
-    return process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,14 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, DJANGO_SETTINGS_MODULE="catalog_portal.settings", PYTHONUNBUFFERED="1",
                    LOG_LEVEL="INFO", OSB_CALLS_PER_BROKER_PER_PROCESS=str(args.concurrency))
         celery = [sys.executable, "-m", "celery", "-A", "catalog_portal"]
-        processes.append(start([*celery, "beat", f"--schedule={tmp / 'beat-schedule'}", "--loglevel=INFO"],
-                               tmp / "beat.log", env, None))
+        processes.append(start_process([*celery, "beat", f"--schedule={tmp / 'beat-schedule'}", "--loglevel=INFO"],
+                                       tmp / "beat.log", env, ready=None, what="beat"))
 
         def worker(n: int) -> subprocess.Popen[bytes]:
-            process = start([*celery, "worker", "--pool=threads", f"--concurrency={args.concurrency}",
-                             "--loglevel=INFO", "--without-mingle", "--without-gossip",
-                             f"--hostname=bench-recovery-{n}-{os.getpid()}@%h"], tmp / f"worker-{n}.log", env,
-                            b"ready.")
+            process = start_process([*celery, "worker", "--pool=threads", f"--concurrency={args.concurrency}",
+                                     "--loglevel=INFO", "--without-mingle", "--without-gossip",
+                                     f"--hostname=bench-recovery-{n}-{os.getpid()}@%h"], tmp / f"worker-{n}.log", env)
             processes.append(process)
             return process
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from django.db import connections, router
-from django.db.models import JSONField, Model
+from django.db import connections, models, router
+from django.db.models import JSONField, Model, Value
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from brokers import hooks
@@ -260,17 +261,36 @@ def insert_rows(model: type[Model], objs: list[Any]) -> None:
         return
     fields = [f for f in model._meta.concrete_fields if not f.generated]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    # JSON columns as JSON text, encoded by orjson (Django's adapter runs the json module on every value).
-    plain_json = [isinstance(f, JSONField) and f.encoder is None for f in fields]
+    # JSON columns as JSON text encoded by orjson (Django's adapter runs the json module on every value); columns
+    # whose Python value psycopg writes as it is (text, numbers, booleans, UUIDs, datetimes) without Django's
+    # per-value preparation; anything else as Django prepares it.
+    how = [_JSON if isinstance(f, JSONField) and f.encoder is None else _AS_IS if type(f) in _AS_IS_FIELDS
+           else _DJANGO for f in fields]
     with connection.cursor() as cursor, cursor.cursor.copy(
         f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
     ) as copy:
         for obj in objs:
-            copy.write_row([_json_text(f.pre_save(obj, True)) if as_json else
-                            f.get_db_prep_save(f.pre_save(obj, True), connection)
-                            for f, as_json in zip(fields, plain_json, strict=True)])
+            row = []
+            for f, kind in zip(fields, how, strict=True):
+                value = f.pre_save(obj, True)
+                row.append(value if kind is _AS_IS else _json_text(value) if kind is _JSON
+                           else f.get_db_prep_save(value, connection))
+            copy.write_row(row)
     for obj in objs:
         obj._state.adding, obj._state.db = False, connection.alias
+
+
+def json_value(value: Any) -> Cast:
+    """`value` for a JSONField in an UPDATE or INSERT, encoded by orjson rather than by Django's json.dumps (the
+    catalog document is megabytes)."""
+    return Cast(Value(_json_text(value)), output_field=JSONField())
+
+
+_JSON, _AS_IS, _DJANGO = "json", "as is", "django"
+# Exactly these classes (a subclass may convert its values, as an encrypted field would): ForeignKey columns hold
+# the target's primary key (UUID or integer) and are written as they are too.
+_AS_IS_FIELDS = (models.CharField, models.TextField, models.BooleanField, models.PositiveIntegerField,
+                 models.IntegerField, models.UUIDField, models.DateTimeField, models.ForeignKey)
 
 
 def _json_text(value: Any) -> str | None:

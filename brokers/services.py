@@ -25,7 +25,7 @@ from brokers import metrics
 from brokers.catalog import CatalogInvalid, canonical_json, parse_catalog
 from brokers.conformance import CheckResult
 from brokers.conformance.catalog import check_catalog
-from brokers.mirror import MirrorResult, describe_diff, mirror_catalog
+from brokers.mirror import MirrorResult, describe_diff, json_value, mirror_catalog
 from brokers.models import Broker, CatalogDocument, CatalogSync, ServiceOffering, ServicePlan
 from brokers.osb import (
     BasicAuth,
@@ -36,13 +36,13 @@ from brokers.osb import (
     OSBError,
     OSBMalformedResponse,
     ReadTimeouts,
+    cyclic_gc_paused,
     pooled_http_client,
 )
 from brokers.restrictions import RestrictionError, parse_restrictions
 from brokers.selectors import broker_conformance
 from brokers.throttle import Wait, call_slot, pause_from_answers
 from catalog_portal.exceptions import ApplicationError, Conflict
-from catalog_portal.memory import cyclic_gc_paused
 from catalog_portal.tasks import enqueue_on_commit
 from teams.audit import audit
 from teams.models import Team
@@ -449,8 +449,7 @@ def catalog_sync(*, broker_id: Any, force: bool = False) -> CatalogSync | None:
     started = time.monotonic()
     with log_context(broker=broker.name):
         try:
-            with cyclic_gc_paused():  # the catalog's object graph has no cycles: collections only cost time
-                _fetch_and_mirror(broker, sync)
+            _fetch_and_mirror(broker, sync)
         except _NoCallSlot as exc:
             # Every call slot of the broker is taken (its max_in_flight) or this worker's share is: no call was
             # made, so no sync happened; the same sync again shortly.
@@ -498,6 +497,11 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
         sync.outcome = CatalogSync.Outcome.UNCHANGED
         sync.summary = {"not_modified": True}
         return
+    with cyclic_gc_paused():  # the catalog's objects have no cycles: collections would only cost time
+        _mirror_document(broker, sync, response)
+
+
+def _mirror_document(broker: Broker, sync: CatalogSync, response: Any) -> None:
     digest = catalog_digest(response.document)
     if digest == broker.catalog_digest:
         sync.outcome = CatalogSync.Outcome.UNCHANGED
@@ -519,7 +523,7 @@ def _fetch_and_mirror(broker: Broker, sync: CatalogSync) -> None:
             catalog_etag=response.etag or "", catalog_last_modified=response.last_modified or "",
             catalog_digest=digest, catalog_revision=F("catalog_revision") + 1,
         )
-        _save_catalog_document(broker, document=response.document, accepted_at=timezone.now())
+        _save_catalog_document(broker, document=json_value(response.document), accepted_at=timezone.now())
     if result.written >= ANALYZE_AFTER_ROWS:
         _analyze_catalog_tables()
     _record_result(sync, result)

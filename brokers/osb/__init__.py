@@ -25,6 +25,7 @@ from .errors import (
     OSBUnprocessable,
     parse_retry_after,
 )
+from .memory import cyclic_gc_paused
 from .requests import (
     BindingLastOperationRequest,
     BindRequest,
@@ -100,6 +101,7 @@ __all__ = [
     "UnbindRequest",
     "UpdateRequest",
     "UpdateResponse",
+    "cyclic_gc_paused",
     "parse_retry_after",
     "pooled_http_client",
     "redact",

@@ -31,6 +31,7 @@ from .errors import (
     error_class_for,
     parse_retry_after,
 )
+from .memory import cyclic_gc_paused
 from .requests import OSBRequest
 from .types import (
     OPERATION_STATES,
@@ -388,7 +389,8 @@ class OSBClient:
                 not_modified=True,
             )
         try:
-            document = json.loads(response.content)
+            with cyclic_gc_paused():  # a big catalog is millions of objects and no cycles (see .memory)
+                document = json.loads(response.content)
         except ValueError:
             raise OSBMalformedResponse(
                 f"The broker's catalog is not valid JSON: the broker answered {reason(response)} with "

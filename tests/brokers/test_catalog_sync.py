@@ -412,7 +412,7 @@ def test_a_sync_runs_with_the_cyclic_collector_paused(
     monkeypatch.setattr(services, "parse_catalog", spy)
     gc.enable()
     sync(register(osb_broker.url))
-    assert seen == [False]  # while the catalog's objects are built and checked (catalog_portal/memory.py)
+    assert seen == [False]  # while the catalog's objects are built and checked (brokers/osb/memory.py)
     assert gc.isenabled()
 
 

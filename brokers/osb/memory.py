@@ -4,7 +4,11 @@ Decoding, validating and mirroring a big catalog (1,000 services, 9.5 MB of JSON
 each full collection the allocations trigger walks all of them, and never finds garbage (the graph is acyclic and
 freed by reference counting). Measured on a cold mirror of that catalog: about a second of its three
 (docs/benchmarks.md). The pause is process-wide and nests across threads: the collector runs again when the last
-paused block ends, if it was on when the first began.
+paused block ends, if it was on when the first began. Keep the blocks short and CPU-bound (never around a network
+wait): other threads' cyclic garbage waits for the collector meanwhile.
+
+Here, in the OSB library (standard library only), because the client decodes the catalog under it; the catalog
+mirror (brokers/services.py) uses it too.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""catalog_portal.memory: the cyclic garbage collector paused around a catalog sync, nesting across threads."""
+"""brokers.osb.memory: the cyclic garbage collector paused around a catalog sync, nesting across threads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from catalog_portal.memory import cyclic_gc_paused
+from brokers.osb import cyclic_gc_paused
 
 
 @pytest.fixture(autouse=True)
