@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import operator
+import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.models import (
     Case,
@@ -20,10 +22,11 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    TextField,
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Lower, NullIf
+from django.db.models.functions import Cast, Coalesce, Lower, NullIf
 from django.utils import timezone
 
 from brokers import conformance, hooks
@@ -46,13 +49,33 @@ def plan_visibility_q(user: Any) -> Q | None:
     (platform admins, and internal code that passes no user)."""
     if user is None or access.is_platform_admin(user):
         return None
-    # A subquery, not a list fetched first: the visibility rule costs no query of its own.
-    shown_to_team = Exists(
-        ServicePlan.teams.through.objects.filter(
-            serviceplan_id=OuterRef("pk"), team__memberships__user_id=getattr(user, "pk", None)
+    public = Q(visibility=ServicePlan.Visibility.PUBLIC)
+    team_ids = getattr(user, TEAM_IDS_ATTRIBUTE, None)
+    if team_ids is None:
+        # A subquery, not a list fetched first: the visibility rule costs no query of its own.
+        shown_to_team = Exists(
+            ServicePlan.teams.through.objects.filter(
+                serviceplan_id=OuterRef("pk"), team__memberships__user_id=getattr(user, "pk", None)
+            )
         )
-    )
-    return Q(visibility=ServicePlan.Visibility.PUBLIC) | (Q(visibility=ServicePlan.Visibility.TEAMS) & shown_to_team)
+    elif not team_ids:
+        return public  # in no team: the public plans, with no subquery at all
+    else:
+        shown_to_team = Exists(
+            ServicePlan.teams.through.objects.filter(serviceplan_id=OuterRef("pk"), team_id__in=sorted(team_ids))
+        )
+    return public | (Q(visibility=ServicePlan.Visibility.TEAMS) & shown_to_team)
+
+
+TEAM_IDS_ATTRIBUTE = "_store_team_ids"
+
+
+def remember_team_ids(user: Any, team_ids: set[Any] | None) -> None:
+    """Let `plan_visibility_q` use `user`'s teams as fetched once for this request (`StoreState.team_ids`)
+    instead of a join through the memberships in every query. For `request.user` only: it lives for one request,
+    so the list cannot outlive a change of membership."""
+    if team_ids is not None and user is not None:
+        setattr(user, TEAM_IDS_ATTRIBUTE, frozenset(team_ids))
 
 
 def visible_plans(user: Any) -> QuerySet[ServicePlan]:
@@ -189,7 +212,27 @@ def relevance(search: str) -> Any:
 # What a card of the marketplace grid shows (brokers/_service_card.html, the price badge): the other columns,
 # among them the broker's raw documents and the plans' schemas, are left in the database.
 CARD_FIELDS = ("id", "broker__name", "name", "display_name", "description", "provider", "tags", "image_url")
-CARD_PLAN_FIELDS = ("id", "offering_id", "free", "costs", "position")
+
+
+class CardPlan(NamedTuple):
+    """What a card reads of a plan (the price badge: `pricing.offering_badge`)."""
+
+    free: bool
+    costs: Any
+    position: int
+
+
+def with_card_plans(offerings: list[ServiceOffering], *, user: Any) -> list[ServiceOffering]:
+    """`offerings` with `active_plans` set: the active plans `user` may see, by position, in one query of three
+    columns (rows rather than model instances: a page of 24 cards has ~120 plans)."""
+    by_offering: dict[Any, list[CardPlan]] = {}
+    for offering in offerings:
+        offering.active_plans = by_offering.setdefault(offering.pk, [])
+    if by_offering:
+        rows = visible_plans(user).filter(active=True, offering_id__in=list(by_offering)).order_by("position", "pk")
+        for offering_id, *plan in rows.values_list("offering_id", "free", "costs", "position"):
+            by_offering[offering_id].append(CardPlan(*plan))
+    return offerings
 
 
 def store_offering_list(
@@ -203,13 +246,27 @@ def store_offering_list(
     user: Any = None,
 ) -> QuerySet[ServiceOffering]:
     """Active offerings for the marketplace grid, filtered like `offering_list`, in the chosen order; only the
-    columns a card shows are loaded."""
+    columns a card shows are loaded, and no plans: `with_card_plans` adds them to the cards shown."""
     query = offering_list(search=search, tags=tags, brokers=brokers, providers=providers, free=free, user=user,
-                          plan_fields=CARD_PLAN_FIELDS, any_tag=True).only(*CARD_FIELDS)
+                          any_tag=True).prefetch_related(None).only(*CARD_FIELDS)
+    return _store_ordered(query, search=search, sort=sort)
+
+
+def _store_ordered(query: QuerySet[Any], *, search: str, sort: str) -> QuerySet[Any]:
+    """`query` in the marketplace's `sort` order (best matches first: `relevance`)."""
     if sort == "relevance" and search_words(search):
         title, score = relevance(search)
         return query.annotate(title_lower=title).annotate(score=score).order_by("-score", *STORE_SORTS["name"])
     return query.order_by(*STORE_SORTS.get(sort, STORE_SORTS["name"]))
+
+
+def store_cards(ids: list[Any]) -> list[ServiceOffering]:
+    """The offerings `ids` in that order (a page of `StoreFacets.ordered_ids`, read in this request with the
+    viewer's visibility), with the columns a card shows; their plans: `with_card_plans`."""
+    wanted = [uuid.UUID(str(pk)) for pk in ids]
+    query = ServiceOffering.objects.select_related("broker").only(*CARD_FIELDS).filter(pk__in=wanted)
+    found = {offering.pk: offering for offering in query} if wanted else {}
+    return [found[pk] for pk in wanted if pk in found]
 
 
 # What the service page shows: the catalog's raw documents, schemas and search columns stay in the database.
@@ -236,6 +293,7 @@ class StoreFacets:
     free: int
     paid: int
     total: int | None = None  # services matching every filter (the grid's count), when it was counted
+    ordered_ids: list[str] = field(default_factory=list)  # with `sort`: those services' ids in the grid's order
 
 
 def store_facets(
@@ -246,9 +304,12 @@ def store_facets(
     providers: list[str] | None = None,
     free: bool | None = None,
     user: Any = None,
+    sort: str | None = None,
 ) -> StoreFacets:
     """Facet counts of the marketplace, whatever the catalog size: one query over the filtered services counts
-    every facet, plus one query for each of the tag, provider, broker and price facets that is in use."""
+    every facet, plus one query for each of the tag, provider, broker and price facets that is in use.
+    With `sort`, that query also orders the services as the grid shows them (`ordered_ids`): the grid then reads
+    only the cards of its page (`store_cards`), rather than filtering and sorting the catalog a second time."""
     facets: dict[str, Any] = {"tags": tags, "brokers": brokers, "providers": providers, "free": free}
     searched = _searched(user=user, active=True, search=search)
 
@@ -261,20 +322,25 @@ def store_facets(
     # Tags live in a JSON list, so they are counted here rather than in SQL.
     tag_counts: Counter[str] = Counter()
     labels: dict[str, str] = {}
-    provider_counts: Counter[str] = Counter()
-    broker_counts: Counter[str] = Counter()
-    total = free_count = 0
     rows = without(None)
     if free is None:
         rows = rows.annotate(has_free_plan=_free_plan(True, user))
-    columns = ("tags", "provider", "broker__name", *(("has_free_plan",) if free is None else ()))
-    for offering_tags, provider, broker_name, *has_free_plan in rows.values_list(*columns):
-        total += 1
-        _tally_tags(offering_tags, tag_counts, labels)
-        if provider != "":
-            provider_counts[provider] += 1
-        broker_counts[broker_name] += 1
-        free_count += bool(has_free_plan and has_free_plan[0])
+    # The tags as JSON text, decoded below in one call rather than one per row by the field's converter; the ids
+    # as text too (no UUID built per row: the grid shows 24 of them).
+    rows = rows.annotate(tags_json=Cast("tags", TextField()), id_text=Cast("pk", TextField()))
+    if sort is not None:
+        rows = _store_ordered(rows, search=search, sort=sort)
+    columns = ("tags_json", "id_text", "provider", "broker__name", *(("has_free_plan",) if free is None else ()))
+    fetched = list(rows.values_list(*columns))
+    decoded = json.loads("[" + ",".join(row[0] or "null" for row in fetched) + "]")
+    ordered_ids = [row[1] for row in fetched] if sort is not None else []
+    for offering_tags in decoded:
+        if offering_tags:
+            _tally_tags(offering_tags, tag_counts, labels)
+    total = len(fetched)
+    provider_counts = Counter(row[2] for row in fetched if row[2] != "")
+    broker_counts = Counter(row[3] for row in fetched)
+    free_count = sum(1 for row in fetched if row[4]) if free is None else 0
     if providers:
         provider_rows = without("providers").exclude(provider="").values("provider").annotate(n=Count("pk"))
         provider_counts = Counter({row["provider"]: row["n"] for row in provider_rows})
@@ -303,6 +369,7 @@ def store_facets(
         free=price["free"],
         paid=price["total"] - price["free"],
         total=total,
+        ordered_ids=ordered_ids,
     )
 
 
@@ -324,6 +391,10 @@ class StoreLanding:
     recent: list[ServiceOffering]  # newest in the mirror first
     popular: list[tuple[ServiceOffering, int]]  # most provisioned in this portal, with how many times
 
+    @property
+    def offerings(self) -> list[ServiceOffering]:
+        return [*self.recent, *(offering for offering, _ in self.popular)]
+
 
 def _instance_model() -> Any:
     # Instances belong to the app above this one (imports flow instances -> brokers): reach them by relation.
@@ -336,19 +407,22 @@ def provision_count() -> int:
     return _instance_model().objects.count()
 
 
-def store_landing(*, user: Any, facets: StoreFacets) -> StoreLanding:
+def store_landing(*, user: Any, facets: StoreFacets, provisions: int | None = None) -> StoreLanding:
     """Categories (from the facet counts already made), the newest services and the most provisioned ones
-    that `user` may see: two small queries."""
+    that `user` may see: one small query, and three more when anything was provisioned (`provisions`: the
+    `provision_count()` already read, if it was). The cards' plans are not read: `with_card_plans`."""
     recent = list(store_offering_list(sort="newest", user=user)[:LANDING_SIZE])
-    # Counted per plan on the instances table alone (no join: the planner would walk every plan), then summed
-    # per service.
-    per_plan = dict(_instance_model().objects.order_by().values_list("plan_id").annotate(n=Count("pk")))
-    ranked: Counter[Any] = Counter()
-    for plan_id, offering_id in ServicePlan.objects.filter(pk__in=list(per_plan)).values_list("pk", "offering_id"):
-        ranked[offering_id] += per_plan[plan_id]
-    ranked = Counter(dict(sorted(ranked.items(), key=lambda item: (-item[1], str(item[0])))[: LANDING_SIZE * 4]))
-    shown = {o.pk: o for o in store_offering_list(user=user).filter(pk__in=list(ranked))}
-    popular = [(shown[pk], n) for pk, n in ranked.items() if pk in shown][:LANDING_SIZE]
+    popular: list[tuple[ServiceOffering, int]] = []
+    if provisions is None or provisions:
+        # Counted per plan on the instances table alone (no join: the planner would walk every plan), then summed
+        # per service.
+        per_plan = dict(_instance_model().objects.order_by().values_list("plan_id").annotate(n=Count("pk")))
+        ranked: Counter[Any] = Counter()
+        for plan_id, offering_id in ServicePlan.objects.filter(pk__in=list(per_plan)).values_list("pk", "offering_id"):
+            ranked[offering_id] += per_plan[plan_id]
+        ranked = Counter(dict(sorted(ranked.items(), key=lambda item: (-item[1], str(item[0])))[: LANDING_SIZE * 4]))
+        shown = {o.pk: o for o in store_offering_list(user=user).filter(pk__in=list(ranked))} if ranked else {}
+        popular = [(shown[pk], n) for pk, n in ranked.items() if pk in shown][:LANDING_SIZE]
     return StoreLanding(categories=facets.tags[:12], recent=recent, popular=popular)
 
 
@@ -363,6 +437,7 @@ class StoreState:
 
     version: str
     failed_brokers: list[Broker]  # enabled brokers whose last sync failed (their previous mirror stays shown)
+    team_ids: set[Any] | None = None  # the viewer's teams (None: all, a platform admin)
 
 
 def store_state(user: Any) -> StoreState:
@@ -379,7 +454,7 @@ def store_state(user: Any) -> StoreState:
     teams = access.team_ids_for(user)
     parts.append(("scope", "all" if teams is None else sorted(str(t) for t in teams), bool(user and user.is_staff)))
     version = hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
-    return StoreState(version=version, failed_brokers=failed)
+    return StoreState(version=version, failed_brokers=failed, team_ids=teams)
 
 
 def _active_count(model: type[ServiceOffering] | type[ServicePlan]) -> Coalesce:

@@ -33,6 +33,7 @@ def _cached(request: HttpRequest, what: str, compute: Callable[[selectors.StoreS
     database on every request, so a cached value is never stale) and who may see what; `what` names the page.
     Rendered HTML stays a SafeString through the cache (pickled with its type)."""
     state = selectors.store_state(request.user)
+    selectors.remember_team_ids(request.user, state.team_ids)  # fetched once: the queries then list them
     key = f"store:{state.version}:{what}"
     try:
         return caches["store"].get_or_set(key, lambda: compute(state))
@@ -46,9 +47,12 @@ def marketplace(request: HttpRequest) -> HttpResponse:
     form = MarketplaceForm(request.GET)
     # The results (facets, grid, pager) are the same for everyone who sees the same catalog the same way.
     what = request.path + form.querystring(page=form.page_number)
+    provisions = None
     if form.is_landing:  # "most provisioned" changes with each provision: part of the key, so never stale
-        what += f"#provisions={selectors.provision_count()}"
-    results_html, page_number = _cached(request, what, lambda state: _marketplace_results(request, form, state))
+        provisions = selectors.provision_count()
+        what += f"#provisions={provisions}"
+    results_html, page_number = _cached(
+        request, what, lambda state: _marketplace_results(request, form, state, provisions))
     if htmx_partial(request):
         response = HttpResponse(results_html)
         push_url(response, request.path + form.querystring(page=page_number))
@@ -59,15 +63,18 @@ def marketplace(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _marketplace_results(request: HttpRequest, form: MarketplaceForm, state: selectors.StoreState) -> tuple[str, int]:
-    offerings = selectors.store_offering_list(**form.filters(), sort=form.values["sort"], user=request.user)
-    facets = selectors.store_facets(**form.filters(), user=request.user)
-    paginator = Paginator(offerings, PAGE_SIZE)
-    if facets.total is not None:
-        paginator.count = facets.total  # the facets counted the same filtered set: no COUNT query of its own
-    page = paginator.get_page(form.page_number)
+def _marketplace_results(request: HttpRequest, form: MarketplaceForm, state: selectors.StoreState,
+                         provisions: int | None) -> tuple[str, int]:
+    # One query filters, counts the facets and orders the grid; then the page's cards are read by id, and the
+    # plans of every card shown (the grid's and the landing view's) in one more.
+    facets = selectors.store_facets(**form.filters(), sort=form.values["sort"], user=request.user)
+    page = Paginator(facets.ordered_ids, PAGE_SIZE).get_page(form.page_number)
+    page.object_list = selectors.store_cards(page.object_list)
+    landing = None
+    if form.is_landing:
+        landing = selectors.store_landing(user=request.user, facets=facets, provisions=provisions)
+    selectors.with_card_plans([*page.object_list, *(landing.offerings if landing else [])], user=request.user)
     failed = state.failed_brokers
-    landing = selectors.store_landing(user=request.user, facets=facets) if form.is_landing else None
     context = {
         "form": form,
         "page": page,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import zlib
 from collections.abc import Iterable
@@ -9,6 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django import template
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -92,6 +95,66 @@ def plan_price(plan: ServicePlan) -> str:
 @register.filter
 def plan_prices(plan: ServicePlan) -> list[pricing.Price]:
     return pricing.plan_prices(plan)
+
+
+@register.simple_tag
+def service_icon(offering: Any, size: int) -> SafeString:
+    """The service's icon (an http(s) or data:image URL), with a coloured tile of its initial as the fallback."""
+    return mark_safe(_icon_html(offering, int(size)))  # noqa: S308 - _icon_html escapes every value
+
+
+@register.simple_tag
+def service_card(offering: Any, note: int | None = None) -> SafeString:
+    """A marketplace card. Built here with f-strings rather than by nested includes and filters: the grid shows
+    24 of them, and rendering them was most of a cache miss. Every value from a broker goes through `_e`."""
+    badge = pricing.offering_badge(offering.active_plans)
+    tags = [str(tag) for tag in (offering.tags or [])[:3]]
+    badge_html = f'<span class="badge {"free" if badge == "Free" else "paid"}">{_e(badge)}</span>' if badge else ""
+    note_html = f'<p class="svc-note">Provisioned {int(note)} time{pluralize(note)} here</p>' if note else ""
+    items = "".join(f'<li class="tag">{_e(tag)}</li>' for tag in tags)
+    tags_html = f'<ul class="tags" aria-label="Tags">{items}</ul>' if tags else ""
+    url = reverse("brokers:service-detail", args=[offering.pk])
+    return mark_safe(  # noqa: S308 - every value is escaped
+        f'\n<article class="svc-card">\n  {_icon_html(offering, 48)}\n\n  {badge_html}\n'
+        f'  <h3 class="svc-name"><a class="stretched" href="{_e(url)}">{_e(offering.title)}</a></h3>\n'
+        f'  <p class="svc-provider">{_e(offering.provider or offering.broker.name)}</p>\n'
+        f'  <p class="desc">{_e(offering.description)}</p>\n  {note_html}\n  {tags_html}\n</article>\n'
+    )
+
+
+def _e(value: Any) -> str:
+    """What `{{ value }}` shows (`&`, `<`, `>`, quotes escaped; the same function Django's escape calls)."""
+    return html.escape(str(value))
+
+
+def _icon_html(offering: Any, size: int) -> str:
+    src = image_url(offering.image_url)
+    tile = (f'<span class="icon tile" style="background:{tile_colour(offering.name)}" aria-hidden="true"'
+            f'{" hidden" if src else ""}>{_e(initial(offering.title))}</span>')
+    if src:
+        tile = (f'<img class="icon" src="{_e(src)}" alt="" width="{size}" height="{size}" loading="lazy" '
+                f'referrerpolicy="no-referrer" data-fallback>{tile}')
+    return f'<span class="icon-slot s{size}">{tile}</span>'
+
+
+@register.simple_tag
+def facet_options(param: str, options: list[Any]) -> SafeString:
+    """A facet's check boxes (the ninth and later inside a "more" disclosure), or "No options"."""
+    if not options:
+        return mark_safe('<p class="muted small facet-none">No options</p>')
+    parts = []
+    for number, option in enumerate(options, 1):
+        if number == 9:
+            parts.append(f'\n        <details class="facet-more" id="facet-more-{_e(param)}">\n          '
+                         f"<summary>{len(options) - 8} more</summary>")
+        parts.append(
+            f'\n          <label class="check" for="{_e(option.id)}"><input type="checkbox" id="{_e(option.id)}" '
+            f'name="{_e(option.param)}" value="{_e(option.value)}"{" checked" if option.selected else ""}>'
+            f'<span class="check-label">{_e(option.label)}</span><span class="count">{int(option.count)}</span></label>'
+        )
+    if len(options) > 8:
+        parts.append("\n        </details>")
+    return mark_safe("".join(parts))  # noqa: S308 - every value is escaped
 
 
 @register.simple_tag

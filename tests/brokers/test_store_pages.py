@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -543,6 +544,29 @@ def test_broker_text_is_escaped_and_only_http_links_are_made(client_alice: Clien
         "https://docs.example.com/pg?a=1&amp;b=2</a>." in about
     )
     assert 'href="javascript' not in about and "&lt;a href=&quot;javascript:alert(1)&quot;&gt;" in about
+
+
+def test_marketplace_cards_and_facets_escape_broker_text(client_alice: Client, broker: Broker) -> None:
+    # Cards and facet options are built in Python (brokers/templatetags/store.py), not by the template engine:
+    # every value from a broker must still come out escaped.
+    hostile = "<script>alert('x')</script>"
+    ServiceOffering.objects.filter(catalog_id=POSTGRES_ID).update(
+        display_name=f"PG {hostile}", provider=f"Prov {hostile}", description=f'Desc {hostile} & "q"',
+        tags=[f"tag{hostile}", "sql"], tag_index=f"|tag{hostile.lower()}|sql|",
+        image_url='https://icons.example.com/pg.png?a=1&b="><script>alert(1)</script>',
+    )
+    Broker.objects.filter(pk=broker.pk).update(catalog_revision=F("catalog_revision") + 1)
+    html = page(client_alice)
+
+    escaped = "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;"
+    assert "<script>alert" not in html
+    postgres = card(html, f"PG {escaped}")
+    assert f'<p class="svc-provider">Prov {escaped}</p>' in postgres
+    assert f'<p class="desc">Desc {escaped} &amp; &quot;q&quot;</p>' in postgres
+    assert f'<li class="tag">tag{escaped}</li>' in postgres
+    assert 'src="https://icons.example.com/pg.png?a=1&amp;b=&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in postgres
+    assert f'name="provider" value="Prov {escaped}"><span class="check-label">Prov {escaped}</span>' in html
+    assert f'name="tag" value="tag{escaped}"><span class="check-label">tag{escaped}</span>' in html
 
 
 def test_service_page_of_unknown_service_is_404(client_alice: Client, broker: Broker) -> None:
