@@ -12,6 +12,9 @@ catalog version and visibility scope is):
 * marketplace     GET /                       (the landing view, grid page 1, every facet)
 * new search      GET /?q=<word>              (a different word each time: what typing in the live search sends)
 * filtered search GET /?q=<word>&tag=<tag>    (word and tag)
+* typed search    GET /?q=<word>              (the new searches again, in a store used for a while: every page
+                                               of `/` was shown once, so each card is kept per catalog version
+                                               and visibility scope; each search page is still computed)
 * hit             GET /                       (the cache warm: for comparison)
 
 Reported per page: the CPU time of this thread per request (``time.thread_time``: the database server's own work
@@ -30,6 +33,7 @@ import pstats
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 GOAL_HOME_MS, GOAL_SEARCH_MS = 20.0, 12.0
+TYPING = "typed search"  # a new search after earlier pages of the same catalog version and scope
 BROKER_USER, BROKER_PASSWORD = "bench", "bench-broker-pass"
 
 
@@ -65,25 +70,40 @@ def urls_for(document: dict[str, Any], repeat: int) -> dict[str, list[str]]:
         "marketplace /": ["/"] * n,
         "new search": [f"/?{urlencode({'q': w})}" for w in words[:n]],
         "filtered search": [f"/?{urlencode({'q': w, 'tag': t})}" for w, t in pairs],
+        TYPING: [f"/?{urlencode({'q': w})}" for w in words[:n]],  # the same words, in a store just opened
         "hit /": ["/"] * n,
     }
 
 
-def measure(client: Any, name: str, urls: list[str], profile: bool) -> dict[str, Any]:
+def _count_statement(seen: list[str], execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+    seen.append(sql)
+    return execute(sql, params, many, context)
+
+
+def measure(client: Any, name: str, urls: list[str], profile: bool, services: int) -> dict[str, Any]:
     from django.core.cache import caches
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
     cpu: list[float] = []
     wall: list[float] = []
     statements: list[int] = []
     profiler = cProfile.Profile() if profile else None
     for index, url in enumerate(urls):
-        if name != "hit /":
+        if name == "hit /":
+            if index == 0:
+                client.get(url)
+        elif name == TYPING:
+            if index == 0:  # a store in use for a while: every card shown once (the pages of `/`), no search yet
+                caches["store"].clear()
+                pages = 1 + (services - 1) // 24
+                for number in range(1, pages + 1):
+                    client.get(f"/?page={number}")
+        else:
             caches["store"].clear()
-        elif index == 0:
-            client.get(url)
-        with CaptureQueriesContext(connection) as queries:
+        # Statements counted by a bare execute wrapper: Django's CaptureQueriesContext would switch on the debug
+        # cursor, which formats and times every statement (CPU a production request does not spend).
+        queries: list[str] = []
+        with connection.execute_wrapper(partial(_count_statement, queries)):
             if profiler and index >= 3:
                 profiler.enable()
             started_cpu, started = time.thread_time(), time.perf_counter()
@@ -91,7 +111,9 @@ def measure(client: Any, name: str, urls: list[str], profile: bool) -> dict[str,
             took_cpu, took = time.thread_time() - started_cpu, time.perf_counter() - started
             if profiler:
                 profiler.disable()
-        if response.status_code != 200 or (b"svc-card" not in response.content and name != "new search"):
+        if response.status_code != 200 or (
+            b"svc-card" not in response.content and name not in ("new search", TYPING)
+        ):
             raise SystemExit(f"bench: {url} -> {response.status_code}")
         if index >= 3:  # warm-up: templates compiled, connection open
             cpu.append(took_cpu * 1000)
@@ -161,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, urls in urls_for(document, args.repeat).items():
             if args.only and name not in args.only:
                 continue
-            result = measure(client, name, urls, args.profile)
+            result = measure(client, name, urls, args.profile, args.services)
             goal = {"marketplace /": GOAL_HOME_MS, "new search": GOAL_SEARCH_MS,
-                    "filtered search": GOAL_SEARCH_MS}.get(name)
+                    "filtered search": GOAL_SEARCH_MS, TYPING: GOAL_SEARCH_MS}.get(name)
             verdict = "" if goal is None else f"<= {goal:g} ms {'met' if result['cpu_p50'] <= goal else 'NOT MET'}"
             print(f"{name:<16} {result['n']:>3} {result['cpu_p50']:>10.1f} {result['cpu_p90']:>10.1f} {result['wall_p50']:>11.1f} "
                   f"{result['sql']:>4.0f}  {verdict}")

@@ -126,6 +126,9 @@ def price_label(plan: ServicePlan) -> str:
 
 def offering_badge(plans: Iterable[ServicePlan]) -> str:
     """'Free' when a plan is free, else 'from $X/month' (the cheapest plan's price), else 'Paid'."""
+    plans = list(plans)
+    if any(plan.free for plan in plans):
+        return "Free"  # what ranking would put first (a shortcut: the grid shows ~120 plans)
     ranked = plans_by_price(plans)
     if not ranked:
         return ""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.contrib import messages
 from django.core.cache import caches
@@ -20,6 +21,7 @@ from redis.exceptions import RedisError
 from brokers import pricing, selectors, services
 from brokers.forms import MarketplaceForm
 from brokers.models import Broker
+from brokers.templatetags.store import service_card
 from catalog_portal.htmx import htmx_partial
 
 PAGE_SIZE = 24
@@ -69,11 +71,10 @@ def _marketplace_results(request: HttpRequest, form: MarketplaceForm, state: sel
     # plans of every card shown (the grid's and the landing view's) in one more.
     facets = selectors.store_facets(**form.filters(), sort=form.values["sort"], user=request.user)
     page = Paginator(facets.ordered_ids, PAGE_SIZE).get_page(form.page_number)
-    page.object_list = selectors.store_cards(page.object_list)
     landing = None
     if form.is_landing:
         landing = selectors.store_landing(user=request.user, facets=facets, provisions=provisions)
-    selectors.with_card_plans([*page.object_list, *(landing.offerings if landing else [])], user=request.user)
+    page.object_list = _cards(request, state, list(page.object_list), landing.offerings if landing else [])
     failed = state.failed_brokers
     context = {
         "form": form,
@@ -86,6 +87,32 @@ def _marketplace_results(request: HttpRequest, form: MarketplaceForm, state: sel
         "catalog_unavailable": bool(failed) and not page.paginator.count and not form.is_filtered,
     }
     return render_to_string("brokers/_marketplace_results.html", context, request), page.number
+
+
+def _cards(request: HttpRequest, state: selectors.StoreState, ids: list[str], others: list[Any]) -> list[str]:
+    """The grid's cards for the services `ids`, in that order. A card is the same on every page of one catalog
+    version and visibility scope, so each is kept in the store cache under that version: a new search mostly shows
+    cards that earlier pages rendered. The others are read (with their plans, and those of `others`, the landing
+    view's services) and rendered now."""
+    def key(pk: Any) -> str:
+        return f"store:{state.version}:card:{uuid.UUID(str(pk)).hex}"
+
+    keys = [key(pk) for pk in ids]
+    try:
+        cards = caches["store"].get_many(keys)
+    except CACHE_ERRORS as exc:
+        logger.warning("store cache unavailable, cards rendered: %s", exc)
+        cards = {}
+    missing = selectors.store_cards([pk for pk, k in zip(ids, keys, strict=True) if k not in cards])
+    selectors.with_card_plans([*missing, *others], user=request.user)
+    rendered = {key(offering.pk): service_card(offering) for offering in missing}
+    if rendered:
+        try:
+            caches["store"].set_many(rendered)
+        except CACHE_ERRORS as exc:
+            logger.warning("store cache unavailable, cards not kept: %s", exc)
+    cards.update(rendered)
+    return [cards[k] for k in keys if k in cards]  # a service gone since the facets were read has no card
 
 
 @require_GET

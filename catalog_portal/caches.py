@@ -30,7 +30,7 @@ REDIS_SCHEMES = ("redis", "rediss")
 LAST_DEFAULT_REDIS_DB = 15  # Redis has databases 0-15 unless configured otherwise
 REDIS_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2}  # a cache never hangs a request for long
 LOCKOUT_MAX_ENTRIES = 10_000
-STORE_MAX_ENTRIES = 500
+STORE_MAX_ENTRIES = 2_000  # pages (~50 kB) and cards (~1 kB): a 1,000-service catalog's cards fit
 
 
 def cache_url_from_broker(broker_url: str) -> str | None:

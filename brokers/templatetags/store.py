@@ -6,12 +6,13 @@ import html
 import re
 import zlib
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from django import template
 from django.template.defaultfilters import pluralize
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -113,13 +114,26 @@ def service_card(offering: Any, note: int | None = None) -> SafeString:
     note_html = f'<p class="svc-note">Provisioned {int(note)} time{pluralize(note)} here</p>' if note else ""
     items = "".join(f'<li class="tag">{_e(tag)}</li>' for tag in tags)
     tags_html = f'<ul class="tags" aria-label="Tags">{items}</ul>' if tags else ""
-    url = reverse("brokers:service-detail", args=[offering.pk])
+    url = _service_url(offering.pk)
     return mark_safe(  # noqa: S308 - every value is escaped
         f'\n<article class="svc-card">\n  {_icon_html(offering, 48)}\n\n  {badge_html}\n'
         f'  <h3 class="svc-name"><a class="stretched" href="{_e(url)}">{_e(offering.title)}</a></h3>\n'
         f'  <p class="svc-provider">{_e(offering.provider or offering.broker.name)}</p>\n'
         f'  <p class="desc">{_e(offering.description)}</p>\n  {note_html}\n  {tags_html}\n</article>\n'
     )
+
+
+_ANY_ID = "00000000-0000-0000-0000-000000000000"
+
+
+@lru_cache(maxsize=8)
+def _service_url_template(script_prefix: str) -> str:
+    return reverse("brokers:service-detail", args=[_ANY_ID])
+
+
+def _service_url(pk: Any) -> str:
+    """reverse() of the service page, resolved once per script prefix (a page links 24 services)."""
+    return _service_url_template(get_script_prefix()).replace(_ANY_ID, str(pk))
 
 
 def _e(value: Any) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.core.cache import caches
 from django.db import connection
 from django.db.models import F
 from django.test import Client
@@ -343,6 +344,8 @@ def test_sort_by_name_provider_and_newest(client_alice: Client, generated: Broke
 
 
 def queries(client: Client, path: str, headers: dict[str, str] | None = None, **params: Any) -> int:
+    """Statements of the page computed from scratch (the store cache emptied: no page, no card kept)."""
+    caches["store"].clear()
     with CaptureQueriesContext(connection) as captured:
         response = client.get(path, params, headers=headers)
     assert response.status_code == 200
@@ -404,6 +407,33 @@ def test_a_repeated_page_does_not_query_the_catalog(
     assert first_sql and not again_sql
     assert again == first if headers else results(again) == results(first)
     assert "PostgreSQL" in again
+
+
+def test_a_new_search_reuses_the_cards_earlier_pages_rendered(client_alice: Client, broker: Broker) -> None:
+    page(client_alice)  # the landing view's grid: every card of this small catalog rendered, and kept
+
+    html, sql = catalog_queries(client_alice, q="sql")  # a search nobody made: its page is computed...
+    assert sql
+    card_reads = [q for q in sql if '"image_url"' in q or '"costs"' in q]
+    assert not card_reads  # ...but its cards come from the cache (no card columns, no plan prices read)
+
+    caches["store"].clear()
+    cold, cold_sql = catalog_queries(client_alice, q="sql")
+    assert [q for q in cold_sql if '"image_url"' in q or '"costs"' in q]
+    assert results(html) == results(cold)  # the same cards as when rendered from scratch
+
+
+def test_a_card_follows_plan_visibility_like_its_page(
+    client_alice: Client, client_carol: Client, team_a: Any, broker: Broker
+) -> None:
+    # Cards are kept per visibility scope: a team that may see only the paid plans of a service gets a card with
+    # a price, another team's card keeps "Free".
+    assert '<span class="badge free">Free</span>' in card(page(client_alice), "PostgreSQL")
+    assert '<span class="badge free">Free</span>' in card(page(client_carol), "PostgreSQL")
+    for plan in ServicePlan.objects.filter(offering__catalog_id=POSTGRES_ID, free=True):
+        services.plan_set_visibility(plan=plan, visibility="teams", teams=[team_a])
+    assert '<span class="badge free">Free</span>' in card(page(client_alice, q="sql"), "PostgreSQL")
+    assert '<span class="badge paid">' in card(page(client_carol, q="sql"), "PostgreSQL")
 
 
 def test_a_repeated_service_page_does_not_query_the_catalog_and_follows_changes(
