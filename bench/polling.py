@@ -180,6 +180,20 @@ class ScheduleRunner:
 HISTORY_GOAL = (12, 10.0)  # 5 min +/- 10 % with a history: <= 12 polls, <= 10 s detection delay
 
 
+def catalog_with_own_ids(url: str, namespace: str) -> dict[str, Any]:
+    """The sample catalog for `url` with service and plan ids derived from `namespace`."""
+    import uuid
+
+    from devtools.sample_broker import build_catalog
+
+    catalog = build_catalog(url)
+    for service in catalog["services"]:
+        service["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{service['id']}"))
+        for plan in service["plans"]:
+            plan["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{plan['id']}"))
+    return catalog
+
+
 def history_part(server: Any, duration: float = 300.0, earlier: int = 20, points: int = 25) -> tuple[list[Trace],
                                                                                                    list[float]]:
     """Part A with a history: a plan whose `earlier` past provisions took `duration` +/- 10 % (seeded random),
@@ -710,6 +724,14 @@ def main(argv: list[str] | None = None) -> int:
             runner = ScheduleRunner(schedule_server, mirror_broker("bench-schedule", schedule_server.url))
             results, schedule = schedule_part(runner, DURATIONS)
             missed += print_schedule(results, schedule, runner)
+            schedule_server.stop()
+            schedule_server = None
+            # A broker of its own for the plan with a history (a second registration of one URL is refused, and
+            # catalog ids are unique across brokers: its catalog gets ids of its own).
+            schedule_server = SampleBroker(username=BROKER_USER, password=BROKER_PASSWORD)
+            schedule_server.catalog = catalog_with_own_ids(schedule_server.url, "history")
+            schedule_server.async_mode = "always"
+            schedule_server.start()
             missed += print_history(*history_part(schedule_server))
             schedule_server.stop()
             schedule_server = None
