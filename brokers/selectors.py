@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from django.db.models import (
@@ -209,7 +210,7 @@ def relevance(search: str) -> Any:
     return title, score
 
 
-# What a card of the marketplace grid shows (brokers/_service_card.html, the price badge): the other columns,
+# What a card of the marketplace grid shows (the `service_card` tag, the price badge): the other columns,
 # among them the broker's raw documents and the plans' schemas, are left in the database.
 CARD_FIELDS = ("id", "broker__name", "name", "display_name", "description", "provider", "tags", "image_url")
 
@@ -264,14 +265,35 @@ def _store_ordered(query: QuerySet[Any], *, search: str, sort: str) -> QuerySet[
     return query.order_by(*STORE_SORTS.get(sort, STORE_SORTS["name"]))
 
 
-def store_cards(ids: list[Any]) -> list[ServiceOffering]:
-    """The offerings `ids` in that order (a page of `StoreFacets.ordered_ids`, read in this request with the
-    viewer's visibility), with the columns a card shows; their plans: `with_card_plans`."""
+@dataclass
+class StoreCard:
+    """What a grid card shows of a service (`service_card`), read as plain rows: a page's 24 model instances with
+    their brokers cost more to build than the query to run."""
+
+    pk: uuid.UUID
+    name: str
+    display_name: str
+    description: str
+    provider: str
+    tags: list[str]
+    image_url: str | None
+    broker: SimpleNamespace  # .name
+    active_plans: list[CardPlan] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return self.display_name or self.name
+
+
+def store_cards(ids: list[Any]) -> list[StoreCard]:
+    """The services `ids` in that order (a page of `StoreFacets.ordered_ids`, read in this request with the
+    viewer's visibility), with what a card shows; their plans: `with_card_plans`."""
     wanted = [uuid.UUID(str(pk)) for pk in ids]
     if not wanted:
         return []
-    query = ServiceOffering.objects.select_related("broker").only(*CARD_FIELDS).filter(pk__in=wanted)
-    found = {offering.pk: offering for offering in query}
+    rows = ServiceOffering.objects.filter(pk__in=wanted).values_list(
+        "pk", "name", "display_name", "description", "provider", "tags", "image_url", "broker__name")
+    found = {row[0]: StoreCard(*row[:7], broker=SimpleNamespace(name=row[7])) for row in rows}
     return [found[pk] for pk in wanted if pk in found]
 
 
