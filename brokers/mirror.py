@@ -9,19 +9,17 @@ schemas, which properties), each with the number of existing instances it affect
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from django.db import connections, models, router
 from django.db.models import JSONField, Model, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from brokers import hooks
-from brokers.catalog import OfferingEntry, PlanEntry
+from brokers.catalog import OfferingEntry, PlanEntry, json_bytes
 from brokers.catalog_diff import changed_fields, schema_changes
 from brokers.models import Broker, ServiceOffering, ServicePlan
 from brokers.restrictions import Restrictions, parse_restrictions
@@ -294,12 +292,8 @@ _AS_IS_FIELDS = (models.CharField, models.TextField, models.BooleanField, models
 
 
 def _json_text(value: Any) -> str | None:
-    if value is None:
-        return None  # SQL NULL, as Django stores None in a JSONField
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # an integer beyond 64 bits
-        return json.dumps(value)
+    # None is SQL NULL, as Django stores None in a JSONField.
+    return None if value is None else json_bytes(value).decode()
 
 
 def _assign(row: _Row, now: Any) -> None:
