@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from rest_framework.authtoken.models import Token
@@ -27,13 +26,6 @@ from tests.conftest import signed_in
 from tests.instances.helpers import plan, run_operations
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker_knobs")]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Any:
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
